@@ -1,0 +1,177 @@
+// Element-wise kernels, their backward rules, and the channel copies behind concat.
+//
+// Every tensor is a flat f32 array; an NCHW tensor is viewed as (outer, C, inner) with
+// inner = H·W. One invocation per output element, 256 per workgroup, on a 2-D grid of
+// workgroups (x wraps at the device's per-dimension limit; see runtime::grid_1d).
+
+struct Params {
+    n: u32,      // elements to write
+    c: u32,      // channels C of the (outer, C, inner) view
+    inner: u32,  // H·W
+    x0: u32,     // per-kernel extras (channel offsets and totals of copy_channels)
+    x1: u32,
+    x2: u32,
+    x3: u32,
+    s: f32,      // scalar operand (fill value, scale factor)
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// out[i] = s
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = p.s;
+}
+
+// out = a + b, same shapes
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = a[i] + b[i];
+}
+
+// out = a - b, same shapes
+@compute @workgroup_size(256)
+fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = a[i] - b[i];
+}
+
+// out = a * b, same shapes
+@compute @workgroup_size(256)
+fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = a[i] * b[i];
+}
+
+// a is (N, C, P), b is (N, 1, P): out[n, c, q] = a[n, c, q] * b[n, q]
+@compute @workgroup_size(256)
+fn mul_bcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let n = i / (p.c * p.inner);
+    let q = i % p.inner;
+    out[i] = a[i] * b[n * p.inner + q];
+}
+
+// Backward of mul_bcast for the broadcast operand. a is (N, C, P) (the other factor),
+// b is dy (N, C, P); out is (N, 1, P): out[n, q] = sum_c dy[n, c, q] * a[n, c, q]
+@compute @workgroup_size(256)
+fn mul_bcast_grad_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let n = i / p.inner;
+    let q = i % p.inner;
+    var acc = 0.0;
+    var j = n * p.c * p.inner + q;
+    for (var c = 0u; c < p.c; c++) {
+        acc += a[j] * b[j];
+        j += p.inner;
+    }
+    out[i] = acc;
+}
+
+// out = s * a
+@compute @workgroup_size(256)
+fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = p.s * a[i];
+}
+
+// out += s * a, in place (gradient accumulation)
+@compute @workgroup_size(256)
+fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = out[i] + p.s * a[i];
+}
+
+// out = max(a, 0)
+@compute @workgroup_size(256)
+fn relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = max(a[i], 0.0);
+}
+
+// Backward of relu: a is the forward input x, b is dy: dx = dy where x > 0, else 0
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out[i] = select(0.0, b[i], a[i] > 0.0);
+}
+
+// out = 1 / (1 + exp(-a)), written so that exp never overflows
+@compute @workgroup_size(256)
+fn sigmoid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let x = a[i];
+    let e = exp(-abs(x));
+    out[i] = select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+
+// Backward of sigmoid: a is the forward output y, b is dy: dx = dy * y * (1 - y)
+@compute @workgroup_size(256)
+fn sigmoid_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let y = a[i];
+    out[i] = b[i] * y * (1.0 - y);
+}
+
+// Backward of a per-channel (or whole) sum: a is dy (C), out is (outer, C, inner):
+// out[o, c, q] = s * dy[c]
+@compute @workgroup_size(256)
+fn broadcast_channel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let c = (i / p.inner) % p.c;
+    out[i] = p.s * a[c];
+}
+
+// Copy a block of channels: a is (outer, x0, inner) and its channels x1 .. x1 + c go to
+// channels x3 .. x3 + c of out, (outer, x2, inner). Concat is one launch per input; its
+// backward (split) is one launch per input the other way round.
+@compute @workgroup_size(256)
+fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    let block = p.c * p.inner;
+    let o = i / block;
+    let r = i % block;
+    let c = r / p.inner;
+    let q = r % p.inner;
+    out[(o * p.x2 + p.x3 + c) * p.inner + q] = a[(o * p.x0 + p.x1 + c) * p.inner + q];
+}

@@ -1,0 +1,198 @@
+// Batched, strided matrix product, register-blocked: the engine of every 1×1 convolution.
+//
+//   C[z, m, n] = sum_{k in chunk(z)} A[b, m, k] · B[b, k, n]  (+ bias[m])
+//
+// with b = z / splits and chunk(z) the (z % splits)-th slice of K of length kchunk
+// (split-K: the caller sums the `splits` partial products). A and B are addressed through
+// strides, so the same kernel computes W·X (forward), Wᵀ·dY (input gradient) and dY·Xᵀ
+// (weight gradient) without transposing anything in memory. C is row-major per z.
+//
+// Each invocation computes a 4×8 tile of C (four rows, two vec4 of columns), so every
+// value loaded from A is used eight times and every value from B four times; a
+// workgroup of 8×8 invocations covers 32×64. Loads are clamped into range (no branch in the
+// inner loop); only the stores are guarded.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kchunk: u32,
+    splits: u32,
+    a_sb: u32, a_sm: u32, a_sk: u32,
+    b_sb: u32, b_sk: u32, b_sn: u32,
+    c_sb: u32, c_sm: u32,
+    has_bias: u32,
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<f32>;
+
+const TM: u32 = 4u;
+const TN: u32 = 8u;
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m0 = (wid.y * 8u + lid.y) * TM;
+    let n0 = (wid.x * 8u + lid.x) * TN;
+    if (m0 >= p.m || n0 >= p.n) { return; }
+    let z = wid.z;
+    let batch = z / p.splits;
+    let k_begin = (z % p.splits) * p.kchunk;
+    let k_end = min(p.k, k_begin + p.kchunk);
+
+    // Row and column indices clamped into the matrix: out-of-range lanes compute a
+    // duplicate of the last row/column and are not stored.
+    let ma = batch * p.a_sb + k_begin * p.a_sk;
+    var pa0 = ma + min(m0, p.m - 1u) * p.a_sm;
+    var pa1 = ma + min(m0 + 1u, p.m - 1u) * p.a_sm;
+    var pa2 = ma + min(m0 + 2u, p.m - 1u) * p.a_sm;
+    var pa3 = ma + min(m0 + 3u, p.m - 1u) * p.a_sm;
+    let nb = batch * p.b_sb + k_begin * p.b_sk;
+    var pb0 = nb + min(n0, p.n - 1u) * p.b_sn;
+    var pb1 = nb + min(n0 + 1u, p.n - 1u) * p.b_sn;
+    var pb2 = nb + min(n0 + 2u, p.n - 1u) * p.b_sn;
+    var pb3 = nb + min(n0 + 3u, p.n - 1u) * p.b_sn;
+    var pb4 = nb + min(n0 + 4u, p.n - 1u) * p.b_sn;
+    var pb5 = nb + min(n0 + 5u, p.n - 1u) * p.b_sn;
+    var pb6 = nb + min(n0 + 6u, p.n - 1u) * p.b_sn;
+    var pb7 = nb + min(n0 + 7u, p.n - 1u) * p.b_sn;
+
+    var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    for (var kk = k_begin; kk < k_end; kk++) {
+        let b0 = vec4<f32>(B[pb0], B[pb1], B[pb2], B[pb3]);
+        let b1 = vec4<f32>(B[pb4], B[pb5], B[pb6], B[pb7]);
+        let a0 = A[pa0]; let a1 = A[pa1]; let a2 = A[pa2]; let a3 = A[pa3];
+        c00 = fma(vec4<f32>(a0), b0, c00); c01 = fma(vec4<f32>(a0), b1, c01);
+        c10 = fma(vec4<f32>(a1), b0, c10); c11 = fma(vec4<f32>(a1), b1, c11);
+        c20 = fma(vec4<f32>(a2), b0, c20); c21 = fma(vec4<f32>(a2), b1, c21);
+        c30 = fma(vec4<f32>(a3), b0, c30); c31 = fma(vec4<f32>(a3), b1, c31);
+        pa0 += p.a_sk; pa1 += p.a_sk; pa2 += p.a_sk; pa3 += p.a_sk;
+        pb0 += p.b_sk; pb1 += p.b_sk; pb2 += p.b_sk; pb3 += p.b_sk;
+        pb4 += p.b_sk; pb5 += p.b_sk; pb6 += p.b_sk; pb7 += p.b_sk;
+    }
+
+    let cz = z * p.c_sb;
+    store_row(cz, m0, n0, c00, c01);
+    store_row(cz, m0 + 1u, n0, c10, c11);
+    store_row(cz, m0 + 2u, n0, c20, c21);
+    store_row(cz, m0 + 3u, n0, c30, c31);
+}
+
+fn store_row(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (m >= p.m) { return; }
+    var bv = 0.0;
+    if (p.has_bias != 0u) { bv = bias[m]; }
+    let row = cz + m * p.c_sm;
+    let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    for (var j = 0u; j < TN; j++) {
+        if (n0 + j < p.n) {
+            C[row + n0 + j] = v[j] + bv;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// matmul4: the same product with vec4 loads, for operands whose rows are 16-byte aligned
+// (K and N multiples of 4, and every stride a multiple of 4; the caller checks). A 4×4
+// block of A and a 4×8 block of B are loaded per four steps of k as vec4s; a block stored
+// the other way round is turned in registers with one mat4x4 transpose.
+//   A_ROWS: A is M×K with k contiguous (a_sk = 1)   else: A is given as K×M, m contiguous
+//   B_ROWS: B is K×N with n contiguous (b_sn = 1)   else: B is given as N×K, k contiguous
+// Strides in the Params are in floats, as for `matmul`.
+
+override A_ROWS: bool = true;
+override B_ROWS: bool = true;
+
+@group(0) @binding(0) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> B4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> C4: array<vec4<f32>>;
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let m0 = (wid.y * 8u + lid.y) * TM;
+    let n0 = (wid.x * 8u + lid.x) * TN;
+    if (m0 >= p.m || n0 >= p.n) { return; }
+    let z = wid.z;
+    let batch = z / p.splits;
+    let k_begin = (z % p.splits) * p.kchunk;
+    let k_end = min(p.k, k_begin + p.kchunk);
+    // n0 < N and N % 4 == 0, so columns n0..n0+3 exist; n0+4..n0+7 may not (clamped).
+    let n_hi = select(n0, n0 + 4u, n0 + 4u < p.n);
+
+    var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    let a_base = batch * p.a_sb;
+    let b_base = batch * p.b_sb;
+    for (var k = k_begin; k < k_end; k += 4u) {
+        // am[kk] = A[m0..m0+3, k+kk] as a vec4 over m.
+        var am: mat4x4<f32>;
+        if (A_ROWS) {
+            am = transpose(mat4x4<f32>(
+                A4[(a_base + min(m0, p.m - 1u) * p.a_sm + k) / 4u],
+                A4[(a_base + min(m0 + 1u, p.m - 1u) * p.a_sm + k) / 4u],
+                A4[(a_base + min(m0 + 2u, p.m - 1u) * p.a_sm + k) / 4u],
+                A4[(a_base + min(m0 + 3u, p.m - 1u) * p.a_sm + k) / 4u]));
+        } else {
+            am = mat4x4<f32>(
+                A4[(a_base + k * p.a_sk + m0) / 4u],
+                A4[(a_base + (k + 1u) * p.a_sk + m0) / 4u],
+                A4[(a_base + (k + 2u) * p.a_sk + m0) / 4u],
+                A4[(a_base + (k + 3u) * p.a_sk + m0) / 4u]);
+        }
+        // blo[kk] = B[k+kk, n0..n0+3], bhi[kk] = B[k+kk, n0+4..n0+7] as vec4s over n.
+        var blo: mat4x4<f32>;
+        var bhi: mat4x4<f32>;
+        if (B_ROWS) {
+            let r = b_base + k * p.b_sk;
+            blo = mat4x4<f32>(
+                B4[(r + n0) / 4u], B4[(r + p.b_sk + n0) / 4u],
+                B4[(r + 2u * p.b_sk + n0) / 4u], B4[(r + 3u * p.b_sk + n0) / 4u]);
+            bhi = mat4x4<f32>(
+                B4[(r + n_hi) / 4u], B4[(r + p.b_sk + n_hi) / 4u],
+                B4[(r + 2u * p.b_sk + n_hi) / 4u], B4[(r + 3u * p.b_sk + n_hi) / 4u]);
+        } else {
+            let r = b_base + k;
+            let last = p.n - 1u;
+            blo = transpose(mat4x4<f32>(
+                B4[(r + n0 * p.b_sn) / 4u], B4[(r + min(n0 + 1u, last) * p.b_sn) / 4u],
+                B4[(r + min(n0 + 2u, last) * p.b_sn) / 4u], B4[(r + min(n0 + 3u, last) * p.b_sn) / 4u]));
+            bhi = transpose(mat4x4<f32>(
+                B4[(r + min(n0 + 4u, last) * p.b_sn) / 4u], B4[(r + min(n0 + 5u, last) * p.b_sn) / 4u],
+                B4[(r + min(n0 + 6u, last) * p.b_sn) / 4u], B4[(r + min(n0 + 7u, last) * p.b_sn) / 4u]));
+        }
+        for (var kk = 0u; kk < 4u; kk++) {
+            let a = am[kk];
+            let lo = blo[kk];
+            let hi = bhi[kk];
+            c00 = fma(vec4<f32>(a.x), lo, c00); c01 = fma(vec4<f32>(a.x), hi, c01);
+            c10 = fma(vec4<f32>(a.y), lo, c10); c11 = fma(vec4<f32>(a.y), hi, c11);
+            c20 = fma(vec4<f32>(a.z), lo, c20); c21 = fma(vec4<f32>(a.z), hi, c21);
+            c30 = fma(vec4<f32>(a.w), lo, c30); c31 = fma(vec4<f32>(a.w), hi, c31);
+        }
+    }
+    let cz = z * p.c_sb;
+    store_row4(cz, m0, n0, c00, c01);
+    store_row4(cz, m0 + 1u, n0, c10, c11);
+    store_row4(cz, m0 + 2u, n0, c20, c21);
+    store_row4(cz, m0 + 3u, n0, c30, c31);
+}
+
+fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (m >= p.m) { return; }
+    var bv = 0.0;
+    if (p.has_bias != 0u) { bv = bias[m]; }
+    let row = cz + m * p.c_sm + n0;
+    C4[row / 4u] = lo + vec4<f32>(bv);
+    if (n0 + 4u < p.n) {
+        C4[row / 4u + 1u] = hi + vec4<f32>(bv);
+    }
+}

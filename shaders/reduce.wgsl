@@ -1,0 +1,65 @@
+// Sums. A tensor is viewed as (outer, C, inner); sum_partial adds, for each channel c,
+// the outer·inner elements of that channel, split in chunks of `chunk` elements, one
+// workgroup per (chunk, channel). A second pass over the partials finishes the sum:
+// whole-tensor sums use C = 1, per-channel sums of NCHW use (N, C, H·W), per-sample sums
+// use (1, N, C·H·W).
+
+struct Params {
+    outer: u32,
+    c: u32,
+    inner: u32,
+    chunk: u32,    // elements per workgroup
+    nchunks: u32,  // workgroups per channel (= partial results per channel)
+    s: f32,        // scale applied to the result (1/count for a mean)
+    pad0: u32,
+    pad1: u32,
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> partial: array<f32, WG>;
+
+// x is (outer, C, inner); out is (C, nchunks): out[c, k] = s * sum of chunk k of channel c
+@compute @workgroup_size(256)
+fn sum_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let k = wid.x;
+    let c = wid.y;
+    let total = p.outer * p.inner;
+    let begin = k * p.chunk;
+    let end = min(total, begin + p.chunk);
+    var acc = 0.0;
+    for (var j = begin + lid; j < end; j += WG) {
+        let o = j / p.inner;
+        let q = j - o * p.inner;
+        acc += x[(o * p.c + c) * p.inner + q];
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var width = WG / 2u; width > 0u; width /= 2u) {
+        if (lid < width) {
+            partial[lid] += partial[lid + width];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        out[c * p.nchunks + k] = p.s * partial[0];
+    }
+}
+
+// x is (outer, c) (c = length of each row here); out is (c): out[i] = s * sum_o x[o, i].
+// Used for the split-K and per-sample partial products of the matmul.
+@compute @workgroup_size(256)
+fn sum_outer(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= p.c) { return; }
+    var acc = 0.0;
+    for (var o = 0u; o < p.outer; o++) {
+        acc += x[o * p.c + i];
+    }
+    out[i] = p.s * acc;
+}

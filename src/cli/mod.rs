@@ -1,0 +1,51 @@
+//! The subcommands of `rca-gpu`. Each lives in its own file with its clap arguments and a
+//! `run` function; this file only dispatches.
+
+pub mod demo;
+pub mod devices;
+
+use clap::{Parser, Subcommand};
+
+/// RCA-IUnet breast-ultrasound tumour segmentation on any Vulkan, Metal or DX12 GPU.
+#[derive(Parser, Debug)]
+#[command(name = "rca-gpu", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every GPU adapter wgpu can see, with backend, type, driver and limits.
+    Devices(devices::Args),
+    /// Train a small per-pixel network on built-in phantoms end to end on the GPU.
+    Demo(demo::Args),
+}
+
+/// Adapter selection shared by every subcommand that uses the GPU.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AdapterArgs {
+    /// Use the adapter whose name contains this (case-insensitive); see `rca-gpu devices`.
+    #[arg(long, env = "RCA_GPU_ADAPTER")]
+    pub adapter: Option<String>,
+}
+
+impl AdapterArgs {
+    /// Open the chosen GPU and say once which one it is.
+    pub fn open(&self) -> anyhow::Result<crate::Gpu> {
+        let gpu = crate::Gpu::new(&crate::AdapterRequest {
+            name: self.adapter.clone(),
+        })?;
+        eprintln!("adapter: {}", gpu.info());
+        Ok(gpu)
+    }
+}
+
+/// Parse the command line and run the subcommand.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devices(a) => devices::run(a),
+        Command::Demo(a) => demo::run(a),
+    }
+}

@@ -1,0 +1,21 @@
+//! rca-gpu: RCA-IUnet breast-ultrasound segmentation on its own WGSL compute engine.
+//!
+//! The engine's layers, bottom up:
+//! - [`runtime`]: adapter, device, pipeline cache, buffer pool, pending encoder;
+//! - [`tensor`]: f32 NCHW tensors on the GPU;
+//! - [`autodiff`]: the tape and `backward`;
+//! - [`ops`]: the primitive ops, each a WGSL kernel with a gradient rule;
+//! - [`reference`]: plain-Rust f64 references of every kernel, which the tests hold them to.
+
+pub mod autodiff;
+pub mod cli;
+pub mod error;
+pub mod ops;
+pub mod reference;
+pub mod runtime;
+pub mod tensor;
+
+pub use autodiff::{Grads, Tape, no_grad};
+pub use error::{Error, Result};
+pub use runtime::{AdapterRequest, Gpu};
+pub use tensor::{Shape, Tensor};

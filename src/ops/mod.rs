@@ -1,0 +1,40 @@
+//! The primitive ops. Each op checks its shapes, launches its WGSL kernel(s), and, when a
+//! tape is recording and an input is tracked, records itself with what its backward needs.
+//! The backward rules live next to the forwards (`*_backward` functions) and are called
+//! from the single `match` in [`crate::autodiff`].
+
+pub mod conv1x1;
+pub mod elementwise;
+pub mod reduce;
+pub mod shape;
+
+pub use conv1x1::conv1x1;
+pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
+pub use reduce::{mean, mean_channels, sum, sum_channels};
+pub use shape::concat_channels;
+
+use crate::runtime::{Binding, Gpu, Kernel, grid_1d};
+
+/// Threads per workgroup of the one-element-per-invocation kernels.
+pub(crate) const WG: u32 = 256;
+
+/// Launch a kernel with one invocation per element of `n`, on a grid that respects the
+/// per-dimension workgroup limit.
+pub(crate) fn launch_1d(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    bindings: &[Binding<'_>],
+    params: &[u32],
+    n: usize,
+) {
+    let groups = (n as u64).div_ceil(WG as u64);
+    let groups = u32::try_from(groups).expect("tensor too large for a 1-D launch");
+    let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
+    gpu.launch(kernel, bindings, params, grid);
+}
+
+/// A size as the u32 the kernels index with. Tensors are limited to one storage
+/// binding (< 4 GiB), so element counts always fit.
+pub(crate) fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).expect("size fits in u32: tensors are bounded by the binding limit")
+}

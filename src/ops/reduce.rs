@@ -1,0 +1,134 @@
+//! Sums and means: over the whole tensor, or per channel of an NCHW tensor, plus the
+//! summation over an outer axis that finishes split-K matmuls. `shaders/reduce.wgsl`.
+
+use super::elementwise::{Extra, launch};
+use super::{launch_1d, u32_of};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader};
+use crate::tensor::Tensor;
+
+/// Elements summed by one workgroup before the second pass. Large enough that the
+/// partials are few, small enough that a 256×256 map still spreads over many workgroups.
+const CHUNK: usize = 8192;
+
+/// Σ over the (outer, C, inner) view of `x` per channel, times `s`: a (C) tensor.
+pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
+    debug_assert_eq!(outer * c * inner, x.numel());
+    let gpu = x.gpu();
+    let per_channel = outer * inner;
+    let max_groups = gpu.info().max_workgroups_per_dim as usize;
+    let chunk = CHUNK.max(per_channel.div_ceil(max_groups));
+    let nchunks = per_channel.div_ceil(chunk);
+    let kernel = Kernel::new(Shader::Reduce, "sum_partial");
+    let pass =
+        |input: &Tensor, outer: usize, inner: usize, chunk: usize, nchunks: usize, s: f32| {
+            let out = Tensor::uninit(gpu, [c * nchunks], "sum")?;
+            let params = [
+                u32_of(outer),
+                u32_of(c),
+                u32_of(inner),
+                u32_of(chunk),
+                u32_of(nchunks),
+                s.to_bits(),
+                0,
+                0,
+            ];
+            gpu.launch(
+                &kernel,
+                &[input.bind(0), out.bind(1)],
+                &params,
+                [u32_of(nchunks), u32_of(c), 1],
+            );
+            Ok::<Tensor, Error>(out)
+        };
+    if nchunks == 1 {
+        return pass(x, outer, inner, chunk, 1, s);
+    }
+    // Second pass: the partials are (C, nchunks), i.e. (1, C, nchunks).
+    let partial = pass(x, outer, inner, chunk, nchunks, 1.0)?;
+    pass(&partial, 1, nchunks, nchunks, 1, s)
+}
+
+/// out[i] = s · Σ_o x[o, i] for x viewed as (outer, len).
+pub(crate) fn sum_outer(
+    x: &Tensor,
+    outer: usize,
+    len: usize,
+    s: f32,
+    shape: &[usize],
+) -> Result<Tensor> {
+    debug_assert_eq!(outer * len, x.numel());
+    let out = Tensor::uninit(x.gpu(), shape, "sum_outer")?;
+    let params = [u32_of(outer), u32_of(len), 0, 0, 0, s.to_bits(), 0, 0];
+    launch_1d(
+        x.gpu(),
+        &Kernel::new(Shader::Reduce, "sum_outer"),
+        &[x.bind(0), out.bind(1)],
+        &params,
+        len,
+    );
+    Ok(out)
+}
+
+fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    x.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: "rank 4 (N, C, H, W)".into(),
+    })
+}
+
+fn reduce(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
+    let out = sum_view(x, outer, c, inner, s)?;
+    record(&[x], &out, || Op::Sum { c, inner, scale: s });
+    Ok(out)
+}
+
+/// Σ of all elements: a one-element tensor.
+pub fn sum(x: &Tensor) -> Result<Tensor> {
+    reduce(x, 1, 1, x.numel(), 1.0)
+}
+
+/// Mean of all elements: a one-element tensor.
+pub fn mean(x: &Tensor) -> Result<Tensor> {
+    reduce(x, 1, 1, x.numel(), 1.0 / x.numel() as f32)
+}
+
+/// Σ over (N, H, W) per channel of an NCHW tensor: a (C) tensor.
+pub fn sum_channels(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("sum_channels", x)?;
+    reduce(x, n, c, h * w, 1.0)
+}
+
+/// Mean over (N, H, W) per channel of an NCHW tensor: a (C) tensor.
+pub fn mean_channels(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("mean_channels", x)?;
+    reduce(x, n, c, h * w, 1.0 / (n * h * w) as f32)
+}
+
+/// Backward of a (scaled) per-channel sum: dx[o, c, q] = s · dy[c], shaped like `x`.
+// y[c] = s · Σ_{o,q} x[o, c, q]  ⇒  dx[o, c, q] = s · dy[c]
+pub(crate) fn sum_backward(
+    dy: &Tensor,
+    x_shape: &crate::tensor::Shape,
+    c: usize,
+    inner: usize,
+    s: f32,
+) -> Result<Tensor> {
+    let dx = Tensor::uninit(dy.gpu(), x_shape.clone(), "sum_backward")?;
+    launch(
+        "broadcast_channel",
+        Some(dy),
+        None,
+        &dx,
+        dx.numel(),
+        Extra {
+            c,
+            inner,
+            s,
+            ..Extra::default()
+        },
+    );
+    Ok(dx)
+}

@@ -1,0 +1,86 @@
+//! Channel concatenation and its backward, the split: one `copy_channels` launch per
+//! input (`shaders/elementwise.wgsl`).
+
+use super::elementwise::{Extra, launch};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Copy channels `src_off..src_off + count` of `src` (outer, src_c, inner) into channels
+/// `dst_off..` of `dst` (outer, dst_c, inner).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy_channels(
+    src: &Tensor,
+    src_c: usize,
+    src_off: usize,
+    dst: &Tensor,
+    dst_c: usize,
+    dst_off: usize,
+    count: usize,
+    outer: usize,
+    inner: usize,
+) {
+    launch(
+        "copy_channels",
+        Some(src),
+        None,
+        dst,
+        outer * count * inner,
+        Extra {
+            c: count,
+            inner,
+            x: [src_c, src_off, dst_c, dst_off],
+            s: 0.0,
+        },
+    );
+}
+
+/// Concatenate NCHW tensors along C. All inputs share N, H and W.
+pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
+    let op = "concat_channels";
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::Autodiff("concat of no tensors".into()))?;
+    let (n, _, h, w) = first.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: first.shape().clone(),
+        expected: "rank 4 (N, C, H, W)".into(),
+    })?;
+    let mut channels = Vec::with_capacity(xs.len());
+    for x in xs {
+        match x.shape().nchw() {
+            Some((n2, c, h2, w2)) if (n2, h2, w2) == (n, h, w) => channels.push(c),
+            _ => {
+                return Err(Error::Shape {
+                    op,
+                    lhs: first.shape().clone(),
+                    rhs: x.shape().clone(),
+                });
+            }
+        }
+    }
+    let total: usize = channels.iter().sum();
+    let out = Tensor::uninit(first.gpu(), [n, total, h, w], op)?;
+    let mut off = 0;
+    for (x, &c) in xs.iter().zip(&channels) {
+        copy_channels(x, c, 0, &out, total, off, c, n, h * w);
+        off += c;
+    }
+    record(xs, &out, || Op::Concat { channels });
+    Ok(out)
+}
+
+/// Backward of [`concat_channels`]: the slices of dy, one per input.
+// y = [x_0 | x_1 | …] along C  ⇒  dx_i = dy[:, off_i .. off_i + c_i]
+pub(crate) fn concat_backward(dy: &Tensor, channels: &[usize]) -> Result<Vec<Tensor>> {
+    let (n, total, h, w) = dy.shape().nchw().expect("concat output is NCHW");
+    let mut off = 0;
+    let mut out = Vec::with_capacity(channels.len());
+    for &c in channels {
+        let dx = Tensor::uninit(dy.gpu(), [n, c, h, w], "concat_backward")?;
+        copy_channels(dy, total, off, &dx, c, 0, c, n, h * w);
+        off += c;
+        out.push(dx);
+    }
+    Ok(out)
+}

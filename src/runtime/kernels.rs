@@ -1,0 +1,186 @@
+//! The shader registry and the pipeline cache, and the one function that launches a kernel.
+//!
+//! Every WGSL file of `shaders/` is listed once in [`Shader`]; a [`Kernel`] is one entry
+//! point of one file plus its specialisation (WGSL `override` constants). Each kernel is
+//! compiled once per device, the first time it is launched.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::Gpu;
+
+/// The WGSL sources, grouped by family.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Shader {
+    Elementwise,
+    Reduce,
+    Matmul,
+}
+
+impl Shader {
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+        }
+    }
+
+    pub fn all() -> &'static [Shader] {
+        &[Shader::Elementwise, Shader::Reduce, Shader::Matmul]
+    }
+}
+
+/// One entry point with its override constants.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+    /// `override` constants (name, value); values are integers in every kernel we have.
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl Kernel {
+    pub const fn new(shader: Shader, entry: &'static str) -> Self {
+        Self {
+            shader,
+            entry,
+            constants: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: u32) -> Self {
+        self.constants.push((name, value));
+        self
+    }
+}
+
+pub(crate) struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<Pipeline>>>,
+    compiled: AtomicU64,
+}
+
+impl PipelineCache {
+    pub(crate) fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, device: &wgpu::Device, kernel: &Kernel) -> Arc<Pipeline> {
+        if let Some(p) = self.pipelines.lock().expect("pipeline lock").get(kernel) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.modules.lock().expect("module lock");
+            modules
+                .entry(kernel.shader)
+                .or_insert_with(|| {
+                    Arc::new(device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&format!("{:?}", kernel.shader)),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                    }))
+                })
+                .clone()
+        };
+        let constants: Vec<(&str, f64)> = kernel
+            .constants
+            .iter()
+            .map(|&(k, v)| (k, f64::from(v)))
+            .collect();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let p = Arc::new(Pipeline { pipeline, layout });
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        self.pipelines
+            .lock()
+            .expect("pipeline lock")
+            .insert(kernel.clone(), p.clone());
+        p
+    }
+}
+
+/// A buffer bound to one `@binding` slot of a kernel.
+pub(crate) struct Binding<'a> {
+    pub slot: u32,
+    pub buffer: &'a wgpu::Buffer,
+    pub bytes: u64,
+}
+
+/// Split a workgroup count over x and y so no dimension exceeds the device limit
+/// (65,535 on most devices). Kernels rebuild the flat index from `num_workgroups`.
+pub(crate) fn grid_1d(workgroups: u32, max_per_dim: u32) -> [u32; 3] {
+    let workgroups = workgroups.max(1);
+    if workgroups <= max_per_dim {
+        [workgroups, 1, 1]
+    } else {
+        let y = workgroups.div_ceil(max_per_dim);
+        [workgroups.div_ceil(y), y, 1]
+    }
+}
+
+impl Gpu {
+    /// Record one kernel launch into the pending encoder.
+    pub(crate) fn launch(
+        &self,
+        kernel: &Kernel,
+        bindings: &[Binding<'_>],
+        immediates: &[u32],
+        workgroups: [u32; 3],
+    ) {
+        let p = self.inner.pipelines.get(&self.inner.device, kernel);
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|b| wgpu::BindGroupEntry {
+                binding: b.slot,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(b.bytes),
+                }),
+            })
+            .collect();
+        let bind_group = self
+            .inner
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &p.layout,
+                entries: &entries,
+            });
+        self.with_encoder(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&p.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            if !immediates.is_empty() {
+                pass.set_immediates(0, bytemuck::cast_slice(immediates));
+            }
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        });
+    }
+
+    /// Compile every entry point of every shader now (the CLI does this so the first
+    /// training step's time is not mostly compilation; tests do it to catch WGSL errors).
+    pub fn compile(&self, kernel: &Kernel) {
+        self.inner.pipelines.get(&self.inner.device, kernel);
+    }
+}

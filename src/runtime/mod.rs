@@ -1,0 +1,237 @@
+//! The GPU runtime: adapter choice, device and queue, the pipeline cache, the buffer pool,
+//! and the pending command encoder into which every kernel launch is recorded.
+//!
+//! Kernels are not submitted one by one: launches are appended to one pending encoder and
+//! submitted together when the host needs a result (a read-back), when host data is
+//! uploaded, or when the caller asks ([`Gpu::flush`]). A training step is therefore a
+//! handful of submits, not hundreds.
+
+mod adapter;
+mod kernels;
+mod pool;
+
+pub use adapter::{AdapterReport, driver_hint, list_adapters};
+pub(crate) use kernels::{Binding, grid_1d};
+pub use kernels::{Kernel, Shader};
+pub(crate) use pool::{Kind, size_class};
+pub use pool::{PoolStats, PooledBuffer};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Which adapter to open. The default prefers a real GPU over a software one.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterRequest {
+    /// Case-insensitive substring of the adapter name (`--adapter`, `RCA_GPU_ADAPTER`).
+    pub name: Option<String>,
+}
+
+impl AdapterRequest {
+    /// The request a user makes through the environment: `RCA_GPU_ADAPTER` picks by name;
+    /// `WGPU_BACKEND` (read when the instance is created) restricts the backends.
+    pub fn from_env() -> Self {
+        Self {
+            name: std::env::var("RCA_GPU_ADAPTER")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
+        }
+    }
+}
+
+/// What the engine knows about the adapter it runs on.
+#[derive(Clone, Debug)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_buffer_size: u64,
+    pub max_storage_binding: u64,
+    pub max_workgroups_per_dim: u32,
+    pub timestamp_queries: bool,
+}
+
+impl std::fmt::Display for DeviceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}, driver: {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
+    }
+}
+
+/// A handle on one GPU device. Cheap to clone; all clones share the pipeline cache,
+/// the buffer pool and the pending encoder.
+#[derive(Clone)]
+pub struct Gpu {
+    pub(crate) inner: Arc<GpuInner>,
+}
+
+pub(crate) struct GpuInner {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: DeviceInfo,
+    pub(crate) pipelines: kernels::PipelineCache,
+    pub(crate) pool: Mutex<pool::Pool>,
+    pending: Mutex<Pending>,
+    /// Fill every buffer handed out by the pool with NaN (tests: an output element a
+    /// kernel never writes then shows up as NaN instead of as a stale value).
+    poison: AtomicBool,
+    submits: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    launches: u32,
+}
+
+/// Counters that make the runtime's behaviour observable in tests and benches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    pub pool: PoolStats,
+    pub pipelines_compiled: u64,
+    pub submits: u64,
+}
+
+/// Launches recorded before a submit is forced, so a long no-read-back loop still
+/// lets the GPU start working and keeps command memory bounded.
+const MAX_PENDING_LAUNCHES: u32 = 512;
+
+impl Gpu {
+    /// Open the best adapter for `request` (see [`AdapterRequest`]).
+    pub fn new(request: &AdapterRequest) -> Result<Self> {
+        let (adapter, info) = adapter::choose(request)?;
+        let features = adapter.features();
+        if !features.contains(wgpu::Features::IMMEDIATES) {
+            return Err(Error::Unsupported {
+                adapter: info.name.clone(),
+                reason: "it lacks immediate data (push constants), which every kernel uses for its sizes"
+                    .into(),
+            });
+        }
+        let mut required_features = wgpu::Features::IMMEDIATES;
+        if info.timestamp_queries {
+            required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        // The adapter's own limits, not the portable defaults: batch 8 at 256² has single
+        // activations above the default 128 MiB binding size.
+        let required_limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("rca-gpu"),
+            required_features,
+            required_limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|source| Error::RequestDevice {
+            adapter: info.name.clone(),
+            source,
+        })?;
+        Ok(Self {
+            inner: Arc::new(GpuInner {
+                device,
+                queue,
+                info,
+                pipelines: kernels::PipelineCache::default(),
+                pool: Mutex::new(pool::Pool::default()),
+                pending: Mutex::new(Pending::default()),
+                poison: AtomicBool::new(false),
+                submits: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The adapter this device runs on.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.inner.info
+    }
+
+    /// The wgpu device, for callers that build their own passes (benches, timestamp queries).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// Turn NaN-poisoning of freshly handed-out buffers on or off (tests).
+    pub fn set_poison(&self, on: bool) {
+        self.inner.poison.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn poison(&self) -> bool {
+        self.inner.poison.load(Ordering::Relaxed)
+    }
+
+    /// Counters: buffers created and reused, pipelines compiled, submits.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            pool: self.inner.pool.lock().expect("pool lock").stats(),
+            pipelines_compiled: self.inner.pipelines.compiled(),
+            submits: self.inner.submits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Release the pool's idle buffers (GPU memory) between phases of a run.
+    pub fn trim_pool(&self) {
+        self.inner.pool.lock().expect("pool lock").trim();
+    }
+
+    /// Run `f` with the pending encoder, creating it if needed.
+    pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut pending = self.inner.pending.lock().expect("encoder lock");
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.inner
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("rca-gpu pending"),
+                })
+        });
+        let r = f(encoder);
+        pending.launches += 1;
+        if pending.launches >= MAX_PENDING_LAUNCHES {
+            pending.launches = 0;
+            let encoder = pending.encoder.take().expect("just used");
+            self.inner.queue.submit([encoder.finish()]);
+            self.inner.submits.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Submit everything recorded so far. Does not wait for it to finish.
+    pub fn flush(&self) {
+        self.flush_then(|_| ());
+    }
+
+    /// Submit everything recorded so far, then run `f` on the queue before any other
+    /// thread can record or submit. Host writes go through here: a queue write lands
+    /// before the next submit, so it must come after every command that may still read
+    /// the buffer being written (a recycled one), including another thread's.
+    pub(crate) fn flush_then<R>(&self, f: impl FnOnce(&wgpu::Queue) -> R) -> R {
+        let mut pending = self.inner.pending.lock().expect("encoder lock");
+        pending.launches = 0;
+        if let Some(encoder) = pending.encoder.take() {
+            // Submitted under the lock, so submits reach the queue in recording order.
+            self.inner.queue.submit([encoder.finish()]);
+            self.inner.submits.fetch_add(1, Ordering::Relaxed);
+        }
+        f(&self.inner.queue)
+    }
+
+    /// Submit everything and block until the device is idle (benches drain before reading
+    /// the clock).
+    pub fn sync(&self) {
+        self.flush();
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("device lost while waiting for it");
+    }
+}

@@ -1,0 +1,278 @@
+//! The tensor: an f32 buffer on the GPU plus its shape (NCHW for images, any rank for
+//! weights and statistics). Tensors are immutable values; ops make new ones. Cloning a
+//! tensor clones a handle, not the data; the buffer returns to the pool when the last
+//! handle is dropped.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::runtime::{Binding, Kind, size_class};
+use crate::runtime::{Gpu, PooledBuffer};
+
+/// A tensor's dimensions, outermost first.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: &[usize]) -> Self {
+        Self(dims.to_vec())
+    }
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// (N, C, H, W) of a rank-4 shape.
+    pub fn nchw(&self) -> Option<(usize, usize, usize, usize)> {
+        match self.0[..] {
+            [n, c, h, w] => Some((n, c, h, w)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(d: &[usize]) -> Self {
+        Self(d.to_vec())
+    }
+}
+
+impl<const N: usize> From<[usize; N]> for Shape {
+    fn from(d: [usize; N]) -> Self {
+        Self(d.to_vec())
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An f32 tensor on the GPU.
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) buf: Arc<PooledBuffer>,
+    shape: Shape,
+    id: u64,
+    requires_grad: bool,
+    gpu: Gpu,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor#{}{}", self.id, self.shape)
+    }
+}
+
+impl Tensor {
+    /// A tensor with undefined contents (NaN when the device is in poison mode). Ops use
+    /// it for their outputs.
+    pub fn uninit(gpu: &Gpu, shape: impl Into<Shape>, op: &'static str) -> Result<Self> {
+        let shape = shape.into();
+        let numel = shape.numel();
+        if numel == 0 {
+            return Err(Error::BadShape {
+                op,
+                shape,
+                expected: "no zero-sized dimension".into(),
+            });
+        }
+        let bytes = 4 * numel as u64;
+        let info = gpu.info();
+        let limit = info.max_storage_binding.min(info.max_buffer_size);
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                op,
+                bytes,
+                limit,
+                what: "storage binding",
+            });
+        }
+        let class = size_class(bytes);
+        let raw =
+            gpu.inner
+                .pool
+                .lock()
+                .expect("pool lock")
+                .take(&gpu.inner.device, Kind::Storage, class);
+        let t = Self {
+            buf: Arc::new(PooledBuffer::new(
+                raw,
+                Kind::Storage,
+                class,
+                Arc::downgrade(&gpu.inner),
+            )),
+            shape,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad: false,
+            gpu: gpu.clone(),
+        };
+        if gpu.poison() {
+            crate::ops::elementwise::fill_raw(&t, f32::NAN);
+        }
+        Ok(t)
+    }
+
+    /// Upload host data.
+    pub fn from_vec(gpu: &Gpu, shape: impl Into<Shape>, data: &[f32]) -> Result<Self> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::DataLength {
+                op: "upload",
+                len: data.len(),
+                expected: shape.numel(),
+                shape,
+            });
+        }
+        let t = Self::uninit(gpu, shape, "upload")?;
+        // The pooled buffer may still be read by recorded kernels; a queue write would
+        // land before them, so submit those first.
+        gpu.flush_then(|q| q.write_buffer(t.buf.raw(), 0, bytemuck::cast_slice(data)));
+        Ok(t)
+    }
+
+    /// A tensor filled with one value.
+    pub fn full(gpu: &Gpu, shape: impl Into<Shape>, value: f32) -> Result<Self> {
+        let t = Self::uninit(gpu, shape, "full")?;
+        crate::ops::elementwise::fill_raw(&t, value);
+        Ok(t)
+    }
+
+    /// Zeros.
+    pub fn zeros(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Self> {
+        Self::full(gpu, shape, 0.0)
+    }
+
+    /// Read the data back to the host (submits pending work and waits for it).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let gpu = &self.gpu;
+        let bytes = self.bytes();
+        let class = size_class(bytes);
+        let staging = PooledBuffer::new(
+            gpu.inner
+                .pool
+                .lock()
+                .expect("pool lock")
+                .take(&gpu.inner.device, Kind::Staging, class),
+            Kind::Staging,
+            class,
+            Arc::downgrade(&gpu.inner),
+        );
+        gpu.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(self.buf.raw(), 0, staging.raw(), 0, bytes);
+        });
+        gpu.flush();
+        let slice = staging.raw().slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.device()
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::ReadBack(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| Error::ReadBack(e.to_string()))?
+            .map_err(|e| Error::ReadBack(e.to_string()))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::ReadBack(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.raw().unmap();
+        Ok(out)
+    }
+
+    /// Read back a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::BadShape {
+                op: "to_scalar",
+                shape: self.shape.clone(),
+                expected: "one element".into(),
+            });
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+    pub fn bytes(&self) -> u64 {
+        4 * self.numel() as u64
+    }
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+    /// A process-unique identity (the autodiff tape keys gradients by it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Mark this tensor as a parameter: a leaf whose gradient `backward` keeps.
+    pub fn requires_grad(mut self) -> Self {
+        self.requires_grad = true;
+        self
+    }
+    pub fn is_param(&self) -> bool {
+        self.requires_grad
+    }
+
+    /// The same data under another shape with the same number of elements.
+    /// (A view for the engine; autodiff treats it as the same tensor only through ops,
+    /// so callers reshape before recording, e.g. when building parameters.)
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::Shape {
+                op: "reshape",
+                lhs: self.shape.clone(),
+                rhs: shape,
+            });
+        }
+        Ok(Self {
+            buf: self.buf.clone(),
+            shape,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad: false,
+            gpu: self.gpu.clone(),
+        })
+    }
+
+    /// This tensor bound at `@binding(slot)`.
+    pub(crate) fn bind(&self, slot: u32) -> Binding<'_> {
+        Binding {
+            slot,
+            buffer: self.buf.raw(),
+            bytes: self.bytes(),
+        }
+    }
+}

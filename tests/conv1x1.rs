@@ -1,0 +1,94 @@
+//! The pointwise convolution (a register-blocked matmul) against its reference: edge
+//! tiles (sizes not multiples of the 32×64 workgroup tile), batches, no-bias, and a
+//! weight gradient long enough to be split along K.
+
+mod common;
+
+use common::{F32, check_op, input, uniform};
+use rca_gpu::{ops, reference as r};
+
+fn check_conv(n: usize, cin: usize, cout: usize, h: usize, w: usize, bias: bool) {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let p = h * w;
+    let mut inputs = vec![
+        input(&[n, cin, h, w], uniform(&mut rng, n * cin * p)),
+        input(&[cout, cin, 1, 1], uniform(&mut rng, cout * cin)),
+    ];
+    if bias {
+        inputs.push(input(&[cout], uniform(&mut rng, cout)));
+    }
+    check_op(
+        &gpu,
+        &mut rng,
+        &format!("conv1x1 n{n} {cin}->{cout} {h}x{w} bias={bias}"),
+        &inputs,
+        |x| ops::conv1x1(x[0], x[1], x.get(2).copied()),
+        |x| {
+            r::conv1x1(
+                &x[0],
+                &x[1],
+                x.get(2).map(|b| b.as_slice()),
+                n,
+                cin,
+                cout,
+                p,
+            )
+        },
+        |x, dy| {
+            let (dx, dw, db) = r::conv1x1_backward(&x[0], &x[1], dy, n, cin, cout, p);
+            if bias { vec![dx, dw, db] } else { vec![dx, dw] }
+        },
+        // Sums over up to 3000 products: allow f32 accumulation error.
+        common::Tol {
+            atol: 1e-4,
+            rtol: F32.rtol,
+        },
+    );
+}
+
+#[test]
+fn conv1x1_small_odd_shapes_with_bias() {
+    check_conv(3, 5, 6, 7, 9, true);
+}
+
+#[test]
+fn conv1x1_without_bias() {
+    check_conv(2, 3, 4, 5, 5, false);
+}
+
+#[test]
+fn conv1x1_across_several_tiles() {
+    // Cout 37 (two row tiles, partial), H·W 143 (three column tiles, partial).
+    check_conv(2, 40, 37, 13, 11, true);
+}
+
+#[test]
+fn conv1x1_weight_gradient_split_along_k() {
+    // H·W = 1500 per sample: the weight gradient splits K and sums the partials.
+    check_conv(2, 8, 6, 50, 30, true);
+}
+
+#[test]
+fn conv1x1_vec4_kernel_with_partial_tiles() {
+    // Every dimension a multiple of 4 (vec4 kernel in all three products), none of 8,
+    // 32 or 64 (partial tiles, clamped upper half of the 4×8 block).
+    check_conv(2, 12, 20, 6, 18, true);
+}
+
+#[test]
+fn conv1x1_vec4_kernel_with_split_k() {
+    check_conv(2, 8, 8, 50, 32, true);
+}
+
+#[test]
+fn conv1x1_names_both_shapes_on_a_channel_mismatch() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rca_gpu::Tensor::zeros(&gpu, [1, 3, 4, 4]).unwrap();
+    let w = rca_gpu::Tensor::zeros(&gpu, [8, 4, 1, 1]).unwrap();
+    let e = ops::conv1x1(&x, &w, None).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in conv1x1: lhs (1, 3, 4, 4), rhs (8, 4, 1, 1)"
+    );
+}

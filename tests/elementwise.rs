@@ -1,0 +1,167 @@
+//! Element-wise ops against their CPU references, forward and backward, on batched
+//! shapes that are not multiples of the workgroup size (256).
+
+mod common;
+
+use common::{F32, check_op, input, uniform, uniform_away_from_zero};
+use rca_gpu::{ops, reference as r};
+
+/// Batch 3, 5 channels, 7×9: 945 elements, not a multiple of 256.
+const SHAPE: [usize; 4] = [3, 5, 7, 9];
+const N: usize = 3 * 5 * 7 * 9;
+
+#[test]
+fn add_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
+    check_op(
+        &gpu,
+        &mut rng,
+        "add",
+        &[input(&SHAPE, a), input(&SHAPE, b)],
+        |x| ops::add(x[0], x[1]),
+        |x| r::add(&x[0], &x[1]),
+        |_, dy| vec![dy.to_vec(), dy.to_vec()],
+        F32,
+    );
+}
+
+#[test]
+fn sub_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
+    check_op(
+        &gpu,
+        &mut rng,
+        "sub",
+        &[input(&SHAPE, a), input(&SHAPE, b)],
+        |x| ops::sub(x[0], x[1]),
+        |x| r::sub(&x[0], &x[1]),
+        |_, dy| vec![dy.to_vec(), r::scale(dy, -1.0)],
+        F32,
+    );
+}
+
+#[test]
+fn mul_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
+    check_op(
+        &gpu,
+        &mut rng,
+        "mul",
+        &[input(&SHAPE, a), input(&SHAPE, b)],
+        |x| ops::mul(x[0], x[1]),
+        |x| r::mul(&x[0], &x[1]),
+        |x, dy| vec![r::mul(dy, &x[1]), r::mul(dy, &x[0])],
+        F32,
+    );
+}
+
+#[test]
+fn mul_bcast_broadcasts_a_single_channel_map_over_channels() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, c, h, w) = (3, 5, 7, 9);
+    let a = uniform(&mut rng, n * c * h * w);
+    let b = uniform(&mut rng, n * h * w);
+    check_op(
+        &gpu,
+        &mut rng,
+        "mul_bcast",
+        &[input(&[n, c, h, w], a), input(&[n, 1, h, w], b)],
+        |x| ops::mul_bcast(x[0], x[1]),
+        |x| r::mul_bcast(&x[0], &x[1], n, c, h * w),
+        |x, dy| {
+            let (da, db) = r::mul_bcast_backward(&x[0], &x[1], dy, n, c, h * w);
+            vec![da, db]
+        },
+        F32,
+    );
+}
+
+#[test]
+fn mul_bcast_rejects_a_map_with_several_channels() {
+    let Some(gpu) = common::gpu() else { return };
+    let a = rca_gpu::Tensor::zeros(&gpu, [2, 3, 4, 4]).unwrap();
+    let b = rca_gpu::Tensor::zeros(&gpu, [2, 3, 4, 4]).unwrap();
+    let e = ops::mul_bcast(&a, &b).unwrap_err().to_string();
+    assert!(e.contains("mul_bcast") && e.contains("(2, 3, 4, 4)"), "{e}");
+}
+
+#[test]
+fn scale_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let a = uniform(&mut rng, N);
+    let s = -1.75f32;
+    check_op(
+        &gpu,
+        &mut rng,
+        "scale",
+        &[input(&SHAPE, a)],
+        |x| ops::scale(x[0], s),
+        |x| r::scale(&x[0], f64::from(s)),
+        |_, dy| vec![r::scale(dy, f64::from(s))],
+        F32,
+    );
+}
+
+#[test]
+fn relu_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    // Away from the kink, where finite differences are meaningful.
+    let a = uniform_away_from_zero(&mut rng, N, 1e-3);
+    check_op(
+        &gpu,
+        &mut rng,
+        "relu",
+        &[input(&SHAPE, a)],
+        |x| ops::relu(x[0]),
+        |x| r::relu(&x[0]),
+        |x, dy| vec![r::relu_backward(&x[0], dy)],
+        F32,
+    );
+}
+
+#[test]
+fn sigmoid_matches_reference_and_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let a: Vec<f32> = uniform(&mut rng, N).iter().map(|v| 8.0 * v).collect();
+    check_op(
+        &gpu,
+        &mut rng,
+        "sigmoid",
+        &[input(&SHAPE, a)],
+        |x| ops::sigmoid(x[0]),
+        |x| r::sigmoid(&x[0]),
+        |x, dy| vec![r::sigmoid_backward(&r::sigmoid(&x[0]), dy)],
+        F32,
+    );
+}
+
+#[test]
+fn sigmoid_saturates_without_overflow_at_large_logits() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rca_gpu::Tensor::from_vec(&gpu, [4], &[-100.0, -50.0, 50.0, 100.0]).unwrap();
+    let y = ops::sigmoid(&x).unwrap().to_vec().unwrap();
+    let want = r::sigmoid(&[-100.0, -50.0, 50.0, 100.0]);
+    common::assert_close("sigmoid at ±50, ±100", &y, &want, common::F32);
+}
+
+#[test]
+fn binary_ops_name_the_op_and_both_shapes_on_mismatch() {
+    let Some(gpu) = common::gpu() else { return };
+    let a = rca_gpu::Tensor::zeros(&gpu, [2, 3, 4, 5]).unwrap();
+    let b = rca_gpu::Tensor::zeros(&gpu, [2, 3, 5, 4]).unwrap();
+    let e = ops::add(&a, &b).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in add: lhs (2, 3, 4, 5), rhs (2, 3, 5, 4)"
+    );
+}

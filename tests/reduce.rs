@@ -1,0 +1,85 @@
+//! Sums and means, whole-tensor and per channel, including inputs large enough to take
+//! the two-pass path (more than one chunk of 8192 elements per channel).
+
+mod common;
+
+use common::{F32, check_op, input, uniform};
+use rca_gpu::{ops, reference as r};
+
+fn check_sum(shape: [usize; 4], per_channel: bool, mean: bool) {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let [n, c, h, w] = shape;
+    let numel = n * c * h * w;
+    let x = uniform(&mut rng, numel);
+    let (outer, ch, inner) = if per_channel {
+        (n, c, h * w)
+    } else {
+        (1, 1, numel)
+    };
+    let s = if mean { 1.0 / (numel / ch) as f64 } else { 1.0 };
+    let name = format!(
+        "{}{} {:?}",
+        if mean { "mean" } else { "sum" },
+        if per_channel { "_channels" } else { "" },
+        shape
+    );
+    check_op(
+        &gpu,
+        &mut rng,
+        &name,
+        &[input(&shape, x)],
+        |x| match (per_channel, mean) {
+            (false, false) => ops::sum(x[0]),
+            (false, true) => ops::mean(x[0]),
+            (true, false) => ops::sum_channels(x[0]),
+            (true, true) => ops::mean_channels(x[0]),
+        },
+        |x| r::sum_view(&x[0], outer, ch, inner, s),
+        |_, dy| vec![r::sum_view_backward(dy, outer, ch, inner, s)],
+        // A sum of thousands of f32 terms carries their rounding: absolute 1e-3 on sums
+        // of magnitude ~50 is still 1e-5 relative to the terms' scale.
+        common::Tol {
+            atol: if mean { 1e-5 } else { 1e-3 },
+            rtol: F32.rtol,
+        },
+    );
+}
+
+#[test]
+fn sum_of_a_small_tensor() {
+    check_sum([2, 3, 5, 7], false, false);
+}
+
+#[test]
+fn sum_of_a_tensor_larger_than_one_chunk() {
+    check_sum([2, 3, 67, 71], false, false);
+}
+
+#[test]
+fn mean_of_a_tensor_larger_than_one_chunk() {
+    check_sum([2, 3, 67, 71], false, true);
+}
+
+#[test]
+fn sum_per_channel_small() {
+    check_sum([3, 4, 5, 7], true, false);
+}
+
+#[test]
+fn sum_per_channel_larger_than_one_chunk() {
+    check_sum([2, 3, 67, 71], true, false);
+}
+
+#[test]
+fn mean_per_channel_larger_than_one_chunk() {
+    check_sum([2, 5, 67, 71], true, true);
+}
+
+#[test]
+fn sum_channels_rejects_a_non_nchw_tensor() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rca_gpu::Tensor::zeros(&gpu, [6, 7]).unwrap();
+    let e = ops::sum_channels(&x).unwrap_err().to_string();
+    assert!(e.contains("sum_channels") && e.contains("(6, 7)"), "{e}");
+}

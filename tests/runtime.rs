@@ -1,0 +1,123 @@
+//! The runtime: upload and read-back, NaN poisoning, the buffer pool (no new buffers in
+//! the steady state), the pipeline cache, adapter errors, and `rca-gpu devices`.
+
+mod common;
+
+use rca_gpu::{AdapterRequest, Gpu, Tape, Tensor, ops};
+
+#[test]
+fn upload_then_read_back_is_exact() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let data = common::uniform(&mut rng, 1001);
+    let t = Tensor::from_vec(&gpu, [7, 11, 13], &data).unwrap();
+    assert_eq!(t.to_vec().unwrap(), data);
+}
+
+#[test]
+fn upload_rejects_data_of_the_wrong_length() {
+    let Some(gpu) = common::gpu() else { return };
+    let e = Tensor::from_vec(&gpu, [2, 3], &[1.0; 5])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "upload: 5 values given for shape (2, 3) (6 expected)");
+}
+
+#[test]
+fn fresh_buffers_are_nan_in_poison_mode() {
+    let Some(gpu) = common::gpu() else { return };
+    let t = Tensor::uninit(&gpu, [3, 100], "test").unwrap();
+    assert!(t.to_vec().unwrap().iter().all(|v| v.is_nan()));
+}
+
+#[test]
+fn fill_writes_every_element() {
+    let Some(gpu) = common::gpu() else { return };
+    // 1000 is not a multiple of the workgroup size.
+    let t = Tensor::full(&gpu, [10, 100], 2.5).unwrap();
+    assert!(t.to_vec().unwrap().iter().all(|&v| v == 2.5));
+}
+
+/// One training-like step: forward, loss, backward through every kind of op.
+fn step(gpu: &Gpu, x: &Tensor, w: &Tensor, b: &Tensor) -> f32 {
+    let tape = Tape::start();
+    let h = ops::relu(&ops::conv1x1(x, w, Some(b)).unwrap()).unwrap();
+    let cat = ops::concat_channels(&[&h, x]).unwrap();
+    let y = ops::sigmoid(&ops::scale(&cat, 0.5).unwrap()).unwrap();
+    let loss = ops::mean(&ops::mul(&y, &y).unwrap()).unwrap();
+    let grads = tape.backward(&loss).unwrap();
+    assert_eq!(grads.len(), 2);
+    let _ = gpu;
+    loss.to_scalar().unwrap()
+}
+
+#[test]
+fn repeating_a_step_allocates_no_new_buffers_after_warm_up() {
+    // A device of its own: other tests running in parallel would move the counters.
+    let Ok(gpu) = Gpu::new(&AdapterRequest::from_env()) else {
+        assert!(common::gpu().is_none());
+        return;
+    };
+    let mut rng = common::rng();
+    let x = Tensor::from_vec(
+        &gpu,
+        [2, 3, 17, 19],
+        &common::uniform(&mut rng, 2 * 3 * 17 * 19),
+    )
+    .unwrap();
+    let w = Tensor::from_vec(&gpu, [5, 3, 1, 1], &common::uniform(&mut rng, 15))
+        .unwrap()
+        .requires_grad();
+    let b = Tensor::zeros(&gpu, [5]).unwrap().requires_grad();
+    let first = step(&gpu, &x, &w, &b);
+    step(&gpu, &x, &w, &b);
+    let warm = gpu.stats();
+    for _ in 0..3 {
+        assert_eq!(step(&gpu, &x, &w, &b), first, "same inputs, same loss");
+    }
+    let after = gpu.stats();
+    assert!(warm.pool.created > 0);
+    assert_eq!(
+        after.pool.created, warm.pool.created,
+        "new GPU buffers after warm-up: {warm:?} -> {after:?}"
+    );
+    assert!(after.pool.reused > warm.pool.reused);
+    assert_eq!(
+        after.pipelines_compiled, warm.pipelines_compiled,
+        "a pipeline was compiled twice"
+    );
+    // Everything but the inputs went back to the pool.
+    assert_eq!(after.pool.live, 3, "{after:?}");
+}
+
+#[test]
+fn an_unknown_adapter_name_lists_what_exists() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let e = Gpu::new(&AdapterRequest {
+        name: Some("no-such-gpu-xyz".into()),
+    })
+    .err()
+    .expect("no adapter has that name")
+    .to_string();
+    assert!(
+        e.contains("no-such-gpu-xyz") && e.contains("found only"),
+        "{e}"
+    );
+}
+
+#[test]
+fn devices_command_lists_the_adapters() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rca-gpu"))
+        .arg("devices")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[0] ") && text.contains("backend:"), "{text}");
+    assert!(text.contains("max storage binding"), "{text}");
+}
