@@ -1,0 +1,265 @@
+//! Reading and writing images: any PNG, BMP, JPEG or TIFF file (grey, grey+alpha,
+//! RGB or RGBA; 8-bit, 16-bit or float) becomes one grey `f32` plane in [0, 1].
+//!
+//! Images are converted to luma with the Rec. 601 weights (0.299, 0.587, 0.114),
+//! the weights OpenCV and PIL use, so that our inputs match what the paper's Keras
+//! pipeline would have fed the network. Values are divided by the type's maximum
+//! (255 or 65535), never min–max stretched: the brightness of an ultrasound image
+//! carries meaning (gain settings, hypoechoic lesions).
+//!
+//! Masks are binarised: a pixel is foreground when any colour channel is non-zero.
+//! Two exceptions keep real-world masks correct: a fully transparent pixel
+//! (alpha = 0) is background, and JPEG masks are thresholded at half range
+//! because lossy compression leaves faint non-zero noise around every edge.
+
+use std::path::Path;
+
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use super::DataError;
+
+/// A single-channel `f32` image, row-major, `data.len() == w * h`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrayF32 {
+    pub w: usize,
+    pub h: usize,
+    pub data: Vec<f32>,
+}
+
+impl GrayF32 {
+    /// A `w`×`h` image filled with `value`.
+    pub fn filled(w: usize, h: usize, value: f32) -> Self {
+        GrayF32 {
+            w,
+            h,
+            data: vec![value; w * h],
+        }
+    }
+
+    /// Wraps existing row-major data; panics if the length does not match
+    /// (a broken invariant of the caller, not a user error).
+    pub fn from_vec(w: usize, h: usize, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            w * h,
+            "GrayF32::from_vec: {w}×{h} needs {} values",
+            w * h
+        );
+        GrayF32 { w, h, data }
+    }
+
+    /// Pixel at column `x`, row `y`.
+    pub fn get(&self, x: usize, y: usize) -> f32 {
+        self.data[y * self.w + x]
+    }
+
+    /// Quantises to 8-bit grey (values clamped to [0, 1], rounded).
+    pub fn to_u8(&self) -> Vec<u8> {
+        self.data
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect()
+    }
+}
+
+/// Which file extensions the loaders treat as images (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "bmp", "jpg", "jpeg", "tif", "tiff"];
+
+/// True if the path has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Decodes a file, guessing the format from its content first (a `.png` that is
+/// really a JPEG still loads) and from the extension second.
+fn decode(path: &Path) -> Result<(DynamicImage, Option<ImageFormat>), DataError> {
+    let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let format = reader.format();
+    let img = reader.decode().map_err(|source| DataError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(DataError::EmptyImage {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok((img, format))
+}
+
+/// Loads an image file as grey luma in [0, 1]. This is the entry point of the
+/// inference path as well as of the data-set loaders.
+pub fn load_image_gray(path: &Path) -> Result<GrayF32, DataError> {
+    let (img, _) = decode(path)?;
+    Ok(dynamic_to_gray(&img))
+}
+
+/// Converts a decoded image to grey luma in [0, 1] (alpha ignored: ultrasound
+/// images carry no meaningful transparency).
+pub fn dynamic_to_gray(img: &DynamicImage) -> GrayF32 {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let data = match img {
+        DynamicImage::ImageLuma8(g) => g.as_raw().iter().map(|&v| v as f32 / 255.0).collect(),
+        DynamicImage::ImageLumaA8(g) => g
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| p[0] as f32 / 255.0)
+            .collect(),
+        DynamicImage::ImageLuma16(g) => g.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(),
+        DynamicImage::ImageLumaA16(g) => g
+            .as_raw()
+            .chunks_exact(2)
+            .map(|p| p[0] as f32 / 65535.0)
+            .collect(),
+        DynamicImage::ImageRgb8(g) => g.as_raw().chunks_exact(3).map(|p| luma(p, 255.0)).collect(),
+        DynamicImage::ImageRgba8(g) => g.as_raw().chunks_exact(4).map(|p| luma(p, 255.0)).collect(),
+        DynamicImage::ImageRgb16(g) => g
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| luma(p, 65535.0))
+            .collect(),
+        DynamicImage::ImageRgba16(g) => g
+            .as_raw()
+            .chunks_exact(4)
+            .map(|p| luma(p, 65535.0))
+            .collect(),
+        other => other
+            .to_rgb32f()
+            .as_raw()
+            .chunks_exact(3)
+            .map(|p| (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).clamp(0.0, 1.0))
+            .collect(),
+    };
+    GrayF32 { w, h, data }
+}
+
+fn luma<T: Copy + Into<f32>>(p: &[T], max: f32) -> f32 {
+    let (r, g, b) = (p[0].into(), p[1].into(), p[2].into());
+    // Grey stored as RGB must come back unchanged, so skip the weighted sum
+    // (whose weights sum to 1 only up to rounding).
+    if r == g && g == b {
+        return r / max;
+    }
+    ((0.299 * r + 0.587 * g + 0.114 * b) / max).clamp(0.0, 1.0)
+}
+
+/// Loads a mask file as a binary plane (0.0 or 1.0).
+pub fn load_mask(path: &Path) -> Result<GrayF32, DataError> {
+    let (img, format) = decode(path)?;
+    let lossy = matches!(format, Some(ImageFormat::Jpeg));
+    Ok(dynamic_to_mask(&img, lossy))
+}
+
+/// Binarises a decoded mask (see the module docs for the rule).
+pub fn dynamic_to_mask(img: &DynamicImage, lossy: bool) -> GrayF32 {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let rgba = img.to_rgba32f();
+    let has_alpha = img.color().has_alpha();
+    // Lossless masks: any non-zero channel. Lossy ones: above half range.
+    let cut = if lossy { 0.5 } else { 0.0 };
+    let mut data: Vec<f32> = rgba
+        .as_raw()
+        .chunks_exact(4)
+        .map(|p| {
+            let visible = !has_alpha || p[3] > 0.0;
+            let on = p[0] > cut || p[1] > cut || p[2] > cut;
+            if visible && on { 1.0 } else { 0.0 }
+        })
+        .collect();
+    // A mask drawn only in the alpha channel (black strokes on a transparent
+    // canvas) would come out empty under the colour rule; use the alpha instead.
+    if has_alpha && data.iter().all(|&v| v == 0.0) {
+        let alphas = rgba.as_raw().chunks_exact(4).map(|p| p[3]);
+        let (lo, hi) = alphas.fold((f32::MAX, f32::MIN), |(lo, hi), a| (lo.min(a), hi.max(a)));
+        if hi > lo {
+            data = rgba
+                .as_raw()
+                .chunks_exact(4)
+                .map(|p| if p[3] > cut { 1.0 } else { 0.0 })
+                .collect();
+        }
+    }
+    GrayF32 { w, h, data }
+}
+
+/// Reads only the header of an image file to get its size.
+pub fn image_size(path: &Path) -> Result<(u32, u32), DataError> {
+    image::image_dimensions(path).map_err(|source| DataError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes 8-bit grey pixels as a PNG (or any format the extension names).
+pub fn save_gray_u8(path: &Path, w: usize, h: usize, pixels: Vec<u8>) -> Result<(), DataError> {
+    let img = image::GrayImage::from_raw(w as u32, h as u32, pixels)
+        .expect("save_gray_u8: pixel count matches w×h");
+    img.save(path).map_err(|source| DataError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a [0, 1] grey image as 8-bit.
+pub fn save_gray(path: &Path, img: &GrayF32) -> Result<(), DataError> {
+    save_gray_u8(path, img.w, img.h, img.to_u8())
+}
+
+/// Writes a binary mask as 8-bit 0/255, the convention of BUSI.
+pub fn save_mask(path: &Path, mask: &GrayF32) -> Result<(), DataError> {
+    let px = mask
+        .data
+        .iter()
+        .map(|&v| if v >= 0.5 { 255 } else { 0 })
+        .collect();
+    save_gray_u8(path, mask.w, mask.h, px)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayAlphaImage, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
+
+    #[test]
+    fn rgb_converts_with_rec601_luma() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([255, 0, 0]));
+        let g = dynamic_to_gray(&DynamicImage::ImageRgb8(img));
+        assert!((g.data[0] - 0.299).abs() < 1e-6);
+    }
+
+    #[test]
+    fn grey_stored_as_rgb_is_unchanged() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([77, 77, 77]));
+        let g = dynamic_to_gray(&DynamicImage::ImageRgb8(img));
+        assert_eq!(g.data[0], 77.0 / 255.0);
+    }
+
+    #[test]
+    fn transparent_mask_pixels_are_background() {
+        let mut img = RgbaImage::from_pixel(2, 1, Rgba([255, 255, 255, 0]));
+        img.put_pixel(1, 0, Rgba([255, 255, 255, 255]));
+        let m = dynamic_to_mask(&DynamicImage::ImageRgba8(img), false);
+        assert_eq!(m.data, vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn mask_drawn_only_in_alpha_uses_the_alpha() {
+        let mut img = GrayAlphaImage::from_pixel(3, 1, LumaA([0, 0]));
+        img.put_pixel(2, 0, LumaA([0, 255]));
+        let m = dynamic_to_mask(&DynamicImage::ImageLumaA8(img), false);
+        assert_eq!(m.data, vec![0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn faint_values_count_as_foreground_in_lossless_masks_only() {
+        let img = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(1, 1, image::Luma([3])));
+        assert_eq!(dynamic_to_mask(&img, false).data, vec![1.0]);
+        assert_eq!(dynamic_to_mask(&img, true).data, vec![0.0]);
+    }
+}
