@@ -6,10 +6,15 @@
 //! - [`autodiff`]: the tape and `backward`;
 //! - [`ops`]: the primitive ops, each a WGSL kernel with a gradient rule;
 //! - [`reference`]: plain-Rust f64 references of every kernel, which the tests hold them to.
+//!
+//! Beside the engine, on the CPU: [`data`] (loaders, preprocessing, splits, augmentation,
+//! batching, phantoms) and [`metrics`] (post-processing and the paper's metrics).
 
 pub mod autodiff;
 pub mod cli;
+pub mod data;
 pub mod error;
+pub mod metrics;
 pub mod ops;
 pub mod reference;
 pub mod runtime;

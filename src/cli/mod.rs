@@ -1,8 +1,11 @@
 //! The subcommands of `rca-gpu`. Each lives in its own file with its clap arguments and a
 //! `run` function; this file only dispatches.
 
+pub mod data;
 pub mod demo;
 pub mod devices;
+pub mod metrics;
+pub mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +23,12 @@ pub enum Command {
     Devices(devices::Args),
     /// Train a small per-pixel network on built-in phantoms end to end on the GPU.
     Demo(demo::Args),
+    /// Check a data set folder (BUSI, BUSIS or image/mask pairs) and print its report.
+    Data(data::DataArgs),
+    /// Write breast-ultrasound phantoms with exact masks in the BUSI layout.
+    Synth(synth::SynthArgs),
+    /// Score existing prediction masks against ground truth with the paper's metrics.
+    Metrics(metrics::MetricsArgs),
 }
 
 /// Adapter selection shared by every subcommand that uses the GPU.
@@ -47,5 +56,8 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Devices(a) => devices::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Data(a) => data::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Metrics(a) => metrics::run(a),
     }
 }
