@@ -15,10 +15,13 @@ pub mod cli;
 pub mod data;
 pub mod error;
 pub mod metrics;
+pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod reference;
 pub mod runtime;
 pub mod tensor;
+pub mod train;
 
 pub use autodiff::{Grads, Tape, no_grad};
 pub use error::{Error, Result};

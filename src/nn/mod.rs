@@ -1,0 +1,9 @@
+//! Layers that own parameters: SepConv, Conv, BN, the hybrid poolings, Gating, CSA, RIC
+//! and the plain block. Each layer declares its parameters under a readable name when it
+//! is built (see [`params`]); the model (`crate::model`) composes them.
+
+pub mod layers;
+pub mod params;
+
+pub use layers::{Bn, Conv, Csa, Gating, HybridPool, Plain, Ric, SepConv};
+pub use params::{ParamId, ParamInfo, ParamKind, ParamSpec, Params};

@@ -1,0 +1,3 @@
+//! Training: checkpoints now; the loop, the schedule and early stopping come with the model.
+
+pub mod checkpoint;
