@@ -60,19 +60,27 @@ fn loss_partial(@builtin(workgroup_id) wid: vec3<u32>,
         s += vec4<f32>(softplus - y * z, y * pr, y * y, pr * pr);
     }
     acc[lid] = s;
+    // Two barriers rather than a log2(256) = 8 level tree (barriers are what costs on
+    // lavapipe): 16 lanes add 16 values each, then lane 0 adds their 16 sums.
     workgroupBarrier();
-    for (var width = WG / 2u; width > 0u; width /= 2u) {
-        if (lid < width) {
-            acc[lid] += acc[lid + width];
+    if (lid < 16u) {
+        var t = acc[lid];
+        for (var j = 1u; j < 16u; j++) {
+            t += acc[lid + 16u * j];
         }
-        workgroupBarrier();
+        acc[lid] = t;
     }
+    workgroupBarrier();
     if (lid == 0u) {
+        var t = vec4<f32>(0.0);
+        for (var j = 0u; j < 16u; j++) {
+            t += acc[j];
+        }
         let o = (n * p.nchunks + k) * 4u;
-        fpart[o] = acc[0].x;
-        fpart[o + 1u] = acc[0].y;
-        fpart[o + 2u] = acc[0].z;
-        fpart[o + 3u] = acc[0].w;
+        fpart[o] = t.x;
+        fpart[o + 1u] = t.y;
+        fpart[o + 2u] = t.z;
+        fpart[o + 3u] = t.w;
     }
 }
 

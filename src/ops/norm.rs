@@ -27,15 +27,25 @@ pub const BN_EPS: f32 = 1e-3;
 /// Running-statistics momentum (Keras' meaning: the weight of the old value).
 pub const BN_MOMENTUM: f32 = 0.99;
 
-/// Elements of one (sample, channel) plane reduced by one workgroup: big enough that a
-/// 256×256 plane makes 8 partials, small enough to spread a C=16 layer over 128
-/// workgroups per sample.
-const CHUNK: usize = 8192;
-/// Invocations per workgroup, and elements per invocation of the element-wise kernels.
+/// Elements per workgroup of the partial reductions: a 256×256 plane makes 8 tiles, a
+/// batch of 8 planes of 16×16 one. Fewer, fuller workgroups pay fewer barriers.
+const REDUCE_TILE: usize = 8192;
+/// Elements per workgroup of the element-wise kernels (apply, input gradient).
+const MAP_TILE: usize = 1024;
+/// Invocations per workgroup of the tiled kernels.
 const WG: usize = 256;
-const PER: usize = 4;
 /// Workgroup size of the per-channel `*_final` kernels.
 const WG_FINAL: usize = 64;
+
+/// How a launch covers one channel's N planes of P pixels: tiles of `qspan` pixels
+/// (a multiple of the workgroup size) of `spw` consecutive samples (see the shader).
+#[derive(Clone, Copy)]
+struct Tiling {
+    qspan: usize,
+    nq: usize,
+    spw: usize,
+    ns: usize,
+}
 
 /// Sizes of one batch-norm launch.
 #[derive(Clone, Copy)]
@@ -43,36 +53,46 @@ struct Dims {
     n: usize,
     c: usize,
     inner: usize,
-    chunk: usize,
-    nchunks: usize,
+    /// Tiling of the partial reductions (its tile count fixes the partials per channel).
+    reduce: Tiling,
+    /// Tiling of the element-wise kernels.
+    map: Tiling,
+}
+
+impl Tiling {
+    /// Tiles of about `target` elements over N planes of P pixels.
+    fn new(n: usize, inner: usize, target: usize, max_per_dim: usize) -> Self {
+        let qspan = target
+            .min(inner.next_multiple_of(WG))
+            .max(inner.div_ceil(max_per_dim).next_multiple_of(WG));
+        let spw = (target / qspan).clamp(1, n);
+        Self {
+            qspan,
+            nq: inner.div_ceil(qspan),
+            spw,
+            ns: n.div_ceil(spw),
+        }
+    }
 }
 
 impl Dims {
-    fn params(&self, eps: f32, momentum: f32, train: bool) -> [u32; 8] {
+    fn params(&self, t: Tiling, eps: f32, momentum: f32, train: bool) -> [u32; 10] {
         [
             u32_of(self.c),
             u32_of(self.inner),
-            u32_of(self.chunk),
-            u32_of(self.nchunks),
+            u32_of(t.qspan),
+            u32_of(t.nq),
             u32_of(self.n),
+            u32_of(t.spw),
+            u32_of(t.ns),
+            u32::from(train),
             eps.to_bits(),
             momentum.to_bits(),
-            u32::from(train),
         ]
     }
 
-    /// Grid of the partial reductions: one workgroup per (chunk, channel, sample).
-    fn partial_grid(&self) -> [u32; 3] {
-        [u32_of(self.nchunks), u32_of(self.c), u32_of(self.n)]
-    }
-
-    /// Grid of the element-wise kernels: (pixels / (256·PER), C, N).
-    fn map_grid(&self) -> [u32; 3] {
-        [
-            u32_of(self.inner.div_ceil(WG * PER)),
-            u32_of(self.c),
-            u32_of(self.n),
-        ]
+    fn grid(&self, t: Tiling) -> [u32; 3] {
+        [u32_of(t.nq), u32_of(self.c), u32_of(t.ns)]
     }
 
     fn final_grid(&self) -> [u32; 3] {
@@ -81,7 +101,7 @@ impl Dims {
 
     /// Partial results per channel.
     fn parts(&self) -> usize {
-        self.n * self.nchunks
+        self.reduce.nq * self.reduce.ns
     }
 }
 
@@ -100,22 +120,21 @@ fn check(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<Dims> 
             });
         }
     }
-    let inner = h * w;
     let max = x.gpu().info().max_workgroups_per_dim as usize;
     if c > max || n > max {
         return Err(Error::BadShape {
             op,
             shape: x.shape().clone(),
-            expected: format!("N and C at most {max} (one workgroup row each)"),
+            expected: format!("N and C at most {max} (workgroup rows)"),
         });
     }
-    let chunk = CHUNK.max(inner.div_ceil(max));
+    let inner = h * w;
     Ok(Dims {
         n,
         c,
         inner,
-        chunk,
-        nchunks: inner.div_ceil(chunk),
+        reduce: Tiling::new(n, inner, REDUCE_TILE, max),
+        map: Tiling::new(n, inner, MAP_TILE, max),
     })
 }
 
@@ -131,8 +150,8 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, stats: &Tensor, d: Dims) -> 
             beta.bind(3),
             y.bind(4),
         ],
-        &d.params(0.0, 0.0, false),
-        d.map_grid(),
+        &d.params(d.map, 0.0, 0.0, false),
+        d.grid(d.map),
     );
     Ok(y)
 }
@@ -151,13 +170,13 @@ pub fn batch_norm_train(
     let op = "batch_norm_train";
     let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
     let gpu = x.gpu();
-    let params = d.params(eps, momentum, true);
+    let params = d.params(d.reduce, eps, momentum, true);
     let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
     gpu.launch(
         &Kernel::new(Shader::Norm, "bn_stats_partial"),
         &[x.bind(0), partial.bind(1)],
         &params,
-        d.partial_grid(),
+        d.grid(d.reduce),
     );
     let stats = Tensor::uninit(gpu, [d.c, 2], op)?;
     let new_mean = Tensor::uninit(gpu, [d.c], op)?;
@@ -200,7 +219,7 @@ pub fn batch_norm_eval(
     x.gpu().launch(
         &Kernel::new(Shader::Norm, "bn_stats_eval"),
         &[running_mean.bind(0), running_var.bind(1), stats.bind(2)],
-        &d.params(eps, 0.0, false),
+        &d.params(d.reduce, eps, 0.0, false),
         d.final_grid(),
     );
     let y = apply(x, gamma, beta, &stats, d)?;
@@ -228,7 +247,7 @@ pub(crate) fn batch_norm_backward(
     let op = "batch_norm_backward";
     let d = check(op, x, &[gamma])?;
     let gpu = x.gpu();
-    let params = d.params(0.0, 0.0, train);
+    let params = d.params(d.reduce, 0.0, 0.0, train);
     // The input gradient in training mode needs both sums, as do dγ and dβ.
     let sums = if need[1] || need[2] || (train && need[0]) {
         let partial = Tensor::uninit(gpu, [d.c, d.parts(), 2], op)?;
@@ -236,7 +255,7 @@ pub(crate) fn batch_norm_backward(
             &Kernel::new(Shader::Norm, "bn_grad_partial"),
             &[x.bind(0), dy.bind(1), stats.bind(2), partial.bind(3)],
             &params,
-            d.partial_grid(),
+            d.grid(d.reduce),
         );
         let dgamma = Tensor::uninit(gpu, [d.c], op)?;
         let dbeta = Tensor::uninit(gpu, [d.c], op)?;
@@ -266,8 +285,8 @@ pub(crate) fn batch_norm_backward(
                 db.bind(5),
                 dx.bind(6),
             ],
-            &params,
-            d.map_grid(),
+            &d.params(d.map, 0.0, 0.0, train),
+            d.grid(d.map),
         );
         Some(dx)
     } else {
@@ -278,4 +297,37 @@ pub(crate) fn batch_norm_backward(
         None => (None, None),
     };
     Ok((dx, dgamma, dbeta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REDUCE_TILE, Tiling, WG};
+
+    /// Every (sample, pixel) of a channel lies in exactly one tile.
+    fn covers(n: usize, inner: usize, t: Tiling) {
+        assert_eq!(t.qspan % WG, 0);
+        assert!(t.nq * t.qspan >= inner && (t.nq - 1) * t.qspan < inner);
+        assert!(t.ns * t.spw >= n && (t.ns - 1) * t.spw < n);
+    }
+
+    #[test]
+    fn large_planes_are_split_and_small_ones_grouped() {
+        let big = Tiling::new(8, 256 * 256, REDUCE_TILE, 65_535);
+        assert_eq!((big.qspan, big.nq, big.spw, big.ns), (8192, 8, 1, 8));
+        covers(8, 256 * 256, big);
+        let small = Tiling::new(8, 16 * 16, REDUCE_TILE, 65_535);
+        assert_eq!((small.qspan, small.nq, small.spw, small.ns), (256, 1, 8, 1));
+        covers(8, 256, small);
+        for (n, inner) in [(35, 15), (5, 255), (2, 8827), (3, 1025), (1, 1)] {
+            covers(n, inner, Tiling::new(n, inner, REDUCE_TILE, 65_535));
+            covers(n, inner, Tiling::new(n, inner, 1024, 65_535));
+        }
+    }
+
+    #[test]
+    fn a_plane_wider_than_the_grid_limit_takes_longer_tiles() {
+        let t = Tiling::new(1, 1 << 26, REDUCE_TILE, 65_535);
+        assert!(t.nq <= 65_535);
+        covers(1, 1 << 26, t);
+    }
 }
