@@ -106,7 +106,7 @@ fn bn_stats_partial(@builtin(workgroup_id) wid: vec3<u32>,
 // fpart is (C, nq·ns, 3) from bn_stats_partial; writes stats (C, 2) = [mean, invstd]
 // and the running statistics: new = momentum·old + (1 − momentum)·batch, with the biased
 // batch variance (see ops::norm on why). Tiles are merged with Chan et al.'s pairwise
-// update, which stays exact where a sum of squares would cancel.
+// update, which stays accurate where a sum of squares would cancel.
 @compute @workgroup_size(64)
 fn bn_stats_final(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
