@@ -49,6 +49,19 @@ pub(crate) enum Op {
         w: Tensor,
         has_bias: bool,
     },
+    /// stats (C, 2) = [mean, invstd] the forward normalised with.
+    BatchNorm {
+        x: Tensor,
+        gamma: Tensor,
+        stats: Tensor,
+        train: bool,
+    },
+    /// coef (N, 2) = [Σ y·p, Σ y² + Σ p²] per sample.
+    BceDice {
+        z: Tensor,
+        y: Tensor,
+        coef: Tensor,
+    },
 }
 
 struct Input {
@@ -286,6 +299,20 @@ impl Op {
                 let want = [need[0], need[1], *has_bias && need[2]];
                 let (dx, dw, db) = ops::conv1x1::conv1x1_backward(x, w, dy, want)?;
                 vec![dx, dw, db]
+            }
+            Op::BatchNorm {
+                x,
+                gamma,
+                stats,
+                train,
+            } => {
+                let want = [need[0], need[1], need[2]];
+                let (dx, dg, db) =
+                    ops::norm::batch_norm_backward(x, gamma, stats, *train, dy, want)?;
+                vec![dx, dg, db]
+            }
+            Op::BceDice { z, y, coef } => {
+                vec![Some(ops::loss::bce_dice_backward(z, y, coef, dy)?)]
             }
         })
     }

@@ -16,6 +16,9 @@ pub enum Shader {
     Elementwise,
     Reduce,
     Matmul,
+    Norm,
+    Loss,
+    Optim,
 }
 
 impl Shader {
@@ -24,11 +27,21 @@ impl Shader {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Norm => include_str!("../../shaders/norm.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }
 
     pub fn all() -> &'static [Shader] {
-        &[Shader::Elementwise, Shader::Reduce, Shader::Matmul]
+        &[
+            Shader::Elementwise,
+            Shader::Reduce,
+            Shader::Matmul,
+            Shader::Norm,
+            Shader::Loss,
+            Shader::Optim,
+        ]
     }
 }
 

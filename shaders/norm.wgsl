@@ -1,0 +1,265 @@
+// Batch normalisation over (N, H, W) per channel, forward and backward.
+//
+// x and dy are (N, C, P) with P = H·W; gamma, beta, running statistics are (C); stats is
+// (C, 2) = [mean, invstd] per channel, the only thing the apply and backward kernels need
+// besides x. Per-channel sums use two passes without atomics: the *_partial kernels give
+// one workgroup a tile of one channel, the *_final kernels merge a channel's partials
+// with one invocation per channel.
+//
+// A tile is `qspan` pixels (a multiple of 256) of `spw` consecutive samples' planes of one
+// channel; the grid is (nq, C, ns) with nq = ceil(P / qspan), ns = ceil(N / spw). Large
+// planes are split (spw = 1), small ones are grouped (qspan covers the plane, spw > 1):
+// a 16×16 plane per workgroup would mean thousands of tiny workgroups. No element index
+// is ever divided.
+
+struct Params {
+    c: u32,        // channels
+    inner: u32,    // P = H·W
+    qspan: u32,    // pixels of a plane per tile
+    nq: u32,       // tiles along a plane
+    n: u32,        // batch
+    spw: u32,      // samples per tile
+    ns: u32,       // tiles along the batch
+    train: u32,    // bn_backward_input: 1 for batch statistics, 0 for running ones
+    eps: f32,
+    momentum: f32,
+}
+
+var<immediate> p: Params;
+
+const WG: u32 = 256u;
+
+var<workgroup> acc2: array<vec2<f32>, WG>;
+
+// Sum of acc2 over the workgroup, valid in lid 0. Two barriers, not a log2(256) = 8
+// level tree: barriers dominate small reductions on lavapipe, and 16 serial adds by 16
+// lanes are nothing on any device.
+fn reduce_acc2(lid: u32) -> vec2<f32> {
+    workgroupBarrier();
+    if (lid < 16u) {
+        var s = acc2[lid];
+        for (var k = 1u; k < 16u; k++) {
+            s += acc2[lid + 16u * k];
+        }
+        acc2[lid] = s;
+    }
+    workgroupBarrier();
+    var t = vec2<f32>(0.0);
+    if (lid == 0u) {
+        for (var k = 0u; k < 16u; k++) {
+            t += acc2[k];
+        }
+    }
+    return t;
+}
+
+// Index of this tile's partial result in a (C, nq·ns, ·) array.
+fn part_index(wid: vec3<u32>) -> u32 {
+    return wid.y * p.nq * p.ns + wid.z * p.nq + wid.x;
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward statistics.
+
+@group(0) @binding(0) var<storage, read> sx: array<f32>;
+@group(0) @binding(1) var<storage, read_write> spart: array<f32>;
+
+// x is (N, C, P); spart is (C, nq·ns, 3) = [count, mean, M2] of each tile.
+// Sums are of x − K with K the tile's first element, a sample of the data: shifting by a
+// value near the mean keeps Σd² − (Σd)²/n from cancelling catastrophically when the
+// mean is large compared with the spread (the textbook shifted-data variance).
+@compute @workgroup_size(256)
+fn bn_stats_partial(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_begin = wid.z * p.spw;
+    let n_end = min(p.n, n_begin + p.spw);
+    let shift = sx[(n_begin * p.c + c) * p.inner + q_begin];
+    var s = vec2<f32>(0.0);
+    for (var n = n_begin; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG) {
+            let d = sx[plane + q] - shift;
+            s += vec2<f32>(d, d * d);
+        }
+    }
+    acc2[lid] = s;
+    let t = reduce_acc2(lid);
+    if (lid == 0u) {
+        let cnt = f32((q_end - q_begin) * (n_end - n_begin));
+        let o = part_index(wid) * 3u;
+        spart[o] = cnt;
+        spart[o + 1u] = shift + t.x / cnt;
+        spart[o + 2u] = max(t.y - t.x * t.x / cnt, 0.0);
+    }
+}
+
+@group(0) @binding(0) var<storage, read> fpart: array<f32>;
+@group(0) @binding(1) var<storage, read> frm: array<f32>;
+@group(0) @binding(2) var<storage, read> frv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> fstats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> fnew_rm: array<f32>;
+@group(0) @binding(5) var<storage, read_write> fnew_rv: array<f32>;
+
+// fpart is (C, nq·ns, 3) from bn_stats_partial; writes stats (C, 2) = [mean, invstd]
+// and the running statistics: new = momentum·old + (1 − momentum)·batch, with the biased
+// batch variance (see ops::norm on why). Tiles are merged with Chan et al.'s pairwise
+// update, which stays accurate where a sum of squares would cancel.
+@compute @workgroup_size(64)
+fn bn_stats_final(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let parts = p.nq * p.ns;
+    var cnt = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var j = 0u; j < parts; j++) {
+        let o = (c * parts + j) * 3u;
+        let cb = fpart[o];
+        let delta = fpart[o + 1u] - mean;
+        let tot = cnt + cb;
+        mean += delta * (cb / tot);
+        m2 += fpart[o + 2u] + delta * delta * (cnt * cb / tot);
+        cnt = tot;
+    }
+    let var_b = m2 / cnt;
+    fstats[2u * c] = mean;
+    fstats[2u * c + 1u] = inverseSqrt(var_b + p.eps);
+    fnew_rm[c] = p.momentum * frm[c] + (1.0 - p.momentum) * mean;
+    fnew_rv[c] = p.momentum * frv[c] + (1.0 - p.momentum) * var_b;
+}
+
+@group(0) @binding(0) var<storage, read> erm: array<f32>;
+@group(0) @binding(1) var<storage, read> erv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> estats: array<f32>;
+
+// Eval mode: stats (C, 2) = [running_mean, 1/sqrt(running_var + eps)].
+@compute @workgroup_size(64)
+fn bn_stats_eval(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    estats[2u * c] = erm[c];
+    estats[2u * c + 1u] = inverseSqrt(erv[c] + p.eps);
+}
+
+// ---------------------------------------------------------------------------------------
+// Normalise.
+
+@group(0) @binding(0) var<storage, read> ax: array<f32>;
+@group(0) @binding(1) var<storage, read> astats: array<f32>;
+@group(0) @binding(2) var<storage, read> agamma: array<f32>;
+@group(0) @binding(3) var<storage, read> abeta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ay: array<f32>;
+
+// x, y are (N, C, P), tiled like the reductions:
+// y = gamma[c]·(x − mean[c])·invstd[c] + beta[c], folded into one multiply-add.
+@compute @workgroup_size(256)
+fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let a = agamma[c] * astats[2u * c + 1u];
+    let b = abeta[c] - astats[2u * c] * a;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG) {
+            ay[plane + q] = a * ax[plane + q] + b;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward.
+
+@group(0) @binding(0) var<storage, read> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> gdy: array<f32>;
+@group(0) @binding(2) var<storage, read> gstats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gpart: array<f32>;
+
+// x, dy are (N, C, P); gpart is (C, nq·ns, 2) = tile sums of [dy, dy·x̂] with
+// x̂ = (x − mean)·invstd: the two reductions every gradient of batch norm needs.
+@compute @workgroup_size(256)
+fn bn_grad_partial(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let mean = gstats[2u * c];
+    let invstd = gstats[2u * c + 1u];
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    var s = vec2<f32>(0.0);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG) {
+            let g = gdy[plane + q];
+            s += vec2<f32>(g, g * (gx[plane + q] - mean) * invstd);
+        }
+    }
+    acc2[lid] = s;
+    let t = reduce_acc2(lid);
+    if (lid == 0u) {
+        let o = part_index(wid) * 2u;
+        gpart[o] = t.x;
+        gpart[o + 1u] = t.y;
+    }
+}
+
+@group(0) @binding(0) var<storage, read> hpart: array<f32>;
+@group(0) @binding(1) var<storage, read_write> hdgamma: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hdbeta: array<f32>;
+
+// hpart is (C, nq·ns, 2): dbeta[c] = Σ dy, dgamma[c] = Σ dy·x̂.
+@compute @workgroup_size(64)
+fn bn_grad_final(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let parts = p.nq * p.ns;
+    var s = vec2<f32>(0.0);
+    for (var j = 0u; j < parts; j++) {
+        let o = (c * parts + j) * 2u;
+        s += vec2<f32>(hpart[o], hpart[o + 1u]);
+    }
+    hdbeta[c] = s.x;
+    hdgamma[c] = s.y;
+}
+
+@group(0) @binding(0) var<storage, read> ix: array<f32>;
+@group(0) @binding(1) var<storage, read> idy: array<f32>;
+@group(0) @binding(2) var<storage, read> istats: array<f32>;
+@group(0) @binding(3) var<storage, read> igamma: array<f32>;
+@group(0) @binding(4) var<storage, read> idgamma: array<f32>;
+@group(0) @binding(5) var<storage, read> idbeta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> idx: array<f32>;
+
+// x, dy, dx are (N, C, P), tiled like the reductions. Differentiates
+//   y = gamma·x̂ + beta, x̂ = (x − mean)·invstd
+// train (mean, invstd from the batch, m = N·P):
+//   dx = gamma·invstd·(dy − (dbeta + x̂·dgamma)/m)
+// eval (running statistics are constants): dx = gamma·invstd·dy
+@compute @workgroup_size(256)
+fn bn_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let mean = istats[2u * c];
+    let invstd = istats[2u * c + 1u];
+    let k = igamma[c] * invstd;
+    let inv_m = 1.0 / f32(p.n * p.inner);
+    let db = idbeta[c] * inv_m;
+    let dg = idgamma[c] * inv_m;
+    let train = p.train != 0u;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG) {
+            let xh = (ix[plane + q] - mean) * invstd;
+            let g = idy[plane + q];
+            // select, not a multiply by 0: in eval mode slots 4 and 5 may hold anything.
+            idx[plane + q] = k * select(g, g - db - xh * dg, train);
+        }
+    }
+}

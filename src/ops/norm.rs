@@ -1,0 +1,333 @@
+//! Batch normalisation over (N, H, W) per channel (MODEL.md "BN(C)"), in training mode
+//! (batch statistics) and eval mode (running statistics). `shaders/norm.wgsl`.
+//!
+//! x is (N, C, H, W); γ, β, running mean and running variance are (C); y is like x.
+//! Training mode normalises with the batch mean and the *biased* batch variance (divided
+//! by N·H·W), eps 1e-3, and returns new running statistics
+//! `running = momentum·running + (1 − momentum)·batch` with momentum 0.99.
+//!
+//! Which batch variance enters the running variance: MODEL.md says only "batch". We follow
+//! Keras' `BatchNormalization`, which updates the moving variance with the same biased
+//! variance it normalises with (its fused TF path computes the unbiased one and removes
+//! Bessel's correction again, "to be consistent with non-fused batch norm"). PyTorch
+//! would use the unbiased one; at 256 elements per channel the two differ by 0.4 %.
+//!
+//! The running statistics are state, not differentiated: they are returned as new tensors
+//! and never recorded. γ and β get gradients in both modes; in eval mode the op is the
+//! affine map y = γ·(x − μ_run)/√(σ²_run + eps) + β and its backward is that map's.
+
+use super::u32_of;
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader};
+use crate::tensor::Tensor;
+
+/// Keras' default, and MODEL.md's.
+pub const BN_EPS: f32 = 1e-3;
+/// Running-statistics momentum (Keras' meaning: the weight of the old value).
+pub const BN_MOMENTUM: f32 = 0.99;
+
+/// Elements per workgroup of the partial reductions: a 256×256 plane makes 8 tiles, a
+/// batch of 8 planes of 16×16 one. Fewer, fuller workgroups pay fewer barriers.
+const REDUCE_TILE: usize = 8192;
+/// Elements per workgroup of the element-wise kernels (apply, input gradient).
+const MAP_TILE: usize = 1024;
+/// Invocations per workgroup of the tiled kernels.
+const WG: usize = 256;
+/// Workgroup size of the per-channel `*_final` kernels.
+const WG_FINAL: usize = 64;
+
+/// How a launch covers one channel's N planes of P pixels: tiles of `qspan` pixels
+/// (a multiple of the workgroup size) of `spw` consecutive samples (see the shader).
+#[derive(Clone, Copy)]
+struct Tiling {
+    qspan: usize,
+    nq: usize,
+    spw: usize,
+    ns: usize,
+}
+
+/// Sizes of one batch-norm launch.
+#[derive(Clone, Copy)]
+struct Dims {
+    n: usize,
+    c: usize,
+    inner: usize,
+    /// Tiling of the partial reductions (its tile count fixes the partials per channel).
+    reduce: Tiling,
+    /// Tiling of the element-wise kernels.
+    map: Tiling,
+}
+
+impl Tiling {
+    /// Tiles of about `target` elements over N planes of P pixels.
+    fn new(n: usize, inner: usize, target: usize, max_per_dim: usize) -> Self {
+        let qspan = target
+            .min(inner.next_multiple_of(WG))
+            .max(inner.div_ceil(max_per_dim).next_multiple_of(WG));
+        let spw = (target / qspan).clamp(1, n);
+        Self {
+            qspan,
+            nq: inner.div_ceil(qspan),
+            spw,
+            ns: n.div_ceil(spw),
+        }
+    }
+}
+
+impl Dims {
+    fn params(&self, t: Tiling, eps: f32, momentum: f32, train: bool) -> [u32; 10] {
+        [
+            u32_of(self.c),
+            u32_of(self.inner),
+            u32_of(t.qspan),
+            u32_of(t.nq),
+            u32_of(self.n),
+            u32_of(t.spw),
+            u32_of(t.ns),
+            u32::from(train),
+            eps.to_bits(),
+            momentum.to_bits(),
+        ]
+    }
+
+    fn grid(&self, t: Tiling) -> [u32; 3] {
+        [u32_of(t.nq), u32_of(self.c), u32_of(t.ns)]
+    }
+
+    fn final_grid(&self) -> [u32; 3] {
+        [u32_of(self.c.div_ceil(WG_FINAL)), 1, 1]
+    }
+
+    /// Partial results per channel.
+    fn parts(&self) -> usize {
+        self.reduce.nq * self.reduce.ns
+    }
+}
+
+fn check(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<Dims> {
+    let (n, c, h, w) = x.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: "rank 4 (N, C, H, W)".into(),
+    })?;
+    for t in per_channel {
+        if t.dims() != [c] {
+            return Err(Error::Shape {
+                op,
+                lhs: x.shape().clone(),
+                rhs: t.shape().clone(),
+            });
+        }
+    }
+    let max = x.gpu().info().max_workgroups_per_dim as usize;
+    if c > max || n > max {
+        return Err(Error::BadShape {
+            op,
+            shape: x.shape().clone(),
+            expected: format!("N and C at most {max} (workgroup rows)"),
+        });
+    }
+    let inner = h * w;
+    Ok(Dims {
+        n,
+        c,
+        inner,
+        reduce: Tiling::new(n, inner, REDUCE_TILE, max),
+        map: Tiling::new(n, inner, MAP_TILE, max),
+    })
+}
+
+/// y = γ·(x − mean)·invstd + β from stats (C, 2) = [mean, invstd].
+fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, stats: &Tensor, d: Dims) -> Result<Tensor> {
+    let y = Tensor::uninit(x.gpu(), x.shape().clone(), "batch_norm")?;
+    x.gpu().launch(
+        &Kernel::new(Shader::Norm, "bn_apply"),
+        &[
+            x.bind(0),
+            stats.bind(1),
+            gamma.bind(2),
+            beta.bind(3),
+            y.bind(4),
+        ],
+        &d.params(d.map, 0.0, 0.0, false),
+        d.grid(d.map),
+    );
+    Ok(y)
+}
+
+/// Batch norm in training mode: returns (y, new running mean, new running variance).
+/// Only y is recorded (its gradient flows to x, γ and β).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "batch_norm_train";
+    let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
+    let gpu = x.gpu();
+    let params = d.params(d.reduce, eps, momentum, true);
+    let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
+    gpu.launch(
+        &Kernel::new(Shader::Norm, "bn_stats_partial"),
+        &[x.bind(0), partial.bind(1)],
+        &params,
+        d.grid(d.reduce),
+    );
+    let stats = Tensor::uninit(gpu, [d.c, 2], op)?;
+    let new_mean = Tensor::uninit(gpu, [d.c], op)?;
+    let new_var = Tensor::uninit(gpu, [d.c], op)?;
+    gpu.launch(
+        &Kernel::new(Shader::Norm, "bn_stats_final"),
+        &[
+            partial.bind(0),
+            running_mean.bind(1),
+            running_var.bind(2),
+            stats.bind(3),
+            new_mean.bind(4),
+            new_var.bind(5),
+        ],
+        &params,
+        d.final_grid(),
+    );
+    let y = apply(x, gamma, beta, &stats, d)?;
+    record(&[x, gamma, beta], &y, || Op::BatchNorm {
+        x: x.clone(),
+        gamma: gamma.clone(),
+        stats,
+        train: true,
+    });
+    Ok((y, new_mean, new_var))
+}
+
+/// Batch norm in eval mode: normalise with the running statistics.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    let op = "batch_norm_eval";
+    let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
+    let stats = Tensor::uninit(x.gpu(), [d.c, 2], op)?;
+    x.gpu().launch(
+        &Kernel::new(Shader::Norm, "bn_stats_eval"),
+        &[running_mean.bind(0), running_var.bind(1), stats.bind(2)],
+        &d.params(d.reduce, eps, 0.0, false),
+        d.final_grid(),
+    );
+    let y = apply(x, gamma, beta, &stats, d)?;
+    record(&[x, gamma, beta], &y, || Op::BatchNorm {
+        x: x.clone(),
+        gamma: gamma.clone(),
+        stats,
+        train: false,
+    });
+    Ok(y)
+}
+
+/// Backward of [`batch_norm_train`] / [`batch_norm_eval`]: (dx, dγ, dβ).
+// y = γ·x̂ + β, x̂ = (x − mean)·invstd  ⇒  dβ = Σ dy, dγ = Σ dy·x̂, and
+//   train (mean, invstd depend on x): dx = γ·invstd·(dy − (dβ + x̂·dγ)/m), m = N·H·W
+//   eval (running statistics are constants): dx = γ·invstd·dy
+pub(crate) fn batch_norm_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    stats: &Tensor,
+    train: bool,
+    dy: &Tensor,
+    need: [bool; 3],
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let op = "batch_norm_backward";
+    let d = check(op, x, &[gamma])?;
+    let gpu = x.gpu();
+    let params = d.params(d.reduce, 0.0, 0.0, train);
+    // The input gradient in training mode needs both sums, as do dγ and dβ.
+    let sums = if need[1] || need[2] || (train && need[0]) {
+        let partial = Tensor::uninit(gpu, [d.c, d.parts(), 2], op)?;
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_grad_partial"),
+            &[x.bind(0), dy.bind(1), stats.bind(2), partial.bind(3)],
+            &params,
+            d.grid(d.reduce),
+        );
+        let dgamma = Tensor::uninit(gpu, [d.c], op)?;
+        let dbeta = Tensor::uninit(gpu, [d.c], op)?;
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_grad_final"),
+            &[partial.bind(0), dgamma.bind(1), dbeta.bind(2)],
+            &params,
+            d.final_grid(),
+        );
+        Some((dgamma, dbeta))
+    } else {
+        None
+    };
+    let dx = if need[0] {
+        let dx = Tensor::uninit(gpu, x.shape().clone(), op)?;
+        // In eval mode without dγ, dβ the kernel ignores slots 4 and 5 (a `select` on
+        // the mode, so even NaN there cannot leak); γ stands in for them.
+        let (dg, db) = sums.as_ref().map_or((gamma, gamma), |(g, b)| (g, b));
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_backward_input"),
+            &[
+                x.bind(0),
+                dy.bind(1),
+                stats.bind(2),
+                gamma.bind(3),
+                dg.bind(4),
+                db.bind(5),
+                dx.bind(6),
+            ],
+            &d.params(d.map, 0.0, 0.0, train),
+            d.grid(d.map),
+        );
+        Some(dx)
+    } else {
+        None
+    };
+    let (dgamma, dbeta) = match sums {
+        Some((g, b)) => (need[1].then_some(g), need[2].then_some(b)),
+        None => (None, None),
+    };
+    Ok((dx, dgamma, dbeta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REDUCE_TILE, Tiling, WG};
+
+    /// Every (sample, pixel) of a channel lies in exactly one tile.
+    fn covers(n: usize, inner: usize, t: Tiling) {
+        assert_eq!(t.qspan % WG, 0);
+        assert!(t.nq * t.qspan >= inner && (t.nq - 1) * t.qspan < inner);
+        assert!(t.ns * t.spw >= n && (t.ns - 1) * t.spw < n);
+    }
+
+    #[test]
+    fn large_planes_are_split_and_small_ones_grouped() {
+        let big = Tiling::new(8, 256 * 256, REDUCE_TILE, 65_535);
+        assert_eq!((big.qspan, big.nq, big.spw, big.ns), (8192, 8, 1, 8));
+        covers(8, 256 * 256, big);
+        let small = Tiling::new(8, 16 * 16, REDUCE_TILE, 65_535);
+        assert_eq!((small.qspan, small.nq, small.spw, small.ns), (256, 1, 8, 1));
+        covers(8, 256, small);
+        for (n, inner) in [(35, 15), (5, 255), (2, 8827), (3, 1025), (1, 1)] {
+            covers(n, inner, Tiling::new(n, inner, REDUCE_TILE, 65_535));
+            covers(n, inner, Tiling::new(n, inner, 1024, 65_535));
+        }
+    }
+
+    #[test]
+    fn a_plane_wider_than_the_grid_limit_takes_longer_tiles() {
+        let t = Tiling::new(1, 1 << 26, REDUCE_TILE, 65_535);
+        assert!(t.nq <= 65_535);
+        covers(1, 1 << 26, t);
+    }
+}

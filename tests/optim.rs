@@ -1,0 +1,116 @@
+//! Adam against its f64 reference, step by step over ten steps on random data, and the
+//! properties the training loop relies on: updates in place, no recompilation when the
+//! learning rate changes, shape and aliasing errors.
+
+mod common;
+
+use common::{F32, to_f64, uniform};
+use rca_gpu::ops::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_LR};
+use rca_gpu::reference::optim::{Adam, adam_step};
+use rca_gpu::{Tensor, ops};
+
+fn hyper(lr: f32) -> Adam {
+    Adam {
+        lr: f64::from(lr),
+        beta1: f64::from(ADAM_BETA1),
+        beta2: f64::from(ADAM_BETA2),
+        eps: f64::from(ADAM_EPS),
+    }
+}
+
+#[test]
+fn adam_matches_reference_step_by_step_over_ten_steps() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    // 3·1001 elements: not a multiple of a workgroup's 1024, and shaped like a weight.
+    let shape = [3, 1001];
+    let len = 3 * 1001;
+    let p0 = uniform(&mut rng, len);
+    let param = Tensor::from_vec(&gpu, shape, &p0).unwrap();
+    let m = Tensor::zeros(&gpu, shape).unwrap();
+    let v = Tensor::zeros(&gpu, shape).unwrap();
+    let mut p64 = to_f64(&p0);
+    let mut m64 = vec![0.0; len];
+    let mut v64 = vec![0.0; len];
+    for t in 1..=10u32 {
+        // A schedule: the learning rate changes along the way (lr is an immediate).
+        let lr = if t <= 5 { 0.01 } else { 0.003 };
+        // Gradients of mixed scales, so that √v spans orders of magnitude.
+        let scale = [1.0, 1e-3, 10.0][t as usize % 3];
+        let g: Vec<f32> = uniform(&mut rng, len).iter().map(|x| x * scale).collect();
+        let gt = Tensor::from_vec(&gpu, shape, &g).unwrap();
+        ops::adam_step(&param, &gt, &m, &v, t, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS).unwrap();
+        adam_step(&mut p64, &to_f64(&g), &mut m64, &mut v64, t, hyper(lr));
+        common::assert_close(&format!("m at step {t}"), &m.to_vec().unwrap(), &m64, F32);
+        common::assert_close(&format!("v at step {t}"), &v.to_vec().unwrap(), &v64, F32);
+        common::assert_close(
+            &format!("param at step {t}"),
+            &param.to_vec().unwrap(),
+            &p64,
+            F32,
+        );
+    }
+}
+
+#[test]
+fn adam_first_step_moves_each_parameter_by_about_lr() {
+    // At t = 1 from m = v = 0 the step is lr·g/(|g| + ε/√(1 − β2)) ≈ lr·sign(g) for
+    // |g| ≫ ε/√(1 − β2) ≈ 3e-6: a closed form independent of the reference.
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let len = 777;
+    let p0 = uniform(&mut rng, len);
+    let g = common::uniform_away_from_zero(&mut rng, len, 0.1);
+    let param = Tensor::from_vec(&gpu, [len], &p0).unwrap();
+    let grad = Tensor::from_vec(&gpu, [len], &g).unwrap();
+    let m = Tensor::zeros(&gpu, [len]).unwrap();
+    let v = Tensor::zeros(&gpu, [len]).unwrap();
+    ops::adam_step(
+        &param, &grad, &m, &v, 1, ADAM_LR, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+    )
+    .unwrap();
+    let want: Vec<f64> = p0
+        .iter()
+        .zip(&g)
+        .map(|(&p, &g)| f64::from(p) - f64::from(ADAM_LR) * f64::from(g.signum()))
+        .collect();
+    common::assert_close("param after one step", &param.to_vec().unwrap(), &want, F32);
+}
+
+#[test]
+fn adam_with_a_new_learning_rate_compiles_nothing() {
+    let Some(gpu) = common::gpu() else { return };
+    let t = |v: f32| Tensor::full(&gpu, [100], v).unwrap();
+    let (param, grad, m, v) = (t(1.0), t(0.5), t(0.0), t(0.0));
+    ops::adam_step(
+        &param, &grad, &m, &v, 1, 1e-3, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+    )
+    .unwrap();
+    gpu.sync();
+    let before = gpu.stats().pipelines_compiled;
+    for (step, lr) in [(2, 5e-4), (3, 2.5e-4), (4, 1e-6)] {
+        ops::adam_step(
+            &param, &grad, &m, &v, step, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+        )
+        .unwrap();
+    }
+    gpu.sync();
+    assert_eq!(gpu.stats().pipelines_compiled, before);
+}
+
+#[test]
+fn adam_rejects_mismatched_sizes_and_aliased_state() {
+    let Some(gpu) = common::gpu() else { return };
+    let p = Tensor::zeros(&gpu, [4, 5]).unwrap();
+    let g = Tensor::zeros(&gpu, [4, 5]).unwrap();
+    let m = Tensor::zeros(&gpu, [4, 5]).unwrap();
+    let short = Tensor::zeros(&gpu, [19]).unwrap();
+    let e = ops::adam_step(&p, &g, &m, &short, 1, 1e-3, 0.9, 0.999, 1e-7)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "shape mismatch in adam_step: lhs (4, 5), rhs (19)");
+    let e = ops::adam_step(&p, &g, &m, &m.clone(), 1, 1e-3, 0.9, 0.999, 1e-7)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("adam_step") && e.contains("distinct"), "{e}");
+}
