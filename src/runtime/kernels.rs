@@ -16,6 +16,8 @@ pub enum Shader {
     Elementwise,
     Reduce,
     Matmul,
+    Conv,
+    Pool,
 }
 
 impl Shader {
@@ -24,11 +26,19 @@ impl Shader {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
         }
     }
 
     pub fn all() -> &'static [Shader] {
-        &[Shader::Elementwise, Shader::Reduce, Shader::Matmul]
+        &[
+            Shader::Elementwise,
+            Shader::Reduce,
+            Shader::Matmul,
+            Shader::Conv,
+            Shader::Pool,
+        ]
     }
 }
 
