@@ -6,7 +6,7 @@
 // - dw_conv: the forward; with FLIP = true the same loop gives the input gradient
 //   (a correlation of dy with the kernel turned by 180°).
 // - dw_conv_kgrad: the kernel gradient as partial sums, one per (c, tap, part), finished
-//   by a sum over the parts (ops::reduce::sum_view) — no atomics.
+//   by a sum over the parts (ops::reduce::sum_outer) — no atomics.
 //
 // Dense conv (kh×kw, stride s, zero padding pad, bias) is an im2col followed by the
 // register-blocked matmul of `matmul.wgsl`:
@@ -23,14 +23,14 @@ struct Params {
     c: u32,        // channels (Cin for im2col/col2im)
     h: u32,
     w: u32,
-    kh: u32,       // dense kernel rows (depthwise: unused, K is an override)
+    kh: u32,       // dense kernel rows (dw_conv_kgrad: rows per partial sum; dw_conv: unused)
     kw: u32,
     stride: u32,
     pad: u32,
     ho: u32,
     wo: u32,
     total: u32,    // invocations that do work
-    parts: u32,    // dw_conv_kgrad: partial sums per (c, tap); dw_conv: rows per part
+    parts: u32,    // dw_conv_kgrad: partial sums per (c, tap)
 }
 
 var<immediate> p: Params;
@@ -47,8 +47,6 @@ const TW: u32 = 4u;
 override K: u32 = 3u;
 /// dw_conv computes the input gradient: the kernel is read turned by 180°.
 override FLIP: bool = false;
-/// Rows of one partial sum of dw_conv_kgrad.
-override KG_ROWS: u32 = 16u;
 
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -104,17 +102,18 @@ fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 }
 
 // Kernel gradient, first pass. src is x, wt is dy (both (N, C, H, W)); dst is the
-// partials (C, K·K, parts) with part = (n, row chunk, strip):
-//   dst[c, a·K + b, part] = Σ_{(i, j) in part} dy[n, c, i, j] · x[n, c, i + a − K/2, j + b − K/2]
-// Each invocation covers KG_ROWS rows of one strip of 4 columns and keeps all K·K taps
-// in registers, so each loaded x value is used for 4 outputs.
+// partials (parts, C, K·K) with part = (n, row chunk, strip), a row chunk p.kh rows:
+//   dst[part, c, a·K + b] = Σ_{(i, j) in part} dy[n, c, i, j] · x[n, c, i + a − K/2, j + b − K/2]
+// Each invocation covers p.kh rows of one strip of 4 columns and keeps all K·K taps in
+// registers, so each loaded x value is used for 4 outputs.
 @compute @workgroup_size(256)
 fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
     let strips = (p.w + TW - 1u) / TW;
-    let chunks = (p.h + KG_ROWS - 1u) / KG_ROWS;
+    let rows = p.kh;
+    let chunks = (p.h + rows - 1u) / rows;
     let js = t % strips;
     let rc = (t / strips) % chunks;
     let nc = t / (strips * chunks);
@@ -128,8 +127,8 @@ fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let live = vec4<f32>(vec4<bool>(j0 < p.w, j0 + 1u < p.w, j0 + 2u < p.w, j0 + 3u < p.w));
     var acc: array<f32, 25>;
     for (var q = 0u; q < K * K; q++) { acc[q] = 0.0; }
-    let i_end = min(p.h, (rc + 1u) * KG_ROWS);
-    for (var i = rc * KG_ROWS; i < i_end; i++) {
+    let i_end = min(p.h, (rc + 1u) * rows);
+    for (var i = rc * rows; i < i_end; i++) {
         let o = plane + i * p.w;
         let g = live * vec4<f32>(
             wt[o + min(j0, p.w - 1u)], wt[o + min(j0 + 1u, p.w - 1u)],
@@ -148,7 +147,7 @@ fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         }
     }
     for (var q = 0u; q < K * K; q++) {
-        dst[(c * K * K + q) * p.parts + part] = acc[q];
+        dst[(part * p.c + c) * K * K + q] = acc[q];
     }
 }
 

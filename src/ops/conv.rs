@@ -10,7 +10,7 @@
 //!   [`conv1x1`] itself.
 
 use super::conv1x1::{Matmul, conv1x1};
-use super::reduce::sum_view;
+use super::reduce::{sum_outer, sum_view};
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
@@ -19,10 +19,12 @@ use crate::tensor::Tensor;
 
 /// Outputs per invocation along a row in the depthwise kernels (`TW` in the shader).
 const TW: usize = 4;
-/// Rows summed by one partial of the depthwise kernel gradient (`KG_ROWS`): enough work
-/// per invocation to amortise writing K·K partials, few enough rows that a 16×16 map
-/// still spreads over many invocations.
-const KG_ROWS: usize = 16;
+/// The depthwise kernel gradient aims at about this many invocations (enough to fill a
+/// GPU), each summing a chunk of rows of one 4-column strip…
+const KG_INVOCATIONS: usize = 16384;
+/// …of at least this many rows, so the K − 1 halo rows each one loads stay a minority
+/// and the partials (which the second pass sums serially) stay few.
+const KG_MIN_ROWS: usize = 4;
 
 /// Sizes of a depthwise convolution.
 #[derive(Clone, Copy)]
@@ -105,22 +107,24 @@ pub(crate) fn depthwise_conv2d_backward(
         None
     };
     let dk = if need[1] {
-        // Partials (C, K·K, parts), one per (n, row chunk, column strip), then a sum
+        // Partials (parts, C, K·K), one per (n, row chunk, column strip), then a sum
         // over the parts: no atomics, and the order of the sum is fixed.
         let strips = d.w.div_ceil(TW);
-        let chunks = d.h.div_ceil(KG_ROWS);
+        let planes = d.n * d.c * strips;
+        let max_chunks = d.h.div_ceil(KG_MIN_ROWS);
+        let rows = d.h.div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
+        let chunks = d.h.div_ceil(rows);
         let parts = d.n * chunks * strips;
         let taps = d.k * d.k;
         let partial = Tensor::uninit(
             x.gpu(),
-            [d.c * taps * parts],
+            [parts * d.c * taps],
             "depthwise_conv2d_backward",
         )?;
-        let total = d.n * d.c * chunks * strips;
-        let params = [d.n, d.c, d.h, d.w, 0, 0, 1, d.k / 2, d.h, d.w, total, parts].map(u32_of);
-        let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad")
-            .with("K", u32_of(d.k))
-            .with("KG_ROWS", u32_of(KG_ROWS));
+        let total = planes * chunks;
+        let params =
+            [d.n, d.c, d.h, d.w, rows, 0, 1, d.k / 2, d.h, d.w, total, parts].map(u32_of);
+        let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad").with("K", u32_of(d.k));
         launch_1d(
             x.gpu(),
             &kernel,
@@ -128,7 +132,9 @@ pub(crate) fn depthwise_conv2d_backward(
             &params,
             total,
         );
-        Some(sum_view(&partial, 1, d.c * taps, parts, 1.0)?.reshape(k.shape().clone())?)
+        // One invocation per (c, tap) adds its `parts` partials: coalesced, and no
+        // workgroup reduction with barriers (which costs lavapipe far more than the adds).
+        Some(sum_outer(&partial, parts, d.c * taps, 1.0, k.dims())?)
     } else {
         None
     };
