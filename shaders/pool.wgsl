@@ -70,40 +70,77 @@ fn max_pool_valid(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 
 // y[i, j] = max x[2i..2i+1, 2j..2j+1]  ⇒  dx[u, v] = dy[u/2, v/2] if (u, v) is the first
 // arg-max of its window, else 0 (also 0 in a dropped odd last row/column).
-// out is dx (N, C, H, W), one invocation per input pixel.
+// out is dx (N, C, H, W); the windows do not overlap, so one invocation per window
+// (⌈H/2⌉ × ⌈W/2⌉ of them, the extra ones zeroing a dropped row/column) writes all of its
+// pixels and finds its arg-max once.
 @compute @workgroup_size(256)
 fn max_pool_valid_backward(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let nc = t / (p.w * p.h);
-    let oi = i / 2u;
-    let oj = j / 2u;
+    let wc = (p.w + 1u) / 2u;
+    let hc = (p.h + 1u) / 2u;
+    let oj = t % wc;
+    let oi = (t / wc) % hc;
+    let nc = t / (wc * hc);
+    let plane = nc * p.h * p.w;
+    let r0 = 2u * oi;
+    let c0 = 2u * oj;
+    var best = p.h * p.w;    // no pixel: a dropped window routes nothing
     var g = 0.0;
-    if (oi < p.ho && oj < p.wo && window_argmax(nc * p.h * p.w, 2u * oi, 2u * oj) == i * p.w + j) {
+    if (oi < p.ho && oj < p.wo) {
+        best = window_argmax(plane, r0, c0);
         g = dy[(nc * p.ho + oi) * p.wo + oj];
     }
-    out[t] = g;
+    for (var r = r0; r < min(r0 + 2u, p.h); r++) {
+        for (var c = c0; c < min(c0 + 2u, p.w); c++) {
+            let at = r * p.w + c;
+            out[plane + at] = select(0.0, g, at == best);
+        }
+    }
 }
 
-// out is y (N, C, H, W), one invocation per output.
+// out is y (N, C, H, W). One invocation per row strip of 4 outputs: the 2 × 5 inputs
+// under the strip are loaded once (10 loads for 4 outputs instead of 16).
 @compute @workgroup_size(256)
 fn max_pool_same(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let nc = t / (p.w * p.h);
-    out[t] = window_max(nc * p.h * p.w, i, j);
+    let strips = (p.w + 3u) / 4u;
+    let j0 = (t % strips) * 4u;
+    let r = t / strips;              // (n·C + c)·H + i
+    let i = r % p.h;
+    let top = r * p.w;
+    // Next row, clamped at the bottom border (a repeat does not change a max).
+    let bot = top + select(p.w, 0u, i + 1u == p.h);
+    var m: array<f32, 5>;
+    for (var k = 0u; k < 5u; k++) {
+        let c = min(j0 + k, p.w - 1u);
+        m[k] = max(x[top + c], x[bot + c]);
+    }
+    for (var k = 0u; k < 4u; k++) {
+        if (j0 + k < p.w) { out[top + j0 + k] = max(m[k], m[k + 1u]); }
+    }
+}
+
+// First maximum of (a, b, c, d), in that order: its index 0..3.
+fn first_max(a: f32, b: f32, c: f32, d: f32) -> u32 {
+    var k = 0u;
+    var v = a;
+    if (b > v) { k = 1u; v = b; }
+    if (c > v) { k = 2u; v = c; }
+    if (d > v) { k = 3u; }
+    return k;
 }
 
 // y[i, j] = max x[i..i+1, j..j+1] (clipped)  ⇒  dx[u, v] = Σ dy[i, j] over the windows
 // (i, j) ∈ {u−1, u} × {v−1, v} whose first arg-max is (u, v).
-// out is dx (N, C, H, W), one invocation per input pixel.
+// out is dx (N, C, H, W), one invocation per input pixel. The four windows lie in the
+// 3×3 patch around (u, v), loaded once with its rows and columns clamped into the map:
+// a clamped row or column repeats the one before it, and a repeat is never strictly
+// greater, so the clipped windows keep their first maximum.
 @compute @workgroup_size(256)
 fn max_pool_same_backward(@builtin(workgroup_id) wid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
@@ -113,14 +150,29 @@ fn max_pool_same_backward(@builtin(workgroup_id) wid: vec3<u32>,
     let j = t % p.w;
     let i = (t / p.w) % p.h;
     let plane = (t / (p.w * p.h)) * p.h * p.w;
-    let me = i * p.w + j;
+    // Patch rows i−1, i, i+1 and columns j−1, j, j+1, clamped (row i−1 when i = 0 is
+    // only used by windows that do not exist).
+    let rows = vec3<u32>(max(i, 1u) - 1u, i, min(i + 1u, p.h - 1u)) * p.w + plane;
+    let cols = vec3<u32>(max(j, 1u) - 1u, j, min(j + 1u, p.w - 1u));
+    let x0 = vec3<f32>(x[rows.x + cols.x], x[rows.x + cols.y], x[rows.x + cols.z]);
+    let x1 = vec3<f32>(x[rows.y + cols.x], x[rows.y + cols.y], x[rows.y + cols.z]);
+    let x2 = vec3<f32>(x[rows.z + cols.x], x[rows.z + cols.y], x[rows.z + cols.z]);
     var g = 0.0;
-    for (var wi = max(i, 1u) - 1u; wi <= i; wi++) {
-        for (var wj = max(j, 1u) - 1u; wj <= j; wj++) {
-            if (window_argmax(plane, wi, wj) == me) {
-                g += dy[plane + wi * p.w + wj];
-            }
-        }
+    // Window at (i−1, j−1): (i, j) is its last candidate.
+    if (i > 0u && j > 0u && first_max(x0.x, x0.y, x1.x, x1.y) == 3u) {
+        g += dy[rows.x + cols.x];
+    }
+    // Window at (i−1, j): (i, j) is its third candidate.
+    if (i > 0u && first_max(x0.y, x0.z, x1.y, x1.z) == 2u) {
+        g += dy[rows.x + cols.y];
+    }
+    // Window at (i, j−1): second.
+    if (j > 0u && first_max(x1.x, x1.y, x2.x, x2.y) == 1u) {
+        g += dy[rows.y + cols.x];
+    }
+    // Window at (i, j): first.
+    if (first_max(x1.y, x1.z, x2.y, x2.z) == 0u) {
+        g += dy[rows.y + cols.y];
     }
     out[t] = g;
 }

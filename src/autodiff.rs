@@ -306,8 +306,7 @@ impl Op {
                 vec![dx, dw, db]
             }
             Op::DepthwiseConv2d { x, k } => {
-                let (dx, dk) =
-                    ops::conv::depthwise_conv2d_backward(x, k, dy, [need[0], need[1]])?;
+                let (dx, dk) = ops::conv::depthwise_conv2d_backward(x, k, dy, [need[0], need[1]])?;
                 vec![dx, dk]
             }
             Op::Conv2d {
@@ -323,10 +322,7 @@ impl Op {
             }
             Op::MaxPoolValid { x } => vec![Some(ops::pool::max_pool_valid_backward(x, dy)?)],
             Op::MaxPoolSame { x } => vec![Some(ops::pool::max_pool_same_backward(x, dy)?)],
-            Op::Upsample2x => vec![Some(ops::pool::upsample2x_backward(
-                dy,
-                &inputs[0].shape,
-            )?)],
+            Op::Upsample2x => vec![Some(ops::pool::upsample2x_backward(dy, &inputs[0].shape)?)],
         })
     }
 }

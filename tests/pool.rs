@@ -14,9 +14,7 @@ use rca_gpu::{Tape, Tensor, ops};
 /// n distinct values in [-1, 1), at least 2/n apart, in random order: no window has a
 /// tie, and the finite-difference step never changes an arg-max.
 fn distinct(rng: &mut StdRng, n: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..n)
-        .map(|i| 2.0 * i as f32 / n as f32 - 1.0)
-        .collect();
+    let mut v: Vec<f32> = (0..n).map(|i| 2.0 * i as f32 / n as f32 - 1.0).collect();
     v.shuffle(rng);
     v
 }
@@ -68,7 +66,12 @@ fn check_ties(op: fn(&Tensor) -> rca_gpu::Result<Tensor>, fwd: Fwd, bwd: Bwd, sh
     let loss = ops::sum(&ops::mul(&y, &gt).unwrap()).unwrap();
     let grads = tape.backward(&loss).unwrap();
     let x64 = to_f64(&data);
-    assert_close("forward with ties", &y.to_vec().unwrap(), &fwd(&x64, n * c, h, w), F32);
+    assert_close(
+        "forward with ties",
+        &y.to_vec().unwrap(),
+        &fwd(&x64, n * c, h, w),
+        F32,
+    );
     assert_close(
         "backward with ties",
         &grads.get(&x).unwrap().to_vec().unwrap(),
@@ -146,6 +149,18 @@ fn max_pool_same_sums_overlapping_windows_and_routes_ties_to_the_first_maximum()
 }
 
 #[test]
+fn max_pool_same_routes_ties_in_clipped_windows_of_thin_maps() {
+    for shape in [[2, 2, 1, 7], [2, 2, 6, 1], [2, 1, 2, 5]] {
+        check_ties(
+            ops::max_pool_same,
+            r::max_pool_same,
+            r::max_pool_same_backward,
+            shape,
+        );
+    }
+}
+
+#[test]
 fn max_pool_valid_rejects_a_map_smaller_than_the_window() {
     let Some(gpu) = common::gpu() else { return };
     let x = Tensor::zeros(&gpu, [1, 2, 1, 8]).unwrap();
@@ -180,6 +195,9 @@ fn upsample2x_rejects_a_non_nchw_tensor() {
     let x = Tensor::zeros(&gpu, [4, 5]).unwrap();
     assert!(matches!(
         ops::upsample2x(&x),
-        Err(rca_gpu::Error::BadShape { op: "upsample2x", .. })
+        Err(rca_gpu::Error::BadShape {
+            op: "upsample2x",
+            ..
+        })
     ));
 }

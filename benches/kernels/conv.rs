@@ -22,13 +22,60 @@ const DEPTHWISE: &[(&str, usize, usize, usize, usize)] = &[
     ("k5 C256 @16x16 batch 8", 8, 256, 16, 5),
 ];
 
-/// Dense shapes (name, N, Cin, Cout, H=W, k, stride, pad): CSA's φz 3×3 at level 0
-/// (R/2 = 128) and θx/θy 2×2 stride 2 at level 0 (R = 256).
-const DENSE: &[(&str, usize, usize, usize, usize, usize, usize, usize)] = &[
-    ("3x3 s1 16->16 @128x128", 1, 16, 16, 128, 3, 1, 1),
-    ("2x2 s2 16->16 @256x256", 1, 16, 16, 256, 2, 2, 0),
-    ("3x3 s1 16->16 @128x128 batch 8", 8, 16, 16, 128, 3, 1, 1),
-    ("2x2 s2 16->16 @256x256 batch 8", 8, 16, 16, 256, 2, 2, 0),
+/// One dense convolution of the model: x (n, cin, hw, hw), a k×k kernel to cout channels.
+struct Dense {
+    name: &'static str,
+    n: usize,
+    cin: usize,
+    cout: usize,
+    hw: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+/// CSA's φz 3×3 at level 0 (R/2 = 128) and θx/θy 2×2 stride 2 at level 0 (R = 256).
+const DENSE: &[Dense] = &[
+    Dense {
+        name: "3x3 s1 16->16 @128x128",
+        n: 1,
+        cin: 16,
+        cout: 16,
+        hw: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    },
+    Dense {
+        name: "2x2 s2 16->16 @256x256",
+        n: 1,
+        cin: 16,
+        cout: 16,
+        hw: 256,
+        k: 2,
+        stride: 2,
+        pad: 0,
+    },
+    Dense {
+        name: "3x3 s1 16->16 @128x128 batch 8",
+        n: 8,
+        cin: 16,
+        cout: 16,
+        hw: 128,
+        k: 3,
+        stride: 1,
+        pad: 1,
+    },
+    Dense {
+        name: "2x2 s2 16->16 @256x256 batch 8",
+        n: 8,
+        cin: 16,
+        cout: 16,
+        hw: 256,
+        k: 2,
+        stride: 2,
+        pad: 0,
+    },
 ];
 
 /// Bench `forward` into `fwd_group` and its backward (through the tape, from
@@ -115,7 +162,17 @@ pub fn benches(c: &mut Criterion) {
             || ops::depthwise_conv2d(&x, &kt).unwrap(),
         );
     }
-    for &(name, n, cin, cout, hw, k, stride, pad) in DENSE {
+    for &Dense {
+        name,
+        n,
+        cin,
+        cout,
+        hw,
+        k,
+        stride,
+        pad,
+    } in DENSE
+    {
         let x = Tensor::full(&gpu, [n, cin, hw, hw], 0.5)
             .unwrap()
             .requires_grad();

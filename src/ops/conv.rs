@@ -44,13 +44,9 @@ fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
         expected: "rank 4 input (N, C, H, W)".into(),
     })?;
     match k.dims() {
-        &[kc, 1, kh, kw] if kc == c && kh == kw && matches!(kh, 1 | 3 | 5) => Ok(Dw {
-            n,
-            c,
-            h,
-            w,
-            k: kh,
-        }),
+        &[kc, 1, kh, kw] if kc == c && kh == kw && matches!(kh, 1 | 3 | 5) => {
+            Ok(Dw { n, c, h, w, k: kh })
+        }
         _ => Err(Error::Shape {
             op,
             lhs: x.shape().clone(),
@@ -112,18 +108,28 @@ pub(crate) fn depthwise_conv2d_backward(
         let strips = d.w.div_ceil(TW);
         let planes = d.n * d.c * strips;
         let max_chunks = d.h.div_ceil(KG_MIN_ROWS);
-        let rows = d.h.div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
+        let rows =
+            d.h.div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
         let chunks = d.h.div_ceil(rows);
         let parts = d.n * chunks * strips;
         let taps = d.k * d.k;
-        let partial = Tensor::uninit(
-            x.gpu(),
-            [parts * d.c * taps],
-            "depthwise_conv2d_backward",
-        )?;
+        let partial = Tensor::uninit(x.gpu(), [parts * d.c * taps], "depthwise_conv2d_backward")?;
         let total = planes * chunks;
-        let params =
-            [d.n, d.c, d.h, d.w, rows, 0, 1, d.k / 2, d.h, d.w, total, parts].map(u32_of);
+        let params = [
+            d.n,
+            d.c,
+            d.h,
+            d.w,
+            rows,
+            0,
+            1,
+            d.k / 2,
+            d.h,
+            d.w,
+            total,
+            parts,
+        ]
+        .map(u32_of);
         let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad").with("K", u32_of(d.k));
         launch_1d(
             x.gpu(),

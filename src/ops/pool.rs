@@ -76,9 +76,10 @@ pub fn max_pool_valid(x: &Tensor) -> Result<Tensor> {
 /// Backward of [`max_pool_valid`]: dx (N, C, H, W).
 // y[i, j] = max x[2i..2i+1, 2j..2j+1]  ⇒  dx[u, v] = dy[u/2, v/2] at the window's first arg-max
 pub(crate) fn max_pool_valid_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = nchw("max_pool_valid_backward", x)?;
+    let (n, c, h, w) = nchw("max_pool_valid_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_valid_backward")?;
-    let total = dx.numel();
+    // One invocation per window, counting the partial windows of an odd last row/column.
+    let total = n * c * h.div_ceil(2) * w.div_ceil(2);
     launch(
         "max_pool_valid_backward",
         Some(x),
@@ -94,9 +95,11 @@ pub(crate) fn max_pool_valid_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor>
 /// 2×2 max pool, stride 1, Keras 'same': (N, C, H, W) → (N, C, H, W).
 pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     let op = "max_pool_same";
-    let (_, _, h, w) = nchw(op, x)?;
+    let (n, c, h, w) = nchw(op, x)?;
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), op)?;
-    launch(op, Some(x), None, &y, (h, w), (h, w), y.numel());
+    // One invocation per row strip of 4 outputs (see the shader).
+    let strips = n * c * h * w.div_ceil(4);
+    launch(op, Some(x), None, &y, (h, w), (h, w), strips);
     record(&[x], &y, || Op::MaxPoolSame { x: x.clone() });
     Ok(y)
 }

@@ -26,8 +26,8 @@ pub fn depthwise_conv2d(
                         if ii < 0 || jj < 0 || ii >= h as isize || jj >= w as isize {
                             continue;
                         }
-                        acc += x[(nc * h + ii as usize) * w + jj as usize]
-                            * k[(ch * ks + a) * ks + b];
+                        acc +=
+                            x[(nc * h + ii as usize) * w + jj as usize] * k[(ch * ks + a) * ks + b];
                     }
                 }
                 y[(nc * h + i) * w + j] = acc;
