@@ -15,8 +15,8 @@
 // - im2col: x → col;  col2im: the adjoint (a gather: each x pixel sums the col entries
 //   it was copied to), which turns the column gradient into the input gradient.
 //
-// One invocation per output element (im2col, col2im) or per row strip of 4 outputs
-// (depthwise), 256 per workgroup, flat index over a 2-D grid (runtime::grid_1d).
+// One invocation per row strip of 4 outputs, 256 per workgroup, flat index over a 2-D
+// grid (runtime::grid_1d).
 
 struct Params {
     n: u32,
@@ -25,7 +25,7 @@ struct Params {
     w: u32,
     kh: u32,       // dense kernel rows (dw_conv_kgrad: rows per partial sum; dw_conv: unused)
     kw: u32,
-    stride: u32,
+    stride: u32,   // informational: the kernels use the STRIDE override
     pad: u32,
     ho: u32,
     wo: u32,
@@ -47,6 +47,8 @@ const TW: u32 = 4u;
 override K: u32 = 3u;
 /// dw_conv computes the input gradient: the kernel is read turned by 180°.
 override FLIP: bool = false;
+/// Stride of im2col/col2im: one pipeline per stride, so its divisions are by a constant.
+override STRIDE: u32 = 1u;
 
 fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -151,55 +153,74 @@ fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-// src is x (N, Cin, H, W); dst is col (N, Cin·kh·kw, Ho·Wo), one invocation per col entry.
+// src is x (N, Cin, H, W); dst is col (N, Cin·kh·kw, Ho·Wo). One invocation per strip of
+// 4 consecutive output columns of one col row: the index arithmetic (integer divisions,
+// slow on CPU drivers) is paid once per 4 entries, and neighbours write neighbouring
+// addresses.
 @compute @workgroup_size(256)
 fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let np = p.ho * p.wo;
+    let strips = (p.wo + TW - 1u) / TW;
     let taps = p.kh * p.kw;
-    let q = t % np;
-    let r = (t / np) % (p.c * taps);
-    let n = t / (np * p.c * taps);
-    let ci = r / taps;
-    let a = (r % taps) / p.kw;
-    let b = r % p.kw;
-    let ii = i32((q / p.wo) * p.stride + a) - i32(p.pad);
-    let jj = i32((q % p.wo) * p.stride + b) - i32(p.pad);
-    let inside = ii >= 0 && ii < i32(p.h) && jj >= 0 && jj < i32(p.w);
-    let idx = ((n * p.c + ci) * p.h + u32(clamp(ii, 0, i32(p.h) - 1))) * p.w
-        + u32(clamp(jj, 0, i32(p.w) - 1));
-    dst[t] = select(0.0, src[idx], inside);
+    let oj0 = (t % strips) * TW;
+    let u = t / strips;             // ((n·Cin + ci)·taps + tap)·Ho + oi
+    let oi = u % p.ho;
+    let v = u / p.ho;               // (n·Cin + ci)·taps + tap = n·R + r
+    let tap = v % taps;
+    let nci = v / taps;
+    let a = tap / p.kw;
+    let b = tap - a * p.kw;
+    let ii = i32(oi * STRIDE + a) - i32(p.pad);
+    let row_ok = ii >= 0 && ii < i32(p.h);
+    let row = (nci * p.h + u32(clamp(ii, 0, i32(p.h) - 1))) * p.w;
+    let o = v * p.ho * p.wo + oi * p.wo + oj0;
+    for (var m = 0u; m < TW; m++) {
+        if (oj0 + m < p.wo) {
+            let jj = i32((oj0 + m) * STRIDE + b) - i32(p.pad);
+            let inside = row_ok && jj >= 0 && jj < i32(p.w);
+            dst[o + m] = select(0.0, src[row + u32(clamp(jj, 0, i32(p.w) - 1))], inside);
+        }
+    }
 }
 
 // Adjoint of im2col. src is dcol (N, Cin·kh·kw, Ho·Wo); dst is dx (N, Cin, H, W):
 //   dx[n, ci, i, j] = Σ_{a, b : i + pad − a = oi·s, j + pad − b = oj·s, (oi, oj) in range}
 //                     dcol[n, (ci, a, b), (oi, oj)]
-// one invocation per dx pixel, so overlapping windows (stride < kernel) need no atomics.
+// a gather, so overlapping windows (stride < kernel) need no atomics. One invocation per
+// row strip of 4 dx pixels, which share the row tests of every tap row a.
 @compute @workgroup_size(256)
 fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let nci = t / (p.w * p.h);    // n · Cin + ci
+    let strips = (p.w + TW - 1u) / TW;
+    let j0 = (t % strips) * TW;
+    let r = t / strips;             // (n·Cin + ci)·H + i
+    let i = r % p.h;
+    let nci = r / p.h;
     let np = p.ho * p.wo;
     let base = nci * p.kh * p.kw * np;
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var a = 0u; a < p.kh; a++) {
         let di = i32(i + p.pad) - i32(a);
-        if (di < 0 || u32(di) % p.stride != 0u) { continue; }
-        let oi = u32(di) / p.stride;
+        if (di < 0 || u32(di) % STRIDE != 0u) { continue; }
+        let oi = u32(di) / STRIDE;
         if (oi >= p.ho) { continue; }
+        let rowbase = base + a * p.kw * np + oi * p.wo;
         for (var b = 0u; b < p.kw; b++) {
-            let dj = i32(j + p.pad) - i32(b);
-            if (dj < 0 || u32(dj) % p.stride != 0u) { continue; }
-            let oj = u32(dj) / p.stride;
-            if (oj >= p.wo) { continue; }
-            acc += src[base + (a * p.kw + b) * np + oi * p.wo + oj];
+            let tapbase = rowbase + b * np;
+            for (var m = 0u; m < TW; m++) {
+                let dj = i32(j0 + m + p.pad) - i32(b);
+                let oj = u32(max(dj, 0)) / STRIDE;
+                let ok = dj >= 0 && u32(dj) % STRIDE == 0u && oj < p.wo;
+                acc[m] += select(0.0, src[tapbase + min(oj, p.wo - 1u)], ok);
+            }
         }
     }
-    dst[t] = acc;
+    let o = r * p.w + j0;
+    for (var m = 0u; m < TW; m++) {
+        if (j0 + m < p.w) { dst[o + m] = acc[m]; }
+    }
 }

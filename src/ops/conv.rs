@@ -252,10 +252,11 @@ fn dense_check(
 /// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
 fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
     let col = Tensor::uninit(x.gpu(), [d.n, d.rows(), d.cols()], "conv2d im2col")?;
-    let total = col.numel();
+    // One invocation per strip of TW output columns of each col row.
+    let total = d.n * d.rows() * d.ho * d.wo.div_ceil(TW);
     launch_1d(
         x.gpu(),
-        &Kernel::new(Shader::Conv, "im2col"),
+        &Kernel::new(Shader::Conv, "im2col").with("STRIDE", u32_of(d.stride)),
         &[x.bind(0), col.bind(2)],
         &d.params(total),
         total,
@@ -336,10 +337,11 @@ pub(crate) fn conv2d_backward(
         }
         .run(w, dy, None, &dcol, r * p, p);
         let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "conv2d_backward")?;
-        let total = dx.numel();
+        // One invocation per row strip of TW dx pixels.
+        let total = d.n * d.cin * d.h * d.w.div_ceil(TW);
         launch_1d(
             x.gpu(),
-            &Kernel::new(Shader::Conv, "col2im"),
+            &Kernel::new(Shader::Conv, "col2im").with("STRIDE", u32_of(d.stride)),
             &[dcol.bind(0), dx.bind(2)],
             &d.params(total),
             total,
