@@ -5,7 +5,7 @@
 //   y[n, c, i, j] = Σ_{a,b} x[n, c, i + a − K/2, j + b − K/2] · k[c, a, b]
 // - dw_conv: the forward; with FLIP = true the same loop gives the input gradient
 //   (a correlation of dy with the kernel turned by 180°).
-// - dw_conv_kgrad: the kernel gradient as partial sums, one per (c, tap, part), finished
+// - dw_conv_kgrad: the kernel gradient as partial sums, one per (part, c, tap), finished
 //   by a sum over the parts (ops::reduce::sum_outer) — no atomics.
 //
 // Dense conv (kh×kw, stride s, zero padding pad, bias) is an im2col followed by the
@@ -15,8 +15,8 @@
 // - im2col: x → col;  col2im: the adjoint (a gather: each x pixel sums the col entries
 //   it was copied to), which turns the column gradient into the input gradient.
 //
-// One invocation per row strip of 4 outputs, 256 per workgroup, flat index over a 2-D
-// grid (runtime::grid_1d).
+// One invocation per row strip of 4 outputs (dw_conv: 8), 256 per workgroup, flat index
+// over a 2-D grid (runtime::grid_1d).
 
 struct Params {
     n: u32,
@@ -40,8 +40,10 @@ var<immediate> p: Params;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 const WG: u32 = 256u;
-/// Outputs per invocation along a row (the strip width of the depthwise kernels).
+/// Outputs per invocation along a row: dw_conv_kgrad, im2col, col2im…
 const TW: u32 = 4u;
+/// …and dw_conv, whose window of K + 7 inputs per row fits in registers.
+const DW_TW: u32 = 8u;
 
 /// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll.
 override K: u32 = 3u;
@@ -63,42 +65,43 @@ fn row_at(row: u32, jj: i32) -> f32 {
 }
 
 // src is x (forward) or dy (FLIP, input gradient), wt is k (C, 1, K, K), dst like src.
-// Each invocation computes y[n, c, i, j0..j0+3]: every loaded input feeds up to 4 outputs.
+// Each invocation computes y[n, c, i, j0..j0+7]: the K + 7 inputs of each of the K rows
+// under the strip are loaded once and feed up to K outputs each.
 @compute @workgroup_size(256)
 fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let strips = (p.w + TW - 1u) / TW;
+    let strips = (p.w + DW_TW - 1u) / DW_TW;
     let js = t % strips;
-    let r = t / strips;
+    let r = t / strips;             // (n·C + c)·H + i
     let i = r % p.h;
-    let nc = r / p.h;
-    let c = nc % p.c;
-    let j0 = js * TW;
-    let plane = nc * p.h * p.w;
+    let c = (r / p.h) % p.c;
+    let j0 = js * DW_TW;
+    let plane = (r - i) * p.w;
     let half = i32(K / 2u);
     let kbase = c * K * K;
-    var acc = vec4<f32>(0.0);
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
     for (var a = 0u; a < K; a++) {
         let ii = i32(i) + i32(a) - half;
         if (ii < 0 || ii >= i32(p.h)) { continue; }
         let row = plane + u32(ii) * p.w;
-        // The K + 3 inputs under the strip's K-wide windows.
-        var win: array<f32, 8>;
-        for (var b = 0u; b < K + TW - 1u; b++) {
+        var win: array<f32, 12>;
+        for (var b = 0u; b < K + DW_TW - 1u; b++) {
             win[b] = row_at(row, i32(j0 + b) - half);
         }
         for (var b = 0u; b < K; b++) {
             var tap = a * K + b;
             if (FLIP) { tap = K * K - 1u - tap; }
-            let kv = wt[kbase + tap];
-            acc = fma(vec4<f32>(kv), vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]), acc);
+            let kv = vec4<f32>(wt[kbase + tap]);
+            lo = fma(kv, vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]), lo);
+            hi = fma(kv, vec4<f32>(win[b + 4u], win[b + 5u], win[b + 6u], win[b + 7u]), hi);
         }
     }
-    let o = plane + i * p.w + j0;
-    let vals = array<f32, 4>(acc.x, acc.y, acc.z, acc.w);
-    for (var m = 0u; m < TW; m++) {
+    let o = r * p.w + j0;
+    let vals = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    for (var m = 0u; m < DW_TW; m++) {
         if (j0 + m < p.w) { dst[o + m] = vals[m]; }
     }
 }

@@ -2,8 +2,8 @@
 //! stride and padding (CSA's 2×2 stride-2 and 3×3 stride-1 convs). `shaders/conv.wgsl`.
 //!
 //! - depthwise: x (N, C, H, W), k (C, 1, K, K), K ∈ {1, 3, 5}, stride 1, 'same' zero
-//!   padding, no bias → (N, C, H, W). Direct kernels, 4 outputs per invocation, one
-//!   pipeline per K.
+//!   padding, no bias → (N, C, H, W). Direct kernels, 8 outputs per invocation (4 for
+//!   the kernel gradient), one pipeline per K.
 //! - dense: x (N, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout) → (N, Cout, Ho, Wo),
 //!   Ho = (H + 2·pad − kh) / stride + 1. An im2col into (N, Cin·kh·kw, Ho·Wo) and the
 //!   register-blocked matmul of [`super::conv1x1`]; a 1×1 stride-1 unpadded call is
@@ -17,8 +17,11 @@ use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
 
-/// Outputs per invocation along a row in the depthwise kernels (`TW` in the shader).
+/// Outputs per invocation along a row in the kernel gradient, im2col and col2im (`TW`
+/// in the shader)…
 const TW: usize = 4;
+/// …and in the depthwise forward and input gradient (`DW_TW`).
+const DW_TW: usize = 8;
 /// The depthwise kernel gradient aims at about this many invocations (enough to fill a
 /// GPU), each summing a chunk of rows of one 4-column strip…
 const KG_INVOCATIONS: usize = 16384;
@@ -57,7 +60,7 @@ fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
 
 /// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k).
 fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
-    let total = d.n * d.c * d.h * d.w.div_ceil(TW);
+    let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
     let params = [d.n, d.c, d.h, d.w, 0, 0, 1, d.k / 2, d.h, d.w, total, 0].map(u32_of);
     let kernel = Kernel::new(Shader::Conv, "dw_conv")
         .with("K", u32_of(d.k))
