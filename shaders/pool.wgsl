@@ -137,44 +137,59 @@ fn first_max(a: f32, b: f32, c: f32, d: f32) -> u32 {
 
 // y[i, j] = max x[i..i+1, j..j+1] (clipped)  ⇒  dx[u, v] = Σ dy[i, j] over the windows
 // (i, j) ∈ {u−1, u} × {v−1, v} whose first arg-max is (u, v).
-// out is dx (N, C, H, W), one invocation per input pixel. The four windows lie in the
-// 3×3 patch around (u, v), loaded once with its rows and columns clamped into the map:
-// a clamped row or column repeats the one before it, and a repeat is never strictly
-// greater, so the clipped windows keep their first maximum.
+// out is dx (N, C, H, W). One invocation per row strip of 4 pixels (i, j0..j0+3): the
+// windows that can route to them are the 2 × 5 at rows i−1, i and columns j0−1..j0+3,
+// all inside the 3 × 6 patch of rows i−1..i+1 and columns j0−1..j0+4, loaded once with
+// its rows and columns clamped into the map. A clamped row or column repeats the one
+// before it, and a repeat is never strictly greater, so a clipped window keeps its first
+// maximum; windows outside the map (row or column −1, column ≥ W) are skipped.
 @compute @workgroup_size(256)
 fn max_pool_same_backward(@builtin(workgroup_id) wid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
-    let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let plane = (t / (p.w * p.h)) * p.h * p.w;
-    // Patch rows i−1, i, i+1 and columns j−1, j, j+1, clamped (row i−1 when i = 0 is
-    // only used by windows that do not exist).
-    let rows = vec3<u32>(max(i, 1u) - 1u, i, min(i + 1u, p.h - 1u)) * p.w + plane;
-    let cols = vec3<u32>(max(j, 1u) - 1u, j, min(j + 1u, p.w - 1u));
-    let x0 = vec3<f32>(x[rows.x + cols.x], x[rows.x + cols.y], x[rows.x + cols.z]);
-    let x1 = vec3<f32>(x[rows.y + cols.x], x[rows.y + cols.y], x[rows.y + cols.z]);
-    let x2 = vec3<f32>(x[rows.z + cols.x], x[rows.z + cols.y], x[rows.z + cols.z]);
-    var g = 0.0;
-    // Window at (i−1, j−1): (i, j) is its last candidate.
-    if (i > 0u && j > 0u && first_max(x0.x, x0.y, x1.x, x1.y) == 3u) {
-        g += dy[rows.x + cols.x];
+    let strips = (p.w + 3u) / 4u;
+    let j0 = (t % strips) * 4u;
+    let r = t / strips;              // (n·C + c)·H + i
+    let i = r % p.h;
+    let plane = (r - i) * p.w;
+    let up = plane + (max(i, 1u) - 1u) * p.w;
+    let mid = plane + i * p.w;
+    let down = plane + min(i + 1u, p.h - 1u) * p.w;
+    var xu: array<f32, 6>;
+    var xm: array<f32, 6>;
+    var xd: array<f32, 6>;
+    for (var k = 0u; k < 6u; k++) {
+        let c = u32(clamp(i32(j0 + k) - 1, 0, i32(p.w) - 1));
+        xu[k] = x[up + c];
+        xm[k] = x[mid + c];
+        xd[k] = x[down + c];
     }
-    // Window at (i−1, j): (i, j) is its third candidate.
-    if (i > 0u && first_max(x0.y, x0.z, x1.y, x1.z) == 2u) {
-        g += dy[rows.x + cols.y];
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    // Window at column wj = j0 − 1 + k covers patch columns k, k + 1, i.e. strip pixels
+    // k − 1 and k.
+    for (var k = 0u; k < 5u; k++) {
+        let wj = i32(j0 + k) - 1;
+        if (wj < 0 || wj >= i32(p.w)) { continue; }
+        if (i > 0u) {
+            // Window at row i − 1: the strip is its second row (candidates 2 and 3).
+            let f = first_max(xu[k], xu[k + 1u], xm[k], xm[k + 1u]);
+            if (f >= 2u) {
+                let m = k + f - 3u;   // pixel k − 1 (f = 2) or k (f = 3), wraps when < 0
+                if (m < 4u) { acc[m] += dy[up + u32(wj)]; }
+            }
+        }
+        // Window at row i: the strip is its first row (candidates 0 and 1).
+        let f = first_max(xm[k], xm[k + 1u], xd[k], xd[k + 1u]);
+        if (f <= 1u) {
+            let m = k + f - 1u;
+            if (m < 4u) { acc[m] += dy[mid + u32(wj)]; }
+        }
     }
-    // Window at (i, j−1): second.
-    if (j > 0u && first_max(x1.x, x1.y, x2.x, x2.y) == 1u) {
-        g += dy[rows.y + cols.x];
+    for (var m = 0u; m < 4u; m++) {
+        if (j0 + m < p.w) { out[mid + j0 + m] = acc[m]; }
     }
-    // Window at (i, j): first.
-    if (first_max(x1.y, x1.z, x2.y, x2.z) == 0u) {
-        g += dy[rows.y + cols.y];
-    }
-    out[t] = g;
 }
 
 // out is y (N, C, 2H, 2W); one invocation per input pixel writes its 2×2 block.

@@ -108,9 +108,10 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
 // y[i, j] = max x[i..i+1, j..j+1] (clipped)
 //   ⇒ dx[u, v] = Σ dy[i, j] over the windows whose first arg-max is (u, v)
 pub(crate) fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = nchw("max_pool_same_backward", x)?;
+    let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
-    let total = dx.numel();
+    // One invocation per row strip of 4 pixels (see the shader).
+    let total = n * c * h * w.div_ceil(4);
     launch(
         "max_pool_same_backward",
         Some(x),
