@@ -192,6 +192,11 @@ fn max_pool_same_backward(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// The same bindings seen as pairs: rows of the upsampled map have even length 2W and
+// every 2×2 block starts at an even column, so each block row is one aligned vec2.
+@group(0) @binding(1) var<storage, read> dy2: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read_write> out2: array<vec2<f32>>;
+
 // out is y (N, C, 2H, 2W); one invocation per input pixel writes its 2×2 block.
 @compute @workgroup_size(256)
 fn upsample2x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -199,14 +204,12 @@ fn upsample2x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
     let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let nc = t / (p.w * p.h);
-    let v = x[t];
-    let o = (nc * 2u * p.h + 2u * i) * 2u * p.w + 2u * j;
-    out[o] = v;
-    out[o + 1u] = v;
-    out[o + 2u * p.w] = v;
-    out[o + 2u * p.w + 1u] = v;
+    let r = t / p.w;                 // (n·C + c)·H + i
+    let v = vec2<f32>(x[t]);
+    // Block top-left at row 2r of the (N·C·2H, 2W) view, column 2j: pair index r·2W + j.
+    let o = 2u * r * p.w + j;
+    out2[o] = v;
+    out2[o + p.w] = v;
 }
 
 // y[i, j] = x[i/2, j/2]  ⇒  dx[u, v] = Σ dy[2u..2u+1, 2v..2v+1].
@@ -218,8 +221,8 @@ fn upsample2x_backward(@builtin(workgroup_id) wid: vec3<u32>,
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
     let j = t % p.w;
-    let i = (t / p.w) % p.h;
-    let nc = t / (p.w * p.h);
-    let o = (nc * 2u * p.h + 2u * i) * 2u * p.w + 2u * j;
-    out[t] = (dy[o] + dy[o + 1u]) + (dy[o + 2u * p.w] + dy[o + 2u * p.w + 1u]);
+    let r = t / p.w;
+    let o = 2u * r * p.w + j;
+    let s = dy2[o] + dy2[o + p.w];
+    out[t] = s.x + s.y;
 }
