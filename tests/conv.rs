@@ -150,6 +150,14 @@ fn dense_3x3_stride2_pad1_general_case() {
 }
 
 #[test]
+fn dense_on_aligned_sizes_takes_the_vec4_matmul() {
+    // Cin·k·k and Ho·Wo multiples of 4, as at the model's shapes: all three products of
+    // the im2col matrix run on the vec4 kernel.
+    check_dense(2, 4, 4, 8, 8, 3, 1, 1, true);
+    check_dense(2, 4, 8, 16, 16, 2, 2, 0, true);
+}
+
+#[test]
 fn dense_1x1_delegates_to_conv1x1() {
     check_dense(2, 3, 4, 5, 7, 1, 1, 0, true);
     let Some(gpu) = common::gpu() else { return };
