@@ -7,8 +7,9 @@
 //   window clipped at the right and bottom borders (Keras 'same' pads only after).
 // - upsample2x: x (N, C, H, W) → y (N, C, 2H, 2W), y[i, j] = x[i/2, j/2].
 // The max-pool backwards route each output gradient to the first maximum of its window in
-// row-major order, as gathers (one invocation per input pixel over the windows that
-// contain it), so overlapping stride-1 windows need no atomics.
+// row-major order, without atomics: stride-2 windows do not overlap (one invocation
+// writes all of a window's pixels), and the stride-1 backward is a gather (each pixel
+// sums over the windows that contain it).
 
 struct Params {
     h: u32,       // input H, W

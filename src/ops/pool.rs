@@ -25,8 +25,8 @@ fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
     })
 }
 
-/// Launch `entry` with one invocation per element of `out` (`per_input` = false) or per
-/// element of the input (true), reading x (slot 0) and dy (slot 1).
+/// Launch `entry` with `total` invocations (what each one covers is the entry's business:
+/// an output, an input pixel, a window or a strip), reading x (slot 0) and dy (slot 1).
 #[allow(clippy::too_many_arguments)]
 fn launch(
     entry: &'static str,
