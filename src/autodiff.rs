@@ -62,6 +62,24 @@ pub(crate) enum Op {
         y: Tensor,
         coef: Tensor,
     },
+    DepthwiseConv2d {
+        x: Tensor,
+        k: Tensor,
+    },
+    Conv2d {
+        x: Tensor,
+        w: Tensor,
+        stride: usize,
+        pad: usize,
+        has_bias: bool,
+    },
+    MaxPoolValid {
+        x: Tensor,
+    },
+    MaxPoolSame {
+        x: Tensor,
+    },
+    Upsample2x,
 }
 
 struct Input {
@@ -314,6 +332,24 @@ impl Op {
             Op::BceDice { z, y, coef } => {
                 vec![Some(ops::loss::bce_dice_backward(z, y, coef, dy)?)]
             }
+            Op::DepthwiseConv2d { x, k } => {
+                let (dx, dk) = ops::conv::depthwise_conv2d_backward(x, k, dy, [need[0], need[1]])?;
+                vec![dx, dk]
+            }
+            Op::Conv2d {
+                x,
+                w,
+                stride,
+                pad,
+                has_bias,
+            } => {
+                let want = [need[0], need[1], *has_bias && need[2]];
+                let (dx, dw, db) = ops::conv::conv2d_backward(x, w, dy, *stride, *pad, want)?;
+                vec![dx, dw, db]
+            }
+            Op::MaxPoolValid { x } => vec![Some(ops::pool::max_pool_valid_backward(x, dy)?)],
+            Op::MaxPoolSame { x } => vec![Some(ops::pool::max_pool_same_backward(x, dy)?)],
+            Op::Upsample2x => vec![Some(ops::pool::upsample2x_backward(dy, &inputs[0].shape)?)],
         })
     }
 }

@@ -6,8 +6,10 @@
 //!
 //! One file per kernel family under `benches/kernels/`, each with a `benches` function.
 
+mod conv;
 mod conv1x1;
 mod norm;
+mod pool;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rca_gpu::{AdapterRequest, Gpu};
@@ -38,6 +40,8 @@ pub fn timed(gpu: &Gpu, iters: u64, mut f: impl FnMut()) -> std::time::Duration 
 fn all(c: &mut Criterion) {
     conv1x1::benches(c);
     norm::benches(c);
+    conv::benches(c);
+    pool::benches(c);
 }
 
 criterion_group!(benches, all);

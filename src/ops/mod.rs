@@ -3,19 +3,23 @@
 //! The backward rules live next to the forwards (`*_backward` functions) and are called
 //! from the single `match` in [`crate::autodiff`].
 
+pub mod conv;
 pub mod conv1x1;
 pub mod elementwise;
 pub mod loss;
 pub mod norm;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod shape;
 
+pub use conv::{conv2d, depthwise_conv2d};
 pub use conv1x1::conv1x1;
 pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
 pub use loss::{bce_dice_loss, bce_dice_loss_per_sample};
 pub use norm::{batch_norm_eval, batch_norm_train};
 pub use optim::adam_step;
+pub use pool::{max_pool_same, max_pool_valid, upsample2x};
 pub use reduce::{mean, mean_channels, sum, sum_channels};
 pub use shape::concat_channels;
 

@@ -5,9 +5,11 @@
 //! against central finite differences of the forward. Layouts are those of the kernels:
 //! NCHW, row-major weights (Cout, Cin, kh, kw).
 
+pub mod conv;
 pub mod loss;
 pub mod norm;
 pub mod optim;
+pub mod pool;
 
 /// Finite-difference gradient of a scalar function of `x` (central differences, step h).
 pub fn finite_diff(x: &[f64], h: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {

@@ -19,6 +19,8 @@ pub enum Shader {
     Norm,
     Loss,
     Optim,
+    Conv,
+    Pool,
 }
 
 impl Shader {
@@ -30,6 +32,8 @@ impl Shader {
             Shader::Norm => include_str!("../../shaders/norm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
         }
     }
 
@@ -41,6 +45,8 @@ impl Shader {
             Shader::Norm,
             Shader::Loss,
             Shader::Optim,
+            Shader::Conv,
+            Shader::Pool,
         ]
     }
 }

@@ -1,0 +1,229 @@
+// Convolutions other than the 1×1 one (that is `matmul.wgsl`).
+//
+// Depthwise k×k, stride 1, 'same' zero padding (pad K/2, K odd), no bias:
+//   x (N, C, H, W), k (C, 1, K, K) → y (N, C, H, W)
+//   y[n, c, i, j] = Σ_{a,b} x[n, c, i + a − K/2, j + b − K/2] · k[c, a, b]
+// - dw_conv: the forward; with FLIP = true the same loop gives the input gradient
+//   (a correlation of dy with the kernel turned by 180°).
+// - dw_conv_kgrad: the kernel gradient as partial sums, one per (part, c, tap), finished
+//   by a sum over the parts (ops::reduce::sum_outer) — no atomics.
+//
+// Dense conv (kh×kw, stride s, zero padding pad, bias) is an im2col followed by the
+// register-blocked matmul of `matmul.wgsl`:
+//   x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo),
+//   col[n, (ci, a, b), (oi, oj)] = x[n, ci, oi·s + a − pad, oj·s + b − pad] (0 outside)
+// - im2col: x → col;  col2im: the adjoint (a gather: each x pixel sums the col entries
+//   it was copied to), which turns the column gradient into the input gradient.
+//
+// One invocation per row strip of 4 outputs (dw_conv: 8), 256 per workgroup, flat index
+// over a 2-D grid (runtime::grid_1d).
+
+struct Params {
+    n: u32,
+    c: u32,        // channels (Cin for im2col/col2im)
+    h: u32,
+    w: u32,
+    kh: u32,       // dense kernel rows (dw_conv_kgrad: rows per partial sum; dw_conv: unused)
+    kw: u32,
+    stride: u32,   // informational: the kernels use the STRIDE override
+    pad: u32,
+    ho: u32,
+    wo: u32,
+    total: u32,    // invocations that do work
+    parts: u32,    // dw_conv_kgrad: partial sums per (c, tap)
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+const WG: u32 = 256u;
+/// Outputs per invocation along a row: dw_conv_kgrad, im2col, col2im…
+const TW: u32 = 4u;
+/// …and dw_conv, whose window of K + 7 inputs per row fits in registers.
+const DW_TW: u32 = 8u;
+
+/// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll.
+override K: u32 = 3u;
+/// dw_conv computes the input gradient: the kernel is read turned by 180°.
+override FLIP: bool = false;
+/// Stride of im2col/col2im: one pipeline per stride, so its divisions are by a constant.
+override STRIDE: u32 = 1u;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// x[row, jj] of one plane row, 0 outside 0..W (the zero padding). The index is clamped so
+// the load itself is always in range.
+fn row_at(row: u32, jj: i32) -> f32 {
+    let inside = jj >= 0 && jj < i32(p.w);
+    let v = src[row + u32(clamp(jj, 0, i32(p.w) - 1))];
+    return select(0.0, v, inside);
+}
+
+// src is x (forward) or dy (FLIP, input gradient), wt is k (C, 1, K, K), dst like src.
+// Each invocation computes y[n, c, i, j0..j0+7]: the K + 7 inputs of each of the K rows
+// under the strip are loaded once and feed up to K outputs each.
+@compute @workgroup_size(256)
+fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let strips = (p.w + DW_TW - 1u) / DW_TW;
+    let js = t % strips;
+    let r = t / strips;             // (n·C + c)·H + i
+    let i = r % p.h;
+    let c = (r / p.h) % p.c;
+    let j0 = js * DW_TW;
+    let plane = (r - i) * p.w;
+    let half = i32(K / 2u);
+    let kbase = c * K * K;
+    var lo = vec4<f32>(0.0);
+    var hi = vec4<f32>(0.0);
+    for (var a = 0u; a < K; a++) {
+        let ii = i32(i) + i32(a) - half;
+        if (ii < 0 || ii >= i32(p.h)) { continue; }
+        let row = plane + u32(ii) * p.w;
+        var win: array<f32, 12>;
+        for (var b = 0u; b < K + DW_TW - 1u; b++) {
+            win[b] = row_at(row, i32(j0 + b) - half);
+        }
+        for (var b = 0u; b < K; b++) {
+            var tap = a * K + b;
+            if (FLIP) { tap = K * K - 1u - tap; }
+            let kv = vec4<f32>(wt[kbase + tap]);
+            lo = fma(kv, vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]), lo);
+            hi = fma(kv, vec4<f32>(win[b + 4u], win[b + 5u], win[b + 6u], win[b + 7u]), hi);
+        }
+    }
+    let o = r * p.w + j0;
+    let vals = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
+    for (var m = 0u; m < DW_TW; m++) {
+        if (j0 + m < p.w) { dst[o + m] = vals[m]; }
+    }
+}
+
+// Kernel gradient, first pass. src is x, wt is dy (both (N, C, H, W)); dst is the
+// partials (parts, C, K·K) with part = (n, row chunk, strip), a row chunk p.kh rows:
+//   dst[part, c, a·K + b] = Σ_{(i, j) in part} dy[n, c, i, j] · x[n, c, i + a − K/2, j + b − K/2]
+// Each invocation covers p.kh rows of one strip of 4 columns and keeps all K·K taps in
+// registers, so each loaded x value is used for 4 outputs.
+@compute @workgroup_size(256)
+fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let strips = (p.w + TW - 1u) / TW;
+    let rows = p.kh;
+    let chunks = (p.h + rows - 1u) / rows;
+    let js = t % strips;
+    let rc = (t / strips) % chunks;
+    let nc = t / (strips * chunks);
+    let n = nc / p.c;
+    let c = nc % p.c;
+    let part = (n * chunks + rc) * strips + js;
+    let j0 = js * TW;
+    let plane = nc * p.h * p.w;
+    let half = i32(K / 2u);
+    // Columns of the strip past the right border carry no gradient.
+    let live = vec4<f32>(vec4<bool>(j0 < p.w, j0 + 1u < p.w, j0 + 2u < p.w, j0 + 3u < p.w));
+    var acc: array<f32, 25>;
+    for (var q = 0u; q < K * K; q++) { acc[q] = 0.0; }
+    let i_end = min(p.h, (rc + 1u) * rows);
+    for (var i = rc * rows; i < i_end; i++) {
+        let o = plane + i * p.w;
+        let g = live * vec4<f32>(
+            wt[o + min(j0, p.w - 1u)], wt[o + min(j0 + 1u, p.w - 1u)],
+            wt[o + min(j0 + 2u, p.w - 1u)], wt[o + min(j0 + 3u, p.w - 1u)]);
+        for (var a = 0u; a < K; a++) {
+            let ii = i32(i) + i32(a) - half;
+            if (ii < 0 || ii >= i32(p.h)) { continue; }
+            let row = plane + u32(ii) * p.w;
+            var win: array<f32, 8>;
+            for (var b = 0u; b < K + TW - 1u; b++) {
+                win[b] = row_at(row, i32(j0 + b) - half);
+            }
+            for (var b = 0u; b < K; b++) {
+                acc[a * K + b] += dot(g, vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]));
+            }
+        }
+    }
+    for (var q = 0u; q < K * K; q++) {
+        dst[(part * p.c + c) * K * K + q] = acc[q];
+    }
+}
+
+// src is x (N, Cin, H, W); dst is col (N, Cin·kh·kw, Ho·Wo). One invocation per strip of
+// 4 consecutive output columns of one col row: the index arithmetic (integer divisions,
+// slow on CPU drivers) is paid once per 4 entries, and neighbours write neighbouring
+// addresses.
+@compute @workgroup_size(256)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let strips = (p.wo + TW - 1u) / TW;
+    let taps = p.kh * p.kw;
+    let oj0 = (t % strips) * TW;
+    let u = t / strips;             // ((n·Cin + ci)·taps + tap)·Ho + oi
+    let oi = u % p.ho;
+    let v = u / p.ho;               // (n·Cin + ci)·taps + tap = n·R + r
+    let tap = v % taps;
+    let nci = v / taps;
+    let a = tap / p.kw;
+    let b = tap - a * p.kw;
+    let ii = i32(oi * STRIDE + a) - i32(p.pad);
+    let row_ok = ii >= 0 && ii < i32(p.h);
+    let row = (nci * p.h + u32(clamp(ii, 0, i32(p.h) - 1))) * p.w;
+    let o = v * p.ho * p.wo + oi * p.wo + oj0;
+    for (var m = 0u; m < TW; m++) {
+        if (oj0 + m < p.wo) {
+            let jj = i32((oj0 + m) * STRIDE + b) - i32(p.pad);
+            let inside = row_ok && jj >= 0 && jj < i32(p.w);
+            dst[o + m] = select(0.0, src[row + u32(clamp(jj, 0, i32(p.w) - 1))], inside);
+        }
+    }
+}
+
+// Adjoint of im2col. src is dcol (N, Cin·kh·kw, Ho·Wo); dst is dx (N, Cin, H, W):
+//   dx[n, ci, i, j] = Σ_{a, b : i + pad − a = oi·s, j + pad − b = oj·s, (oi, oj) in range}
+//                     dcol[n, (ci, a, b), (oi, oj)]
+// a gather, so overlapping windows (stride < kernel) need no atomics. One invocation per
+// row strip of 4 dx pixels, which share the row tests of every tap row a.
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let strips = (p.w + TW - 1u) / TW;
+    let j0 = (t % strips) * TW;
+    let r = t / strips;             // (n·Cin + ci)·H + i
+    let i = r % p.h;
+    let nci = r / p.h;
+    let np = p.ho * p.wo;
+    let base = nci * p.kh * p.kw * np;
+    var acc = vec4<f32>(0.0);
+    for (var a = 0u; a < p.kh; a++) {
+        let di = i32(i + p.pad) - i32(a);
+        if (di < 0 || u32(di) % STRIDE != 0u) { continue; }
+        let oi = u32(di) / STRIDE;
+        if (oi >= p.ho) { continue; }
+        let rowbase = base + a * p.kw * np + oi * p.wo;
+        for (var b = 0u; b < p.kw; b++) {
+            let tapbase = rowbase + b * np;
+            for (var m = 0u; m < TW; m++) {
+                let dj = i32(j0 + m + p.pad) - i32(b);
+                let oj = u32(max(dj, 0)) / STRIDE;
+                let ok = dj >= 0 && u32(dj) % STRIDE == 0u && oj < p.wo;
+                acc[m] += select(0.0, src[tapbase + min(oj, p.wo - 1u)], ok);
+            }
+        }
+    }
+    let o = r * p.w + j0;
+    for (var m = 0u; m < TW; m++) {
+        if (j0 + m < p.w) { dst[o + m] = acc[m]; }
+    }
+}

@@ -1,0 +1,385 @@
+//! The k×k convolutions: depthwise (the first half of every SepConv) and dense with
+//! stride and padding (CSA's 2×2 stride-2 and 3×3 stride-1 convs). `shaders/conv.wgsl`.
+//!
+//! - depthwise: x (N, C, H, W), k (C, 1, K, K), K ∈ {1, 3, 5}, stride 1, 'same' zero
+//!   padding, no bias → (N, C, H, W). Direct kernels, 8 outputs per invocation (4 for
+//!   the kernel gradient), one pipeline per K.
+//! - dense: x (N, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout) → (N, Cout, Ho, Wo),
+//!   Ho = (H + 2·pad − kh) / stride + 1. An im2col into (N, Cin·kh·kw, Ho·Wo) and the
+//!   register-blocked matmul of [`super::conv1x1`]; a 1×1 stride-1 unpadded call is
+//!   [`conv1x1`] itself.
+
+use super::conv1x1::{Matmul, conv1x1};
+use super::reduce::{sum_outer, sum_view};
+use super::{launch_1d, u32_of};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader};
+use crate::tensor::Tensor;
+
+/// Outputs per invocation along a row in the kernel gradient, im2col and col2im (`TW`
+/// in the shader)…
+const TW: usize = 4;
+/// …and in the depthwise forward and input gradient (`DW_TW`).
+const DW_TW: usize = 8;
+/// The depthwise kernel gradient aims at about this many invocations (enough to fill a
+/// GPU), each summing a chunk of rows of one 4-column strip…
+const KG_INVOCATIONS: usize = 16384;
+/// …of at least this many rows, so the K − 1 halo rows each one loads stay a minority
+/// and the partials (which the second pass sums serially) stay few.
+const KG_MIN_ROWS: usize = 4;
+
+/// Sizes of a depthwise convolution.
+#[derive(Clone, Copy)]
+struct Dw {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+}
+
+fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
+    let op = "depthwise_conv2d";
+    let (n, c, h, w) = x.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: "rank 4 input (N, C, H, W)".into(),
+    })?;
+    match k.dims() {
+        &[kc, 1, kh, kw] if kc == c && kh == kw && matches!(kh, 1 | 3 | 5) => {
+            Ok(Dw { n, c, h, w, k: kh })
+        }
+        _ => Err(Error::Shape {
+            op,
+            lhs: x.shape().clone(),
+            rhs: k.shape().clone(),
+        }),
+    }
+}
+
+/// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k).
+fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
+    let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
+    let params = [d.n, d.c, d.h, d.w, 0, 0, 1, d.k / 2, d.h, d.w, total, 0].map(u32_of);
+    let kernel = Kernel::new(Shader::Conv, "dw_conv")
+        .with("K", u32_of(d.k))
+        .with("FLIP", u32::from(flip));
+    launch_1d(
+        src.gpu(),
+        &kernel,
+        &[src.bind(0), k.bind(1), dst.bind(2)],
+        &params,
+        total,
+    );
+}
+
+/// Depthwise k×k convolution, stride 1, 'same' zero padding, no bias:
+/// x (N, C, H, W), k (C, 1, K, K) with K ∈ {1, 3, 5} → (N, C, H, W).
+pub fn depthwise_conv2d(x: &Tensor, k: &Tensor) -> Result<Tensor> {
+    let d = dw_check(x, k)?;
+    let y = Tensor::uninit(x.gpu(), x.shape().clone(), "depthwise_conv2d")?;
+    dw_launch(x, k, &y, d, false);
+    record(&[x, k], &y, || Op::DepthwiseConv2d {
+        x: x.clone(),
+        k: k.clone(),
+    });
+    Ok(y)
+}
+
+/// Backward of [`depthwise_conv2d`]: (dx, dk).
+// y[n,c,i,j] = Σ_{a,b} x[n,c,i+a−K/2,j+b−K/2]·k[c,a,b]
+//   ⇒ dx[n,c,u,v] = Σ_{a,b} dy[n,c,u+a−K/2,v+b−K/2]·k[c,K−1−a,K−1−b]
+//   ⇒ dk[c,a,b]   = Σ_{n,i,j} dy[n,c,i,j]·x[n,c,i+a−K/2,j+b−K/2]
+pub(crate) fn depthwise_conv2d_backward(
+    x: &Tensor,
+    k: &Tensor,
+    dy: &Tensor,
+    need: [bool; 2],
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let d = dw_check(x, k)?;
+    let dx = if need[0] {
+        let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "depthwise_conv2d_backward")?;
+        dw_launch(dy, k, &dx, d, true);
+        Some(dx)
+    } else {
+        None
+    };
+    let dk = if need[1] {
+        // Partials (parts, C, K·K), one per (n, row chunk, column strip), then a sum
+        // over the parts: no atomics, and the order of the sum is fixed.
+        let strips = d.w.div_ceil(TW);
+        let planes = d.n * d.c * strips;
+        let max_chunks = d.h.div_ceil(KG_MIN_ROWS);
+        let rows =
+            d.h.div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
+        let chunks = d.h.div_ceil(rows);
+        let parts = d.n * chunks * strips;
+        let taps = d.k * d.k;
+        let partial = Tensor::uninit(x.gpu(), [parts * d.c * taps], "depthwise_conv2d_backward")?;
+        let total = planes * chunks;
+        let params = [
+            d.n,
+            d.c,
+            d.h,
+            d.w,
+            rows,
+            0,
+            1,
+            d.k / 2,
+            d.h,
+            d.w,
+            total,
+            parts,
+        ]
+        .map(u32_of);
+        let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad").with("K", u32_of(d.k));
+        launch_1d(
+            x.gpu(),
+            &kernel,
+            &[x.bind(0), dy.bind(1), partial.bind(2)],
+            &params,
+            total,
+        );
+        // One invocation per (c, tap) adds its `parts` partials: coalesced, and no
+        // workgroup reduction with barriers (which costs lavapipe far more than the adds).
+        Some(sum_outer(&partial, parts, d.c * taps, 1.0, k.dims())?)
+    } else {
+        None
+    };
+    Ok((dx, dk))
+}
+
+/// Sizes of a dense convolution.
+#[derive(Clone, Copy)]
+struct Dense {
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Dense {
+    /// Rows of the im2col matrix: Cin·kh·kw.
+    fn rows(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+
+    /// Columns of the im2col matrix (output pixels per sample): Ho·Wo.
+    fn cols(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn params(&self, total: usize) -> [u32; 12] {
+        [
+            self.n,
+            self.cin,
+            self.h,
+            self.w,
+            self.kh,
+            self.kw,
+            self.stride,
+            self.pad,
+            self.ho,
+            self.wo,
+            total,
+            0,
+        ]
+        .map(u32_of)
+    }
+}
+
+fn dense_check(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Dense> {
+    let op = "conv2d";
+    let (n, cin, h, wd) = x.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: "rank 4 input (N, Cin, H, W)".into(),
+    })?;
+    let (cout, kh, kw) = match w.dims() {
+        &[cout, c, kh, kw] if c == cin && kh > 0 && kw > 0 => (cout, kh, kw),
+        _ => {
+            return Err(Error::Shape {
+                op,
+                lhs: x.shape().clone(),
+                rhs: w.shape().clone(),
+            });
+        }
+    };
+    if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+        return Err(Error::BadShape {
+            op,
+            shape: x.shape().clone(),
+            expected: format!(
+                "a padded input at least as large as the {kh}×{kw} kernel and stride ≥ 1 (got stride {stride}, pad {pad})"
+            ),
+        });
+    }
+    if let Some(b) = b
+        && b.dims() != [cout]
+    {
+        return Err(Error::Shape {
+            op,
+            lhs: w.shape().clone(),
+            rhs: b.shape().clone(),
+        });
+    }
+    Ok(Dense {
+        n,
+        cin,
+        cout,
+        h,
+        w: wd,
+        kh,
+        kw,
+        stride,
+        pad,
+        ho: (h + 2 * pad - kh) / stride + 1,
+        wo: (wd + 2 * pad - kw) / stride + 1,
+    })
+}
+
+/// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
+fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
+    let col = Tensor::uninit(x.gpu(), [d.n, d.rows(), d.cols()], "conv2d im2col")?;
+    // One invocation per strip of TW output columns of each col row.
+    let total = d.n * d.rows() * d.ho * d.wo.div_ceil(TW);
+    launch_1d(
+        x.gpu(),
+        &Kernel::new(Shader::Conv, "im2col").with("STRIDE", u32_of(d.stride)),
+        &[x.bind(0), col.bind(2)],
+        &d.params(total),
+        total,
+    );
+    Ok(col)
+}
+
+/// Dense convolution with zero padding `pad` on every side and stride `stride`:
+/// x (N, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout) → (N, Cout, Ho, Wo) with
+/// Ho = (H + 2·pad − kh) / stride + 1 (and likewise Wo).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let d = dense_check(x, w, b, stride, pad)?;
+    if (d.kh, d.kw, stride, pad) == (1, 1, 1, 0) {
+        return conv1x1(x, w, b);
+    }
+    let (r, p) = (d.rows(), d.cols());
+    let col = im2col(x, &d)?;
+    let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.ho, d.wo], "conv2d")?;
+    // y[n] (Cout × P) = W (Cout × R) · col[n] (R × P)
+    Matmul {
+        m: d.cout,
+        n: p,
+        k: r,
+        batch: d.n,
+        a_sb: 0,
+        a_sm: r,
+        a_sk: 1,
+        b_sb: r * p,
+        b_sk: p,
+        b_sn: 1,
+    }
+    .run(w, &col, b, &y, d.cout * p, p);
+    let mut inputs = vec![x, w];
+    inputs.extend(b);
+    record(&inputs, &y, || Op::Conv2d {
+        x: x.clone(),
+        w: w.clone(),
+        stride,
+        pad,
+        has_bias: b.is_some(),
+    });
+    Ok(y)
+}
+
+/// Backward of [`conv2d`] (not the 1×1 case, which records `Conv1x1`): (dx, dW, db).
+// y[n] = W·col(x[n]) + b  ⇒  dx[n] = col2im(Wᵀ·dy[n]),  dW = Σ_n dy[n]·col(x[n])ᵀ,
+//                            db = Σ_{n,q} dy[n, :, q]
+pub(crate) fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    stride: usize,
+    pad: usize,
+    need: [bool; 3],
+) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let d = dense_check(x, w, None, stride, pad)?;
+    let (r, p) = (d.rows(), d.cols());
+    let dx = if need[0] {
+        let dcol = Tensor::uninit(x.gpu(), [d.n, r, p], "conv2d_backward")?;
+        // dcol[n] (R × P) = Wᵀ (R × Cout) · dy[n] (Cout × P); Wᵀ[r, co] = W[co, r]
+        Matmul {
+            m: r,
+            n: p,
+            k: d.cout,
+            batch: d.n,
+            a_sb: 0,
+            a_sm: 1,
+            a_sk: r,
+            b_sb: d.cout * p,
+            b_sk: p,
+            b_sn: 1,
+        }
+        .run(w, dy, None, &dcol, r * p, p);
+        let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "conv2d_backward")?;
+        // One invocation per row strip of TW dx pixels.
+        let total = d.n * d.cin * d.h * d.w.div_ceil(TW);
+        launch_1d(
+            x.gpu(),
+            &Kernel::new(Shader::Conv, "col2im").with("STRIDE", u32_of(d.stride)),
+            &[dcol.bind(0), dx.bind(2)],
+            &d.params(total),
+            total,
+        );
+        Some(dx)
+    } else {
+        None
+    };
+    let dw = if need[1] {
+        // The column matrix is rebuilt rather than kept on the tape: it is kh·kw times
+        // the size of x, and rebuilding it is one cheap copy.
+        let col = im2col(x, &d)?;
+        // dW (Cout × R) = Σ_n dy[n] (Cout × P) · col[n]ᵀ (P × R)
+        Some(
+            Matmul {
+                m: d.cout,
+                n: r,
+                k: p,
+                batch: d.n,
+                a_sb: d.cout * p,
+                a_sm: p,
+                a_sk: 1,
+                b_sb: r * p,
+                b_sk: 1,
+                b_sn: p,
+            }
+            .run_summed(dy, &col, w.dims())?,
+        )
+    } else {
+        None
+    };
+    let db = if need[2] {
+        Some(sum_view(dy, d.n, d.cout, p, 1.0)?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
+}

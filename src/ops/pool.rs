@@ -1,0 +1,157 @@
+//! 2×2 max pooling (stride 2 'valid' for down-sampling, stride 1 Keras 'same' inside the
+//! hybrid pools) and nearest ×2 upsampling (the decoder's Up). `shaders/pool.wgsl`.
+//!
+//! - max_pool_valid: x (N, C, H, W) → (N, C, ⌊H/2⌋, ⌊W/2⌋); an odd last row or column
+//!   is dropped (and gets zero gradient), as in Keras 'valid'.
+//! - max_pool_same: x (N, C, H, W) → (N, C, H, W); the window at (i, j) covers
+//!   (i..i+1, j..j+1) clipped at the right/bottom border.
+//! - upsample2x: x (N, C, H, W) → (N, C, 2H, 2W).
+//!
+//! The max-pool gradient goes to the first maximum of each window in row-major order
+//! (ties broken towards the top-left), summed where stride-1 windows overlap.
+
+use super::launch_1d;
+use super::u32_of;
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader};
+use crate::tensor::{Shape, Tensor};
+
+fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    x.shape().nchw().ok_or_else(|| Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: "rank 4 (N, C, H, W)".into(),
+    })
+}
+
+/// Launch `entry` with `total` invocations (what each one covers is the entry's business:
+/// an output, an input pixel, a window or a strip), reading x (slot 0) and dy (slot 1).
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    entry: &'static str,
+    x: Option<&Tensor>,
+    dy: Option<&Tensor>,
+    out: &Tensor,
+    hw: (usize, usize),
+    ohw: (usize, usize),
+    total: usize,
+) {
+    let params = [hw.0, hw.1, ohw.0, ohw.1, total, 0, 0, 0].map(u32_of);
+    let mut bindings = Vec::with_capacity(3);
+    if let Some(x) = x {
+        bindings.push(x.bind(0));
+    }
+    if let Some(dy) = dy {
+        bindings.push(dy.bind(1));
+    }
+    bindings.push(out.bind(2));
+    launch_1d(
+        out.gpu(),
+        &Kernel::new(Shader::Pool, entry),
+        &bindings,
+        &params,
+        total,
+    );
+}
+
+/// 2×2 max pool, stride 2: (N, C, H, W) → (N, C, ⌊H/2⌋, ⌊W/2⌋); H and W at least 2.
+pub fn max_pool_valid(x: &Tensor) -> Result<Tensor> {
+    let op = "max_pool_valid";
+    let (n, c, h, w) = nchw(op, x)?;
+    if h < 2 || w < 2 {
+        return Err(Error::BadShape {
+            op,
+            shape: x.shape().clone(),
+            expected: "H and W at least 2".into(),
+        });
+    }
+    let (ho, wo) = (h / 2, w / 2);
+    let y = Tensor::uninit(x.gpu(), [n, c, ho, wo], op)?;
+    launch(op, Some(x), None, &y, (h, w), (ho, wo), y.numel());
+    record(&[x], &y, || Op::MaxPoolValid { x: x.clone() });
+    Ok(y)
+}
+
+/// Backward of [`max_pool_valid`]: dx (N, C, H, W).
+// y[i, j] = max x[2i..2i+1, 2j..2j+1]  ⇒  dx[u, v] = dy[u/2, v/2] at the window's first arg-max
+pub(crate) fn max_pool_valid_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("max_pool_valid_backward", x)?;
+    let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_valid_backward")?;
+    // One invocation per window, counting the partial windows of an odd last row/column.
+    let total = n * c * h.div_ceil(2) * w.div_ceil(2);
+    launch(
+        "max_pool_valid_backward",
+        Some(x),
+        Some(dy),
+        &dx,
+        (h, w),
+        (h / 2, w / 2),
+        total,
+    );
+    Ok(dx)
+}
+
+/// 2×2 max pool, stride 1, Keras 'same': (N, C, H, W) → (N, C, H, W).
+pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
+    let op = "max_pool_same";
+    let (n, c, h, w) = nchw(op, x)?;
+    let y = Tensor::uninit(x.gpu(), x.shape().clone(), op)?;
+    // One invocation per row strip of 4 outputs (see the shader).
+    let strips = n * c * h * w.div_ceil(4);
+    launch(op, Some(x), None, &y, (h, w), (h, w), strips);
+    record(&[x], &y, || Op::MaxPoolSame { x: x.clone() });
+    Ok(y)
+}
+
+/// Backward of [`max_pool_same`]: dx (N, C, H, W).
+// y[i, j] = max x[i..i+1, j..j+1] (clipped)
+//   ⇒ dx[u, v] = Σ dy[i, j] over the windows whose first arg-max is (u, v)
+pub(crate) fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
+    let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
+    // One invocation per row strip of 4 pixels (see the shader).
+    let total = n * c * h * w.div_ceil(4);
+    launch(
+        "max_pool_same_backward",
+        Some(x),
+        Some(dy),
+        &dx,
+        (h, w),
+        (h, w),
+        total,
+    );
+    Ok(dx)
+}
+
+/// Nearest-neighbour upsampling ×2: (N, C, H, W) → (N, C, 2H, 2W).
+pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
+    let op = "upsample2x";
+    let (n, c, h, w) = nchw(op, x)?;
+    let y = Tensor::uninit(x.gpu(), [n, c, 2 * h, 2 * w], op)?;
+    launch(op, Some(x), None, &y, (h, w), (2 * h, 2 * w), x.numel());
+    record(&[x], &y, || Op::Upsample2x);
+    Ok(y)
+}
+
+/// Backward of [`upsample2x`]: dx (N, C, H, W), shaped `x_shape`.
+// y[i, j] = x[i/2, j/2]  ⇒  dx[u, v] = Σ dy[2u..2u+1, 2v..2v+1]
+pub(crate) fn upsample2x_backward(dy: &Tensor, x_shape: &Shape) -> Result<Tensor> {
+    let (_, _, h, w) = x_shape.nchw().ok_or_else(|| Error::BadShape {
+        op: "upsample2x_backward",
+        shape: x_shape.clone(),
+        expected: "rank 4 (N, C, H, W)".into(),
+    })?;
+    let dx = Tensor::uninit(dy.gpu(), x_shape.clone(), "upsample2x_backward")?;
+    let total = dx.numel();
+    launch(
+        "upsample2x_backward",
+        None,
+        Some(dy),
+        &dx,
+        (h, w),
+        (2 * h, 2 * w),
+        total,
+    );
+    Ok(dx)
+}

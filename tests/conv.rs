@@ -1,0 +1,193 @@
+//! The k×k convolutions against their references: depthwise for every supported K (odd
+//! widths so the 4-wide strips end partial, heights spanning several kernel-gradient row
+//! chunks, maps smaller than the kernel) and dense for the model's 3×3 stride-1 pad-1 and
+//! 2×2 stride-2 convs, odd sizes, no bias, a general stride-2 padded case, and the 1×1
+//! case that delegates to `conv1x1`.
+
+mod common;
+
+use common::{F32, Tol, check_op, input, uniform};
+use rca_gpu::reference::conv::{self as r, Conv2d};
+use rca_gpu::{Tensor, ops};
+
+/// Sums of up to a few hundred products in f32.
+const SUMS: Tol = Tol {
+    atol: 1e-4,
+    rtol: F32.rtol,
+};
+
+fn check_depthwise(n: usize, c: usize, h: usize, w: usize, k: usize) {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let inputs = [
+        input(&[n, c, h, w], uniform(&mut rng, n * c * h * w)),
+        input(&[c, 1, k, k], uniform(&mut rng, c * k * k)),
+    ];
+    check_op(
+        &gpu,
+        &mut rng,
+        &format!("depthwise_conv2d n{n} c{c} {h}x{w} k{k}"),
+        &inputs,
+        |x| ops::depthwise_conv2d(x[0], x[1]),
+        |x| r::depthwise_conv2d(&x[0], &x[1], n, c, h, w, k),
+        |x, dy| {
+            let (dx, dk) = r::depthwise_conv2d_backward(&x[0], &x[1], dy, n, c, h, w, k);
+            vec![dx, dk]
+        },
+        SUMS,
+    );
+}
+
+#[test]
+fn depthwise_3x3_on_odd_maps() {
+    check_depthwise(2, 3, 9, 11, 3);
+}
+
+#[test]
+fn depthwise_5x5_on_odd_maps() {
+    check_depthwise(2, 3, 9, 11, 5);
+}
+
+#[test]
+fn depthwise_1x1_is_a_per_channel_scale() {
+    check_depthwise(3, 2, 7, 5, 1);
+}
+
+#[test]
+fn depthwise_kernel_gradient_sums_several_row_chunks() {
+    // 37 rows: three 16-row partials per plane, the last one short.
+    check_depthwise(2, 2, 37, 13, 3);
+}
+
+#[test]
+fn depthwise_5x5_on_a_map_smaller_than_the_kernel() {
+    check_depthwise(2, 2, 3, 2, 5);
+}
+
+#[test]
+fn depthwise_rejects_an_even_kernel_naming_both_shapes() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = Tensor::zeros(&gpu, [1, 3, 8, 8]).unwrap();
+    let k = Tensor::zeros(&gpu, [3, 1, 2, 2]).unwrap();
+    let e = ops::depthwise_conv2d(&x, &k).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in depthwise_conv2d: lhs (1, 3, 8, 8), rhs (3, 1, 2, 2)"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_dense(
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    bias: bool,
+) {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let d = Conv2d {
+        n,
+        cin,
+        cout,
+        h,
+        w,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    };
+    let mut inputs = vec![
+        input(&[n, cin, h, w], uniform(&mut rng, n * cin * h * w)),
+        input(&[cout, cin, k, k], uniform(&mut rng, cout * cin * k * k)),
+    ];
+    if bias {
+        inputs.push(input(&[cout], uniform(&mut rng, cout)));
+    }
+    check_op(
+        &gpu,
+        &mut rng,
+        &format!("conv2d n{n} {cin}->{cout} {h}x{w} k{k} s{stride} p{pad} bias={bias}"),
+        &inputs,
+        |x| ops::conv2d(x[0], x[1], x.get(2).copied(), stride, pad),
+        |x| r::conv2d(&x[0], &x[1], x.get(2).map(|b| b.as_slice()), d),
+        |x, dy| {
+            let (dx, dw, db) = r::conv2d_backward(&x[0], &x[1], dy, d);
+            if bias { vec![dx, dw, db] } else { vec![dx, dw] }
+        },
+        SUMS,
+    );
+}
+
+#[test]
+fn dense_3x3_stride1_pad1_keeps_the_size() {
+    check_dense(2, 3, 5, 9, 11, 3, 1, 1, true);
+}
+
+#[test]
+fn dense_2x2_stride2_halves_an_even_map() {
+    check_dense(2, 4, 3, 10, 12, 2, 2, 0, true);
+}
+
+#[test]
+fn dense_2x2_stride2_drops_the_odd_last_row_and_column() {
+    // The dropped row/column must get zero input gradient.
+    check_dense(2, 3, 2, 9, 11, 2, 2, 0, true);
+}
+
+#[test]
+fn dense_without_bias() {
+    check_dense(2, 3, 4, 7, 6, 3, 1, 1, false);
+}
+
+#[test]
+fn dense_3x3_stride2_pad1_general_case() {
+    check_dense(2, 2, 3, 9, 8, 3, 2, 1, true);
+}
+
+#[test]
+fn dense_on_aligned_sizes_takes_the_vec4_matmul() {
+    // Cin·k·k and Ho·Wo multiples of 4, as at the model's shapes: all three products of
+    // the im2col matrix run on the vec4 kernel.
+    check_dense(2, 4, 4, 8, 8, 3, 1, 1, true);
+    check_dense(2, 4, 8, 16, 16, 2, 2, 0, true);
+}
+
+#[test]
+fn dense_1x1_delegates_to_conv1x1() {
+    check_dense(2, 3, 4, 5, 7, 1, 1, 0, true);
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let x = Tensor::from_vec(&gpu, [2, 3, 5, 7], &uniform(&mut rng, 210)).unwrap();
+    let w = Tensor::from_vec(&gpu, [4, 3, 1, 1], &uniform(&mut rng, 12)).unwrap();
+    let a = ops::conv2d(&x, &w, None, 1, 0).unwrap().to_vec().unwrap();
+    let b = ops::conv1x1(&x, &w, None).unwrap().to_vec().unwrap();
+    assert_eq!(a, b, "the same kernel gives bit-identical results");
+}
+
+#[test]
+fn dense_names_both_shapes_on_a_channel_mismatch() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = Tensor::zeros(&gpu, [1, 3, 8, 8]).unwrap();
+    let w = Tensor::zeros(&gpu, [4, 2, 3, 3]).unwrap();
+    let e = ops::conv2d(&x, &w, None, 1, 1).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in conv2d: lhs (1, 3, 8, 8), rhs (4, 2, 3, 3)"
+    );
+}
+
+#[test]
+fn dense_rejects_a_kernel_larger_than_the_padded_input() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = Tensor::zeros(&gpu, [1, 2, 2, 2]).unwrap();
+    let w = Tensor::zeros(&gpu, [1, 2, 3, 3]).unwrap();
+    assert!(matches!(
+        ops::conv2d(&x, &w, None, 1, 0),
+        Err(rca_gpu::Error::BadShape { op: "conv2d", .. })
+    ));
+}
