@@ -49,6 +49,22 @@ pub(crate) enum Op {
         w: Tensor,
         has_bias: bool,
     },
+    Fft2 {
+        inverse: bool,
+        path: ops::FftPath,
+    },
+    SpectralCrop {
+        m: usize,
+        h: usize,
+    },
+    SpectralPad {
+        m: usize,
+        h: usize,
+    },
+    SpectralPool {
+        m: usize,
+        h: usize,
+    },
 }
 
 struct Input {
@@ -286,6 +302,18 @@ impl Op {
                 let want = [need[0], need[1], *has_bias && need[2]];
                 let (dx, dw, db) = ops::conv1x1::conv1x1_backward(x, w, dy, want)?;
                 vec![dx, dw, db]
+            }
+            Op::Fft2 { inverse, path } => {
+                vec![Some(ops::fft::fft2_backward(dy, *inverse, *path)?)]
+            }
+            Op::SpectralCrop { m, h } => {
+                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, true)?)]
+            }
+            Op::SpectralPad { m, h } => {
+                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, false)?)]
+            }
+            Op::SpectralPool { m, h } => {
+                vec![Some(ops::spectral::spectral_pool_backward(dy, *m, *h)?)]
             }
         })
     }

@@ -5,13 +5,17 @@
 
 pub mod conv1x1;
 pub mod elementwise;
+pub mod fft;
 pub mod reduce;
 pub mod shape;
+pub mod spectral;
 
 pub use conv1x1::conv1x1;
 pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
+pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use reduce::{mean, mean_channels, sum, sum_channels};
 pub use shape::concat_channels;
+pub use spectral::{spectral_crop, spectral_pad, spectral_pool};
 
 use crate::runtime::{Binding, Gpu, Kernel, grid_1d};
 

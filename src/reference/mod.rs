@@ -5,6 +5,8 @@
 //! against central finite differences of the forward. Layouts are those of the kernels:
 //! NCHW, row-major weights (Cout, Cin, kh, kw).
 
+pub mod fft;
+
 /// Finite-difference gradient of a scalar function of `x` (central differences, step h).
 pub fn finite_diff(x: &[f64], h: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
     let mut x = x.to_vec();

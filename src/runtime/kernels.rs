@@ -16,6 +16,7 @@ pub enum Shader {
     Elementwise,
     Reduce,
     Matmul,
+    Fft,
 }
 
 impl Shader {
@@ -24,11 +25,17 @@ impl Shader {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Fft => include_str!("../../shaders/fft.wgsl"),
         }
     }
 
     pub fn all() -> &'static [Shader] {
-        &[Shader::Elementwise, Shader::Reduce, Shader::Matmul]
+        &[
+            Shader::Elementwise,
+            Shader::Reduce,
+            Shader::Matmul,
+            Shader::Fft,
+        ]
     }
 }
 

@@ -1,0 +1,299 @@
+// Batched 2-D FFT (radix-2/radix-4, decimation in time) and the spectral-pooling
+// crop/merge and pad/split steps.
+//
+// Complex data is interleaved: a complex tensor is (planes, M, M, 2) f32, read here as
+// array<vec2<f32>> (re, im). A 2-D FFT is a row pass then a column pass; each pass
+// transforms `lines` = planes·M lines of M points. Line l is plane l / M, index k = l % M;
+// its first point is at plane·M·M + k·ls and its points are es apart (rows: ls = M,
+// es = 1; columns: ls = 1, es = M).
+//
+// X[k] = scale · Σ_n x[n] · exp(sign · 2πi · k·n / M): sign −1 is the forward transform,
+// +1 the inverse; the caller chooses the scale (1/M per pass for a normalised inverse).
+//
+// Two forms of a pass:
+// - fft_wg: a workgroup loads `lpw` whole lines into workgroup memory (bit-reversed),
+//   runs the log2(M) stages there (radix-4 where it can, so only ⌈log2(M)/2⌉ barriers,
+//   each invocation doing several butterflies per stage), and writes them back.
+// - fft_bitrev then fft_r2_global / fft_r4_global: the same stages in global memory,
+//   one dispatch per stage (the dispatch boundary is the barrier), for lines that do not
+//   fit in workgroup memory (and, forced, in the tests).
+
+struct Params {
+    n: u32,      // invocations needed (1-D kernels)
+    m: u32,      // points per line M (a power of two ≥ 2)
+    log2m: u32,
+    lines: u32,  // lines to transform = planes·M
+    lpw: u32,    // lines per workgroup (fft_wg)
+    es: u32,     // stride between the points of a line
+    ls: u32,     // stride between the lines of a plane
+    half: u32,   // span of the (first) stage of a global butterfly pass
+    h: u32,      // spectral pooling: the output size h (the input size is m)
+    sign: f32,   // −1 forward, +1 inverse
+    scale: f32,  // applied where the data is written
+    pad0: u32,
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> src: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read_write> dst: array<vec2<f32>>;
+// Real views for the real↔complex conversions.
+@group(0) @binding(2) var<storage, read> src_real: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst_real: array<f32>;
+
+const WG: u32 = 256u;     // invocations of the 1-D kernels
+const WG_FFT: u32 = 64u;  // invocations of fft_wg
+const TILE: u32 = 1024u;  // complex points in workgroup memory (8 KiB)
+const TAU: f32 = 6.283185307179586;
+
+var<workgroup> buf: array<vec2<f32>, TILE>;
+
+fn flat(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+
+// exp(sign · 2πi · t) for t = pos / len in [0, 1/2): the quotient of two powers of two is
+// exact, so the only rounding is in 2π·t and in cos/sin themselves.
+fn twiddle(pos: u32, len: u32) -> vec2<f32> {
+    let a = p.sign * TAU * (f32(pos) / f32(len));
+    return vec2<f32>(cos(a), sin(a));
+}
+
+fn bitrev(i: u32) -> u32 {
+    return reverseBits(i) >> (32u - p.log2m);
+}
+
+// Index of point i of line l.
+fn point(l: u32, i: u32) -> u32 {
+    let plane = l >> p.log2m;
+    let k = l & (p.m - 1u);
+    return plane * p.m * p.m + k * p.ls + i * p.es;
+}
+
+// Two DIT stages (spans half and 2·half) on the four points a0..a3 that are `half` apart,
+// at position pos < half of their group: one radix-4 butterfly.
+fn radix4(a: array<vec2<f32>, 4>, pos: u32, half: u32) -> array<vec2<f32>, 4> {
+    let w2 = twiddle(pos, 4u * half);
+    let w1 = cmul(w2, w2);
+    // w2 · exp(sign · iπ/2) = w2 · (sign · i)
+    let w3 = vec2<f32>(-p.sign * w2.y, p.sign * w2.x);
+    var t = cmul(w1, a[1]);
+    let b0 = a[0] + t;
+    let b1 = a[0] - t;
+    t = cmul(w1, a[3]);
+    let b2 = a[2] + t;
+    let b3 = a[2] - t;
+    t = cmul(w2, b2);
+    let c0 = b0 + t;
+    let c2 = b0 - t;
+    t = cmul(w3, b3);
+    let c1 = b1 + t;
+    let c3 = b1 - t;
+    return array<vec2<f32>, 4>(c0, c1, c2, c3);
+}
+
+// src, dst: (planes, M, M) complex. One pass (rows or columns) over `lpw` lines per
+// workgroup, all stages in workgroup memory.
+@compute @workgroup_size(64)
+fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    // Lines past the end (the last workgroup) are transformed from garbage and not stored.
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        let i = e & mask;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(i)] = src[point(first + r, i)];
+        }
+    }
+    workgroupBarrier();
+    var half = 1u;
+    if ((p.log2m & 1u) == 1u) {
+        // An odd number of stages: one radix-2 stage of span 1 (twiddle 1) first.
+        for (var j = lid; j < count / 2u; j += WG_FFT) {
+            let a = buf[2u * j];
+            let b = buf[2u * j + 1u];
+            buf[2u * j] = a + b;
+            buf[2u * j + 1u] = a - b;
+        }
+        workgroupBarrier();
+        half = 2u;
+    }
+    let quarter_shift = p.log2m - 2u;  // only used when M ≥ 4
+    for (; half < p.m; half *= 4u) {
+        for (var u = lid; u < count / 4u; u += WG_FFT) {
+            let r = u >> quarter_shift;
+            let v = u & ((p.m >> 2u) - 1u);
+            let pos = v & (half - 1u);
+            let base = r * p.m + (v - pos) * 4u + pos;
+            var a: array<vec2<f32>, 4>;
+            for (var k = 0u; k < 4u; k++) {
+                a[k] = buf[base + k * half];
+            }
+            a = radix4(a, pos, half);
+            for (var k = 0u; k < 4u; k++) {
+                buf[base + k * half] = a[k];
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            dst[point(first + r, e & mask)] = p.scale * buf[e];
+        }
+    }
+}
+
+// src, dst: (planes, M, M) complex. First step of a global-memory pass: dst = scale · src
+// with every line in bit-reversed order. One invocation per point.
+@compute @workgroup_size(256)
+fn fft_bitrev(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let e = flat(wid, nwg, lid);
+    if (e >= p.n) { return; }
+    let l = e >> p.log2m;
+    let i = e & (p.m - 1u);
+    dst[point(l, bitrev(i))] = p.scale * src[point(l, i)];
+}
+
+// dst: (planes, M, M) complex, in place. The radix-2 stage of span 1 (twiddle 1), for an
+// odd log2(M). One invocation per butterfly: n = lines·M/2.
+@compute @workgroup_size(256)
+fn fft_r2_global(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let j = flat(wid, nwg, lid);
+    if (j >= p.n) { return; }
+    let l = j >> (p.log2m - 1u);
+    let v = j & ((p.m >> 1u) - 1u);
+    let i0 = point(l, 2u * v);
+    let i1 = point(l, 2u * v + 1u);
+    let a = dst[i0];
+    let b = dst[i1];
+    dst[i0] = a + b;
+    dst[i1] = a - b;
+}
+
+// dst: (planes, M, M) complex, in place. Stages of spans half and 2·half as radix-4
+// butterflies. One invocation per butterfly: n = lines·M/4.
+@compute @workgroup_size(256)
+fn fft_r4_global(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let u = flat(wid, nwg, lid);
+    if (u >= p.n) { return; }
+    let l = u >> (p.log2m - 2u);
+    let v = u & ((p.m >> 2u) - 1u);
+    let pos = v & (p.half - 1u);
+    let base = (v - pos) * 4u + pos;
+    var idx: array<u32, 4>;
+    var a: array<vec2<f32>, 4>;
+    for (var k = 0u; k < 4u; k++) {
+        idx[k] = point(l, base + k * p.half);
+        a[k] = dst[idx[k]];
+    }
+    a = radix4(a, pos, p.half);
+    for (var k = 0u; k < 4u; k++) {
+        dst[idx[k]] = a[k];
+    }
+}
+
+// src_real: n reals; dst: n complex: dst[i] = (src_real[i], 0).
+@compute @workgroup_size(256)
+fn to_complex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    dst[i] = vec2<f32>(src_real[i], 0.0);
+}
+
+// src: n complex; dst_real: n reals: dst_real[i] = re(src[i]).
+@compute @workgroup_size(256)
+fn real_part(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    dst_real[i] = src[i].x;
+}
+
+// Spectral pooling along one axis: output bin a (0 ≤ a < h) of an M-point spectrum takes
+// bins a (a < h/2) and a + M − h (a > h/2) with weight 1, and merges the two Nyquist
+// candidates h/2 and M − h/2 with weight √½ each (one bin with weight √2 when h = M).
+// Returns (first source, second source, weight of each); second = first when single.
+fn crop_sources(a: u32) -> vec3<f32> {
+    let hh = p.h / 2u;
+    if (a < hh) { return vec3<f32>(f32(a), f32(a), 1.0); }
+    if (a > hh) { return vec3<f32>(f32(a + p.m - p.h), f32(a + p.m - p.h), 1.0); }
+    if (p.h == p.m) { return vec3<f32>(f32(a), f32(a), 1.4142135623730951); }
+    return vec3<f32>(f32(hh), f32(p.m - hh), 0.7071067811865476);
+}
+
+// src: (planes, M, M) complex spectrum; dst: (planes, h, h) complex.
+// dst[a, b] = scale · Σ_{i ∈ S(a), j ∈ S(b)} w_i·w_j · src[i, j]  (the 2-D merge is the
+// product of the per-axis ones, so a corner bin is ½ of the sum of four).
+@compute @workgroup_size(256)
+fn spectral_crop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let e = flat(wid, nwg, lid);
+    if (e >= p.n) { return; }
+    let hh = p.h * p.h;
+    let plane = e / hh;
+    let a = (e % hh) / p.h;
+    let b = e % p.h;
+    let sa = crop_sources(a);
+    let sb = crop_sources(b);
+    let rows = vec2<u32>(u32(sa.x), u32(sa.y));
+    let cols = vec2<u32>(u32(sb.x), u32(sb.y));
+    let base = plane * p.m * p.m;
+    var acc: vec2<f32>;
+    if (rows.x == rows.y && cols.x == cols.y) {
+        acc = src[base + rows.x * p.m + cols.x];
+    } else if (rows.x == rows.y) {
+        acc = src[base + rows.x * p.m + cols.x] + src[base + rows.x * p.m + cols.y];
+    } else if (cols.x == cols.y) {
+        acc = src[base + rows.x * p.m + cols.x] + src[base + rows.y * p.m + cols.x];
+    } else {
+        acc = src[base + rows.x * p.m + cols.x] + src[base + rows.x * p.m + cols.y]
+            + src[base + rows.y * p.m + cols.x] + src[base + rows.y * p.m + cols.y];
+    }
+    dst[e] = (p.scale * sa.z * sb.z) * acc;
+}
+
+// The transpose of crop_sources: source bin i of the M-point axis feeds output bin
+// (x = index, y = weight), or nothing (y = 0) when it is cropped away.
+fn pad_target(i: u32) -> vec2<f32> {
+    let hh = p.h / 2u;
+    if (i < hh) { return vec2<f32>(f32(i), 1.0); }
+    if (i > p.m - hh) { return vec2<f32>(f32(i + p.h - p.m), 1.0); }
+    if (p.h == p.m) {
+        // i == M/2 here (the only index between the two ranges above).
+        return vec2<f32>(f32(i), 1.4142135623730951);
+    }
+    if (i == hh || i == p.m - hh) { return vec2<f32>(f32(hh), 0.7071067811865476); }
+    return vec2<f32>(0.0, 0.0);
+}
+
+// src: (planes, h, h) complex; dst: (planes, M, M) complex. The adjoint of spectral_crop:
+// dst[i, j] = scale · w_i·w_j · src[t(i), t(j)] where i, j feed output bins t(i), t(j)
+// (zero where either was cropped away).
+@compute @workgroup_size(256)
+fn spectral_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let e = flat(wid, nwg, lid);
+    if (e >= p.n) { return; }
+    let mm = p.m * p.m;
+    let plane = e / mm;
+    let ti = pad_target((e % mm) / p.m);
+    let tj = pad_target(e % p.m);
+    let w = ti.y * tj.y;
+    var v = vec2<f32>(0.0, 0.0);
+    if (w != 0.0) {
+        v = (p.scale * w) * src[plane * p.h * p.h + u32(ti.x) * p.h + u32(tj.x)];
+    }
+    dst[e] = v;
+}

@@ -1,0 +1,151 @@
+//! Spectral pooling (MODEL.md, "SpectralPool(x, h)") and its two frequency-domain steps,
+//! the crop/merge and its adjoint the pad/split (`shaders/fft.wgsl`).
+//!
+//! x is (N, C, M, M) real, y is (N, C, h, h) real, M and h powers of two, 2 ≤ h ≤ M:
+//! X = FFT_M(x); Z = crop_h(X)/(h·h); y = Re(IFFT_h(Z)·h·h), i.e. the real part of the
+//! inverse DFT of size h×h normalised by 1/(h·h). The crop keeps, along each axis, bins
+//! 0..h/2−1 and M−h/2+1..M−1 and merges the Nyquist pair into √½·(X[h/2] + X[M−h/2]);
+//! when h = M that bin is only scaled by √2. The map is real-linear and separable,
+//! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
+
+use super::fft::{FftPath, Params, complex_planes, fft2_raw, launch_fft_1d, real_part, to_complex};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::tensor::{Shape, Tensor};
+
+fn bad(op: &'static str, x: &Tensor, expected: &str) -> Error {
+    Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: expected.into(),
+    }
+}
+
+fn check_h(op: &'static str, x: &Tensor, m: usize, h: usize) -> Result<()> {
+    if h < 2 || !h.is_power_of_two() || h > m {
+        return Err(bad(
+            op,
+            x,
+            &format!("output size h = {h} must be a power of two with 2 ≤ h ≤ M = {m}"),
+        ));
+    }
+    Ok(())
+}
+
+/// dst (planes, h, h, 2) = scale · crop/merge of src (planes, M, M, 2).
+fn crop_raw(src: &Tensor, planes: usize, m: usize, h: usize, scale: f32) -> Result<Tensor> {
+    let mut dims = src.dims().to_vec();
+    let r = dims.len();
+    dims[r - 3] = h;
+    dims[r - 2] = h;
+    let out = Tensor::uninit(src.gpu(), Shape(dims), "spectral_crop")?;
+    launch_fft_1d(
+        "spectral_crop",
+        &[src.bind(0), out.bind(1)],
+        Params {
+            n: planes * h * h,
+            m,
+            h,
+            scale,
+            ..Params::default()
+        },
+        src.gpu(),
+    );
+    Ok(out)
+}
+
+/// dst (planes, M, M, 2) = scale · pad/split of src (planes, h, h, 2) (the transpose of
+/// [`crop_raw`]).
+fn pad_raw(src: &Tensor, planes: usize, m: usize, h: usize, scale: f32) -> Result<Tensor> {
+    let mut dims = src.dims().to_vec();
+    let r = dims.len();
+    dims[r - 3] = m;
+    dims[r - 2] = m;
+    let out = Tensor::uninit(src.gpu(), Shape(dims), "spectral_pad")?;
+    launch_fft_1d(
+        "spectral_pad",
+        &[src.bind(0), out.bind(1)],
+        Params {
+            n: planes * m * m,
+            m,
+            h,
+            scale,
+            ..Params::default()
+        },
+        src.gpu(),
+    );
+    Ok(out)
+}
+
+/// The crop/merge of spectral pooling on a complex spectrum x (N, C, M, M, 2) → (N, C,
+/// h, h, 2): per axis, output bin a takes bin a (a < h/2), bin a + M − h (a > h/2), and
+/// √½·(X[h/2] + X[M−h/2]) at a = h/2 (√2·X[M/2] when h = M); in 2-D the weights multiply.
+pub fn spectral_crop(x: &Tensor, h: usize) -> Result<Tensor> {
+    let (planes, m) = complex_planes("spectral_crop", x)?;
+    check_h("spectral_crop", x, m, h)?;
+    let y = crop_raw(x, planes, m, h, 1.0)?;
+    record(&[x], &y, || Op::SpectralCrop { m, h });
+    Ok(y)
+}
+
+/// The adjoint of [`spectral_crop`]: x (N, C, h, h, 2) → (N, C, M, M, 2), each kept bin
+/// back in place, each merged Nyquist bin spread with weight √½ to both sources (√2 to
+/// the single one when h = M), zeros elsewhere.
+pub fn spectral_pad(x: &Tensor, m: usize) -> Result<Tensor> {
+    let (planes, h) = complex_planes("spectral_pad", x)?;
+    if !m.is_power_of_two() {
+        return Err(bad(
+            "spectral_pad",
+            x,
+            &format!("target size M = {m} must be a power of two ≥ h"),
+        ));
+    }
+    check_h("spectral_pad", x, m, h)?;
+    let y = pad_raw(x, planes, m, h, 1.0)?;
+    record(&[x], &y, || Op::SpectralPad { m, h });
+    Ok(y)
+}
+
+/// Backward of [`spectral_crop`] (the pad) and of [`spectral_pad`] (the crop).
+// y = crop(x)  ⇒  dx = cropᵀ(dy) = pad(dy);   y = pad(x)  ⇒  dx = padᵀ(dy) = crop(dy)
+pub(crate) fn crop_pad_backward(dy: &Tensor, m: usize, h: usize, crop: bool) -> Result<Tensor> {
+    let planes = dy.numel() / (2 * if crop { h * h } else { m * m });
+    if crop {
+        pad_raw(dy, planes, m, h, 1.0)
+    } else {
+        crop_raw(dy, planes, m, h, 1.0)
+    }
+}
+
+/// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
+pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
+    let op = "spectral_pool";
+    let (n, c, m, w) = x
+        .shape()
+        .nchw()
+        .ok_or_else(|| bad(op, x, "rank 4 (N, C, M, M)"))?;
+    if m != w || m < 2 || !m.is_power_of_two() {
+        return Err(bad(op, x, "square M×M planes, M a power of two ≥ 2"));
+    }
+    check_h(op, x, m, h)?;
+    let planes = n * c;
+    let spectrum = fft2_raw(&to_complex(x)?, planes, m, -1.0, 1.0, FftPath::Auto)?;
+    let low = crop_raw(&spectrum, planes, m, h, 1.0 / (h * h) as f32)?;
+    drop(spectrum);
+    let y = real_part(&fft2_raw(&low, planes, h, 1.0, 1.0, FftPath::Auto)?)?;
+    record(&[x], &y, || Op::SpectralPool { m, h });
+    Ok(y)
+}
+
+/// Backward of [`spectral_pool`]: the adjoint of each step in reverse order.
+// y = Re(Fₕᴴ · crop(F_M x) / h²)  ⇒  dx = Re(F_Mᴴ · pad(Fₕ dy) / h²)
+// (Re and the real→complex inclusion are adjoint to each other; Fᴴ is the unnormalised
+// inverse DFT, sign +1 and scale 1.)
+pub(crate) fn spectral_pool_backward(dy: &Tensor, m: usize, h: usize) -> Result<Tensor> {
+    let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
+    let planes = n * c;
+    let g = fft2_raw(&to_complex(dy)?, planes, h, -1.0, 1.0, FftPath::Auto)?;
+    let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
+    drop(g);
+    real_part(&fft2_raw(&padded, planes, m, 1.0, 1.0, FftPath::Auto)?)
+}
