@@ -65,6 +65,10 @@ pub(crate) enum Op {
         m: usize,
         h: usize,
     },
+    SpectralUnpool {
+        m: usize,
+        h: usize,
+    },
 }
 
 struct Input {
@@ -314,6 +318,9 @@ impl Op {
             }
             Op::SpectralPool { m, h } => {
                 vec![Some(ops::spectral::spectral_pool_backward(dy, *m, *h)?)]
+            }
+            Op::SpectralUnpool { m, h } => {
+                vec![Some(ops::spectral::spectral_unpool_backward(dy, *m, *h)?)]
             }
         })
     }

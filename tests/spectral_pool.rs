@@ -118,6 +118,26 @@ fn spectral_pool_at_full_size_is_identity_plus_the_nyquist_correction() {
     assert!(moved > 1e-3, "h = M pooling left x unchanged ({moved})");
 }
 
+#[test]
+fn spectral_unpool_is_the_transpose_against_the_dense_operator() {
+    // dx = Aᵀ·dy·A, and its own gradient is pooling again.
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, c, m, h) = (2, 3, 16, 8);
+    let planes = n * c;
+    let data = uniform(&mut rng, planes * h * h);
+    check_op(
+        &gpu,
+        &mut rng,
+        "spectral_unpool 2x3 h 8 -> M 16",
+        &[input(&[n, c, h, h], data)],
+        |x| ops::spectral_unpool(x[0], m),
+        |x| r::spectral_pool_backward(&x[0], planes, m, h),
+        |_, dx| vec![r::spectral_pool(dx, planes, m, h)],
+        pool_tol(m, h),
+    );
+}
+
 /// crop (or pad) on complex planes, with gradients (each is the other's adjoint).
 fn check_crop_pad(n: usize, c: usize, m: usize, h: usize, crop: bool) {
     let Some(gpu) = common::gpu() else { return };
@@ -189,4 +209,7 @@ fn spectral_pool_rejects_bad_sizes() {
     assert!(ops::spectral_pool(&x, 8).is_err());
     let x = Tensor::zeros(&gpu, [1, 2, 12, 12]).unwrap();
     assert!(ops::spectral_pool(&x, 4).is_err());
+    let dy = Tensor::zeros(&gpu, [1, 2, 8, 8]).unwrap();
+    assert!(ops::spectral_unpool(&dy, 4).is_err());
+    assert!(ops::spectral_unpool(&dy, 24).is_err());
 }

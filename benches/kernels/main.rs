@@ -7,6 +7,7 @@
 //! One file per kernel family under `benches/kernels/`, each with a `benches` function.
 
 mod conv1x1;
+mod fft;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rca_gpu::{AdapterRequest, Gpu};
@@ -36,6 +37,7 @@ pub fn timed(gpu: &Gpu, iters: u64, mut f: impl FnMut()) -> std::time::Duration 
 
 fn all(c: &mut Criterion) {
     conv1x1::benches(c);
+    fft::benches(c);
 }
 
 criterion_group!(benches, all);

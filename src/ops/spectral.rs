@@ -117,9 +117,8 @@ pub(crate) fn crop_pad_backward(dy: &Tensor, m: usize, h: usize, crop: bool) -> 
     }
 }
 
-/// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
-pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
-    let op = "spectral_pool";
+/// (N, C, M) of a real (N, C, M, M) tensor with M a power of two ≥ 2.
+fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     let (n, c, m, w) = x
         .shape()
         .nchw()
@@ -127,25 +126,67 @@ pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
     if m != w || m < 2 || !m.is_power_of_two() {
         return Err(bad(op, x, "square M×M planes, M a power of two ≥ 2"));
     }
-    check_h(op, x, m, h)?;
-    let planes = n * c;
+    Ok((n, c, m))
+}
+
+/// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
+/// FFT (unnormalised), real part.
+fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize) -> Result<Tensor> {
     let spectrum = fft2_raw(&to_complex(x)?, planes, m, -1.0, 1.0, FftPath::Auto)?;
     let low = crop_raw(&spectrum, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(spectrum);
-    let y = real_part(&fft2_raw(&low, planes, h, 1.0, 1.0, FftPath::Auto)?)?;
-    record(&[x], &y, || Op::SpectralPool { m, h });
-    Ok(y)
+    real_part(&fft2_raw(&low, planes, h, 1.0, 1.0, FftPath::Auto)?)
 }
 
-/// Backward of [`spectral_pool`]: the adjoint of each step in reverse order.
+/// The adjoint of [`pool_raw`], (N, C, h, h) → (N, C, M, M): the adjoint of each step in
+/// reverse order.
 // y = Re(Fₕᴴ · crop(F_M x) / h²)  ⇒  dx = Re(F_Mᴴ · pad(Fₕ dy) / h²)
 // (Re and the real→complex inclusion are adjoint to each other; Fᴴ is the unnormalised
 // inverse DFT, sign +1 and scale 1.)
-pub(crate) fn spectral_pool_backward(dy: &Tensor, m: usize, h: usize) -> Result<Tensor> {
-    let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
-    let planes = n * c;
+fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize) -> Result<Tensor> {
     let g = fft2_raw(&to_complex(dy)?, planes, h, -1.0, 1.0, FftPath::Auto)?;
     let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(g);
     real_part(&fft2_raw(&padded, planes, m, 1.0, 1.0, FftPath::Auto)?)
+}
+
+/// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
+pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
+    let (n, c, m) = real_planes("spectral_pool", x)?;
+    check_h("spectral_pool", x, m, h)?;
+    let y = pool_raw(x, n * c, m, h)?;
+    record(&[x], &y, || Op::SpectralPool { m, h });
+    Ok(y)
+}
+
+/// The adjoint (transpose) of [`spectral_pool`]: dy (N, C, h, h) → (N, C, M, M),
+/// dx = Aᵀ·dy·A per plane. It is spectral pooling's backward, public so that it can be
+/// measured and reused (a frequency-domain upsampling).
+pub fn spectral_unpool(dy: &Tensor, m: usize) -> Result<Tensor> {
+    let (n, c, h) = real_planes("spectral_unpool", dy)?;
+    if !m.is_power_of_two() {
+        return Err(bad(
+            "spectral_unpool",
+            dy,
+            &format!("target size M = {m} must be a power of two ≥ h"),
+        ));
+    }
+    check_h("spectral_unpool", dy, m, h)?;
+    let x = unpool_raw(dy, n * c, m, h)?;
+    record(&[dy], &x, || Op::SpectralUnpool { m, h });
+    Ok(x)
+}
+
+/// Backward of [`spectral_pool`]: [`spectral_unpool`] (its adjoint).
+// y = A·x·Aᵀ  ⇒  dx = Aᵀ·dy·A
+pub(crate) fn spectral_pool_backward(dy: &Tensor, m: usize, h: usize) -> Result<Tensor> {
+    let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
+    unpool_raw(dy, n * c, m, h)
+}
+
+/// Backward of [`spectral_unpool`]: spectral pooling (the adjoint of the adjoint).
+// x = Aᵀ·dy·A  ⇒  d(dy) = A·dx·Aᵀ
+pub(crate) fn spectral_unpool_backward(dx: &Tensor, m: usize, h: usize) -> Result<Tensor> {
+    let (n, c, _, _) = dx.shape().nchw().expect("checked in forward");
+    pool_raw(dx, n * c, m, h)
 }
