@@ -1,4 +1,4 @@
-// Batched 2-D FFT (radix-2/radix-4, decimation in time) and the spectral-pooling
+// Batched 2-D FFT (decimation in time, radix 2 to 16) and the spectral-pooling
 // crop/merge and pad/split steps.
 //
 // Complex data is interleaved: a complex tensor is (planes, M, M, 2) f32, read here as
@@ -12,11 +12,15 @@
 //
 // Two forms of a pass:
 // - fft_wg: a workgroup loads `lpw` whole lines into workgroup memory (bit-reversed),
-//   runs the log2(M) stages there (radix-4 where it can, so only ⌈log2(M)/2⌉ barriers,
-//   each invocation doing several butterflies per stage), and writes them back.
-// - fft_bitrev then fft_r2_global / fft_r4_global: the same stages in global memory,
-//   one dispatch per stage (the dispatch boundary is the barrier), for lines that do not
-//   fit in workgroup memory (and, forced, in the tests).
+//   runs the log2(M) stages there and writes them back. An invocation takes 16 points
+//   at a time into registers and runs four stages on them (a radix-16 butterfly; the
+//   log2(M) mod 4 first stages as one radix-2, -4 or -8), so a 256-point pass costs 2
+//   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
+//   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only was 1.4–2×
+//   slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
+// - fft_bitrev then fft_r2_global / fft_r4_global: radix-2/4 stages in global memory,
+//   one dispatch per stage pair (the dispatch boundary is the barrier), for lines that
+//   do not fit in workgroup memory (and, forced, in the tests).
 
 struct Params {
     n: u32,      // invocations needed (1-D kernels)
@@ -75,10 +79,9 @@ fn point(l: u32, i: u32) -> u32 {
 }
 
 // Two DIT stages (spans half and 2·half) on the four points a0..a3 that are `half` apart,
-// at position pos < half of their group: one radix-4 butterfly.
-fn radix4(a: array<vec2<f32>, 4>, pos: u32, half: u32) -> array<vec2<f32>, 4> {
-    let w2 = twiddle(pos, 4u * half);
-    let w1 = cmul(w2, w2);
+// at position pos < half of their group: one radix-4 butterfly. w2 = exp(sign·2πi·pos /
+// (4·half)) and w1 = w2² are the twiddles of the two stages.
+fn radix4_tw(a: array<vec2<f32>, 4>, w1: vec2<f32>, w2: vec2<f32>) -> array<vec2<f32>, 4> {
     // w2 · exp(sign · iπ/2) = w2 · (sign · i)
     let w3 = vec2<f32>(-p.sign * w2.y, p.sign * w2.x);
     var t = cmul(w1, a[1]);
@@ -94,6 +97,109 @@ fn radix4(a: array<vec2<f32>, 4>, pos: u32, half: u32) -> array<vec2<f32>, 4> {
     let c1 = b1 + t;
     let c3 = b1 - t;
     return array<vec2<f32>, 4>(c0, c1, c2, c3);
+}
+
+fn radix4(a: array<vec2<f32>, 4>, pos: u32, half: u32) -> array<vec2<f32>, 4> {
+    let w2 = twiddle(pos, 4u * half);
+    return radix4_tw(a, cmul(w2, w2), w2);
+}
+
+// (cos, sin)(2π·q/16), q < 8: the roots of unity of the radix-8 and radix-16 stages.
+const ROOT16 = array<vec2<f32>, 8>(
+    vec2<f32>(1.0, 0.0),
+    vec2<f32>(0.9238795325112867, 0.3826834323650898),
+    vec2<f32>(0.7071067811865476, 0.7071067811865476),
+    vec2<f32>(0.3826834323650898, 0.9238795325112867),
+    vec2<f32>(0.0, 1.0),
+    vec2<f32>(-0.3826834323650898, 0.9238795325112867),
+    vec2<f32>(-0.7071067811865476, 0.7071067811865476),
+    vec2<f32>(-0.9238795325112867, 0.3826834323650898),
+);
+
+// exp(sign·2πi·q/16)
+fn root16(q: u32) -> vec2<f32> {
+    let r = ROOT16[q];
+    return vec2<f32>(r.x, p.sign * r.y);
+}
+
+// One DIT stage t (span 2^t·half) on R points held in registers that are `half` apart,
+// at position pos < half of their group: pairs (j, j + 2^t) for bit t of j clear, with
+// twiddle exp(sign·2πi·(pos + q·half)/(2^(t+1)·half)), q = j mod 2^t, factored as the
+// stage's base twiddle times a constant root of unity.
+fn dit_stage16(a: ptr<function, array<vec2<f32>, 16>>, t: u32, r: u32, pos: u32, half: u32) {
+    let span = 1u << t;
+    let w0 = twiddle(pos, 2u * span * half);
+    for (var b = 0u; b < 8u; b++) {
+        if (b >= r / 2u) { break; }
+        let q = b & (span - 1u);
+        let j = ((b >> t) << (t + 1u)) | q;
+        let w = cmul(w0, root16(q * (8u >> t)));
+        let x = (*a)[j];
+        let y = cmul(w, (*a)[j + span]);
+        (*a)[j] = x + y;
+        (*a)[j + span] = x - y;
+    }
+}
+
+// The first log2(M) mod 4 stages (spans 1, 2, 4: twiddles are constant roots of unity,
+// pos = 0) on groups of 2, 4 or 8 consecutive points, in registers. Each case has
+// constant bounds, so that the compiler unrolls it.
+fn first_stages(lid: u32, count: u32, k: u32) {
+    if (k == 1u) {
+        for (var j = lid; j < count / 2u; j += WG_FFT) {
+            let a = buf[2u * j];
+            let b = buf[2u * j + 1u];
+            buf[2u * j] = a + b;
+            buf[2u * j + 1u] = a - b;
+        }
+    } else if (k == 2u) {
+        for (var u = lid; u < count / 4u; u += WG_FFT) {
+            var a: array<vec2<f32>, 4>;
+            for (var j = 0u; j < 4u; j++) {
+                a[j] = buf[4u * u + j];
+            }
+            a = radix4_tw(a, vec2<f32>(1.0, 0.0), vec2<f32>(1.0, 0.0));
+            for (var j = 0u; j < 4u; j++) {
+                buf[4u * u + j] = a[j];
+            }
+        }
+    } else {
+        for (var u = lid; u < count / 8u; u += WG_FFT) {
+            var a: array<vec2<f32>, 16>;
+            for (var j = 0u; j < 8u; j++) {
+                a[j] = buf[8u * u + j];
+            }
+            dit_stage16(&a, 0u, 8u, 0u, 1u);
+            dit_stage16(&a, 1u, 8u, 0u, 1u);
+            dit_stage16(&a, 2u, 8u, 0u, 1u);
+            for (var j = 0u; j < 8u; j++) {
+                buf[8u * u + j] = a[j];
+            }
+        }
+    }
+}
+
+// Four stages (spans half … 8·half) on groups of 16 points `half` apart, in registers;
+// constant bounds, so that the compiler unrolls it and keeps the points in registers.
+fn radix16_pass(lid: u32, count: u32, half: u32) {
+    let shift = p.log2m - 4u;
+    for (var u = lid; u < count / 16u; u += WG_FFT) {
+        let line = u >> shift;
+        let v = u & ((p.m >> 4u) - 1u);
+        let pos = v & (half - 1u);
+        let base = line * p.m + (v - pos) * 16u + pos;
+        var a: array<vec2<f32>, 16>;
+        for (var j = 0u; j < 16u; j++) {
+            a[j] = buf[base + j * half];
+        }
+        dit_stage16(&a, 0u, 16u, pos, half);
+        dit_stage16(&a, 1u, 16u, pos, half);
+        dit_stage16(&a, 2u, 16u, pos, half);
+        dit_stage16(&a, 3u, 16u, pos, half);
+        for (var j = 0u; j < 16u; j++) {
+            buf[base + j * half] = a[j];
+        }
+    }
 }
 
 // src, dst: (planes, M, M) complex. One pass (rows or columns) over `lpw` lines per
@@ -113,34 +219,17 @@ fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
     }
     workgroupBarrier();
+    // log2(M) mod 4 stages first (radix 2, 4 or 8), then radix-16 passes: one barrier
+    // per four stages.
+    let rem = p.log2m & 3u;
     var half = 1u;
-    if ((p.log2m & 1u) == 1u) {
-        // An odd number of stages: one radix-2 stage of span 1 (twiddle 1) first.
-        for (var j = lid; j < count / 2u; j += WG_FFT) {
-            let a = buf[2u * j];
-            let b = buf[2u * j + 1u];
-            buf[2u * j] = a + b;
-            buf[2u * j + 1u] = a - b;
-        }
+    if (rem != 0u) {
+        first_stages(lid, count, rem);
         workgroupBarrier();
-        half = 2u;
+        half = 1u << rem;
     }
-    let quarter_shift = p.log2m - 2u;  // only used when M ≥ 4
-    for (; half < p.m; half *= 4u) {
-        for (var u = lid; u < count / 4u; u += WG_FFT) {
-            let r = u >> quarter_shift;
-            let v = u & ((p.m >> 2u) - 1u);
-            let pos = v & (half - 1u);
-            let base = r * p.m + (v - pos) * 4u + pos;
-            var a: array<vec2<f32>, 4>;
-            for (var k = 0u; k < 4u; k++) {
-                a[k] = buf[base + k * half];
-            }
-            a = radix4(a, pos, half);
-            for (var k = 0u; k < 4u; k++) {
-                buf[base + k * half] = a[k];
-            }
-        }
+    for (; half < p.m; half *= 16u) {
+        radix16_pass(lid, count, half);
         workgroupBarrier();
     }
     for (var e = lid; e < count; e += WG_FFT) {

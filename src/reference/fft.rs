@@ -216,7 +216,7 @@ pub fn spectral_pool_backward(dy: &[f64], planes: usize, m: usize, h: usize) -> 
 /// r[j] = Σ_k (−1)^k x[k, j], s[i] = Σ_k (−1)^k x[i, k], t = Σ_{k,l} (−1)^{k+l} x[k, l].
 pub fn spectral_pool_full_size(x: &[f64], planes: usize, m: usize) -> Vec<f64> {
     let c = (SQRT_2 - 1.0) / m as f64;
-    let sgn = |k: usize| if k % 2 == 0 { 1.0 } else { -1.0 };
+    let sgn = |k: usize| if k.is_multiple_of(2) { 1.0 } else { -1.0 };
     let mut y = vec![0.0; x.len()];
     for p in 0..planes {
         let xp = &x[p * m * m..(p + 1) * m * m];
