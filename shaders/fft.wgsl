@@ -202,25 +202,9 @@ fn radix16_pass(lid: u32, count: u32, half: u32) {
     }
 }
 
-// src, dst: (planes, M, M) complex. One pass (rows or columns) over `lpw` lines per
-// workgroup, all stages in workgroup memory.
-@compute @workgroup_size(64)
-fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    // Lines past the end (the last workgroup) are transformed from garbage and not stored.
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let i = e & mask;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(i)] = src[point(first + r, i)];
-        }
-    }
-    workgroupBarrier();
-    // log2(M) mod 4 stages first (radix 2, 4 or 8), then radix-16 passes: one barrier
-    // per four stages.
+// All log2(M) stages of the tile's lines, in workgroup memory: log2(M) mod 4 first stages
+// (radix 2, 4 or 8), then radix-16 passes, one barrier per trip.
+fn tile_stages(lid: u32, count: u32) {
     let rem = p.log2m & 3u;
     var half = 1u;
     if (rem != 0u) {
@@ -232,10 +216,77 @@ fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         radix16_pass(lid, count, half);
         workgroupBarrier();
     }
+}
+
+// src, dst: (planes, M, M) complex. One pass (rows or columns) over `lpw` lines per
+// workgroup, all stages in workgroup memory. Lines past the end (in the last workgroup)
+// are transformed from garbage and not stored.
+@compute @workgroup_size(64)
+fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
         if (first + r < p.lines) {
             dst[point(first + r, e & mask)] = p.scale * buf[e];
+        }
+    }
+}
+
+// fft_wg reading a real input: src_real (planes, M, M) real, dst (planes, M, M) complex.
+// (The first pass of spectral pooling, without a separate real→complex copy.)
+@compute @workgroup_size(64)
+fn fft_wg_real_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = vec2<f32>(src_real[point(first + r, e & mask)], 0.0);
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            dst[point(first + r, e & mask)] = p.scale * buf[e];
+        }
+    }
+}
+
+// fft_wg keeping the real part: src (planes, M, M) complex, dst_real (planes, M, M) real.
+// (The last pass of spectral pooling, without a separate real-part copy.)
+@compute @workgroup_size(64)
+fn fft_wg_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            dst_real[point(first + r, e & mask)] = p.scale * buf[e].x;
         }
     }
 }

@@ -64,10 +64,12 @@ pub(crate) enum Op {
     SpectralPool {
         m: usize,
         h: usize,
+        path: ops::FftPath,
     },
     SpectralUnpool {
         m: usize,
         h: usize,
+        path: ops::FftPath,
     },
 }
 
@@ -316,11 +318,15 @@ impl Op {
             Op::SpectralPad { m, h } => {
                 vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, false)?)]
             }
-            Op::SpectralPool { m, h } => {
-                vec![Some(ops::spectral::spectral_pool_backward(dy, *m, *h)?)]
+            Op::SpectralPool { m, h, path } => {
+                vec![Some(ops::spectral::spectral_pool_backward(
+                    dy, *m, *h, *path,
+                )?)]
             }
-            Op::SpectralUnpool { m, h } => {
-                vec![Some(ops::spectral::spectral_unpool_backward(dy, *m, *h)?)]
+            Op::SpectralUnpool { m, h, path } => {
+                vec![Some(ops::spectral::spectral_unpool_backward(
+                    dy, *m, *h, *path,
+                )?)]
             }
         })
     }

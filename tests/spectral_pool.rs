@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Tol, assert_close, check_op, input, to_f64, uniform};
+use rca_gpu::ops::FftPath;
 use rca_gpu::{Tape, Tensor, ops, reference::fft as r};
 
 /// Outputs are O(|x|) = O(1); the two FFTs round to a few ε·log2(M²) of the RMS spectrum
@@ -18,6 +19,10 @@ fn pool_tol(m: usize, h: usize) -> Tol {
 }
 
 fn check_pool(n: usize, c: usize, m: usize, h: usize) {
+    check_pool_via(n, c, m, h, FftPath::Auto);
+}
+
+fn check_pool_via(n: usize, c: usize, m: usize, h: usize, path: FftPath) {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
     let planes = n * c;
@@ -25,9 +30,9 @@ fn check_pool(n: usize, c: usize, m: usize, h: usize) {
     check_op(
         &gpu,
         &mut rng,
-        &format!("spectral_pool {n}x{c} M {m} -> h {h}"),
+        &format!("spectral_pool {n}x{c} M {m} -> h {h} {path:?}"),
         &[input(&[n, c, m, m], data)],
-        |x| ops::spectral_pool(x[0], h),
+        |x| ops::spectral_pool_via(x[0], h, path),
         |x| r::spectral_pool(&x[0], planes, m, h),
         |_, dy| vec![r::spectral_pool_backward(dy, planes, m, h)],
         pool_tol(m, h),
@@ -55,6 +60,31 @@ fn spectral_pool_small_and_quartering_sizes() {
     check_pool(3, 1, 4, 2);
     check_pool(2, 1, 8, 2);
     check_pool(1, 3, 16, 4);
+}
+
+#[test]
+fn spectral_pool_through_global_memory_passes() {
+    // The FFTs' global form, with the real→complex and real-part kernels around it.
+    check_pool_via(2, 3, 16, 8, FftPath::Global);
+    check_pool_via(3, 1, 8, 8, FftPath::Global);
+}
+
+#[test]
+fn spectral_unpool_through_global_memory_passes() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, c, m, h) = (3, 1, 32, 16);
+    let data = uniform(&mut rng, n * c * h * h);
+    check_op(
+        &gpu,
+        &mut rng,
+        "spectral_unpool 3x1 h 16 -> M 32 global",
+        &[input(&[n, c, h, h], data)],
+        |x| ops::spectral_unpool_via(x[0], m, FftPath::Global),
+        |x| r::spectral_pool_backward(&x[0], n * c, m, h),
+        |_, dx| vec![r::spectral_pool(dx, n * c, m, h)],
+        pool_tol(m, h),
+    );
 }
 
 #[test]

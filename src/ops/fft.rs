@@ -80,8 +80,19 @@ pub(crate) fn launch_fft_1d(
     );
 }
 
+/// What a workgroup-memory pass reads and writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    Complex,
+    /// A real input (imaginary parts 0), complex output.
+    RealIn,
+    /// Complex input, only the real part of the result written.
+    RealOut,
+}
+
 /// One 1-D pass over every row (`rows`) or column of `planes` M×M planes, src → dst,
-/// with sign and scale as in the shader's header.
+/// with sign and scale as in the shader's header. The global form takes complex data
+/// only.
 #[allow(clippy::too_many_arguments)]
 fn pass(
     src: &Tensor,
@@ -92,6 +103,7 @@ fn pass(
     sign: f32,
     scale: f32,
     global: bool,
+    io: Io,
 ) {
     let gpu = src.gpu();
     let lines = planes * m;
@@ -110,14 +122,20 @@ fn pass(
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
         let p = Params { lpw, ..base };
+        let (entry, bindings) = match io {
+            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1)]),
+            Io::RealIn => ("fft_wg_real_in", [src.bind(2), dst.bind(1)]),
+            Io::RealOut => ("fft_wg_real_out", [src.bind(0), dst.bind(3)]),
+        };
         gpu.launch(
-            &Kernel::new(Shader::Fft, "fft_wg"),
-            &[src.bind(0), dst.bind(1)],
+            &Kernel::new(Shader::Fft, entry),
+            &bindings,
             &p.words(),
             grid,
         );
         return;
     }
+    debug_assert!(io == Io::Complex, "the global passes take complex data");
     launch_fft_1d(
         "fft_bitrev",
         &[src.bind(0), dst.bind(1)],
@@ -157,6 +175,20 @@ fn pass(
     }
 }
 
+/// Whether `path` runs the global-memory form for M-point lines.
+fn use_global(x: &Tensor, m: usize, path: FftPath) -> Result<bool> {
+    match path {
+        FftPath::Auto => Ok(m > TILE),
+        FftPath::Workgroup if m > TILE => Err(Error::BadShape {
+            op: "fft2",
+            shape: x.shape().clone(),
+            expected: format!("M ≤ {TILE} for the workgroup-memory form"),
+        }),
+        FftPath::Workgroup => Ok(false),
+        FftPath::Global => Ok(true),
+    }
+}
+
 /// The 2-D transform of `planes` complex M×M planes held in `x`, into a new tensor
 /// shaped like `x`: rows then columns, with `scale` applied once.
 pub(crate) fn fft2_raw(
@@ -167,24 +199,47 @@ pub(crate) fn fft2_raw(
     scale: f32,
     path: FftPath,
 ) -> Result<Tensor> {
-    let global = match path {
-        FftPath::Auto => m > TILE,
-        FftPath::Workgroup => {
-            if m > TILE {
-                return Err(Error::BadShape {
-                    op: "fft2",
-                    shape: x.shape().clone(),
-                    expected: format!("M ≤ {TILE} for the workgroup-memory form"),
-                });
-            }
-            false
-        }
-        FftPath::Global => true,
+    fft2_io(x, planes, m, sign, scale, path, false, false)
+}
+
+/// [`fft2_raw`] with a real input (`real_in`: x is (…, M, M), imaginary parts 0) and/or
+/// a real output (`real_out`: only the real parts, (…, M, M)). The workgroup form reads
+/// and writes the real data directly; the global form converts around its passes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fft2_io(
+    x: &Tensor,
+    planes: usize,
+    m: usize,
+    sign: f32,
+    scale: f32,
+    path: FftPath,
+    real_in: bool,
+    real_out: bool,
+) -> Result<Tensor> {
+    let global = use_global(x, m, path)?;
+    let mut cdims = x.dims().to_vec();
+    if real_in {
+        cdims.push(2);
+    }
+    let rdims = &cdims[..cdims.len() - 1];
+    if global {
+        let xc = if real_in { to_complex(x)? } else { x.clone() };
+        let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+        pass(&xc, &tmp, planes, m, true, sign, scale, true, Io::Complex);
+        drop(xc);
+        let out = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+        pass(&tmp, &out, planes, m, false, sign, 1.0, true, Io::Complex);
+        return if real_out { real_part(&out) } else { Ok(out) };
+    }
+    let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+    let io = if real_in { Io::RealIn } else { Io::Complex };
+    pass(x, &tmp, planes, m, true, sign, scale, false, io);
+    let (out, io) = if real_out {
+        (Tensor::uninit(x.gpu(), rdims, "fft2")?, Io::RealOut)
+    } else {
+        (Tensor::uninit(x.gpu(), Shape(cdims), "fft2")?, Io::Complex)
     };
-    let tmp = Tensor::uninit(x.gpu(), x.shape().clone(), "fft2")?;
-    pass(x, &tmp, planes, m, true, sign, scale, global);
-    let out = Tensor::uninit(x.gpu(), x.shape().clone(), "fft2")?;
-    pass(&tmp, &out, planes, m, false, sign, 1.0, global);
+    pass(&tmp, &out, planes, m, false, sign, 1.0, false, io);
     Ok(out)
 }
 

@@ -15,7 +15,10 @@ pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
 pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use reduce::{mean, mean_channels, sum, sum_channels};
 pub use shape::concat_channels;
-pub use spectral::{spectral_crop, spectral_pad, spectral_pool, spectral_unpool};
+pub use spectral::{
+    spectral_crop, spectral_pad, spectral_pool, spectral_pool_via, spectral_unpool,
+    spectral_unpool_via,
+};
 
 use crate::runtime::{Binding, Gpu, Kernel, grid_1d};
 

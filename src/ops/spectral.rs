@@ -8,7 +8,7 @@
 //! when h = M that bin is only scaled by √2. The map is real-linear and separable,
 //! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
 
-use super::fft::{FftPath, Params, complex_planes, fft2_raw, launch_fft_1d, real_part, to_complex};
+use super::fft::{FftPath, Params, complex_planes, fft2_io, launch_fft_1d};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
@@ -131,11 +131,11 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
 
 /// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
 /// FFT (unnormalised), real part.
-fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize) -> Result<Tensor> {
-    let spectrum = fft2_raw(&to_complex(x)?, planes, m, -1.0, 1.0, FftPath::Auto)?;
+fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let spectrum = fft2_io(x, planes, m, -1.0, 1.0, path, true, false)?;
     let low = crop_raw(&spectrum, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(spectrum);
-    real_part(&fft2_raw(&low, planes, h, 1.0, 1.0, FftPath::Auto)?)
+    fft2_io(&low, planes, h, 1.0, 1.0, path, false, true)
 }
 
 /// The adjoint of [`pool_raw`], (N, C, h, h) → (N, C, M, M): the adjoint of each step in
@@ -143,19 +143,25 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize) -> Result<Tensor> {
 // y = Re(Fₕᴴ · crop(F_M x) / h²)  ⇒  dx = Re(F_Mᴴ · pad(Fₕ dy) / h²)
 // (Re and the real→complex inclusion are adjoint to each other; Fᴴ is the unnormalised
 // inverse DFT, sign +1 and scale 1.)
-fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize) -> Result<Tensor> {
-    let g = fft2_raw(&to_complex(dy)?, planes, h, -1.0, 1.0, FftPath::Auto)?;
+fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
     let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(g);
-    real_part(&fft2_raw(&padded, planes, m, 1.0, 1.0, FftPath::Auto)?)
+    fft2_io(&padded, planes, m, 1.0, 1.0, path, false, true)
 }
 
 /// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
 pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
+    spectral_pool_via(x, h, FftPath::Auto)
+}
+
+/// [`spectral_pool`] with its FFTs (and its backward's) through a chosen form of the
+/// passes (the tests run the global-memory one at small sizes).
+pub fn spectral_pool_via(x: &Tensor, h: usize, path: FftPath) -> Result<Tensor> {
     let (n, c, m) = real_planes("spectral_pool", x)?;
     check_h("spectral_pool", x, m, h)?;
-    let y = pool_raw(x, n * c, m, h)?;
-    record(&[x], &y, || Op::SpectralPool { m, h });
+    let y = pool_raw(x, n * c, m, h, path)?;
+    record(&[x], &y, || Op::SpectralPool { m, h, path });
     Ok(y)
 }
 
@@ -163,6 +169,11 @@ pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
 /// dx = Aᵀ·dy·A per plane. It is spectral pooling's backward, public so that it can be
 /// measured and reused (a frequency-domain upsampling).
 pub fn spectral_unpool(dy: &Tensor, m: usize) -> Result<Tensor> {
+    spectral_unpool_via(dy, m, FftPath::Auto)
+}
+
+/// [`spectral_unpool`] through a chosen form of the FFT passes.
+pub fn spectral_unpool_via(dy: &Tensor, m: usize, path: FftPath) -> Result<Tensor> {
     let (n, c, h) = real_planes("spectral_unpool", dy)?;
     if !m.is_power_of_two() {
         return Err(bad(
@@ -172,21 +183,31 @@ pub fn spectral_unpool(dy: &Tensor, m: usize) -> Result<Tensor> {
         ));
     }
     check_h("spectral_unpool", dy, m, h)?;
-    let x = unpool_raw(dy, n * c, m, h)?;
-    record(&[dy], &x, || Op::SpectralUnpool { m, h });
+    let x = unpool_raw(dy, n * c, m, h, path)?;
+    record(&[dy], &x, || Op::SpectralUnpool { m, h, path });
     Ok(x)
 }
 
 /// Backward of [`spectral_pool`]: [`spectral_unpool`] (its adjoint).
 // y = A·x·Aᵀ  ⇒  dx = Aᵀ·dy·A
-pub(crate) fn spectral_pool_backward(dy: &Tensor, m: usize, h: usize) -> Result<Tensor> {
+pub(crate) fn spectral_pool_backward(
+    dy: &Tensor,
+    m: usize,
+    h: usize,
+    path: FftPath,
+) -> Result<Tensor> {
     let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
-    unpool_raw(dy, n * c, m, h)
+    unpool_raw(dy, n * c, m, h, path)
 }
 
 /// Backward of [`spectral_unpool`]: spectral pooling (the adjoint of the adjoint).
 // x = Aᵀ·dy·A  ⇒  d(dy) = A·dx·Aᵀ
-pub(crate) fn spectral_unpool_backward(dx: &Tensor, m: usize, h: usize) -> Result<Tensor> {
+pub(crate) fn spectral_unpool_backward(
+    dx: &Tensor,
+    m: usize,
+    h: usize,
+    path: FftPath,
+) -> Result<Tensor> {
     let (n, c, _, _) = dx.shape().nchw().expect("checked in forward");
-    pool_raw(dx, n * c, m, h)
+    pool_raw(dx, n * c, m, h, path)
 }
