@@ -18,6 +18,11 @@
 //   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
 //   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only was 1.4–2×
 //   slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
+// - fft_wg_real_in / fft_wg_real_out: the same reading a real input or writing the real
+//   part; fft_wg_crop(_real_in) / fft_wg_pad(_real_out): the same with spectral
+//   pooling's crop/merge fused into the store (or its pad/split into the load), on lines
+//   of a general layout, so that pooling's second M-point pass only transforms the h
+//   kept lines.
 // - fft_bitrev then fft_r2_global / fft_r4_global: radix-2/4 stages in global memory,
 //   one dispatch per stage pair (the dispatch boundary is the barrier), for lines that
 //   do not fit in workgroup memory (and, forced, in the tests).
@@ -34,7 +39,14 @@ struct Params {
     h: u32,      // spectral pooling: the output size h (the input size is m)
     sign: f32,   // −1 forward, +1 inverse
     scale: f32,  // applied where the data is written
-    pad0: u32,
+    // The general line layout of the fused spectral passes (fft_wg_crop*, fft_wg_pad*):
+    // line l is plane l / lpp, index l % lpp; input point i of it is at
+    // plane·ps_in + index·ls + i·es, output point j at plane·ps_out + index·ls_out + j·es_out.
+    lpp: u32,
+    ps_in: u32,
+    ps_out: u32,
+    ls_out: u32,
+    es_out: u32,
 }
 
 var<immediate> p: Params;
@@ -287,6 +299,132 @@ fn fft_wg_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
         let r = e >> p.log2m;
         if (first + r < p.lines) {
             dst_real[point(first + r, e & mask)] = p.scale * buf[e].x;
+        }
+    }
+}
+
+fn point_in(l: u32, i: u32) -> u32 {
+    return (l / p.lpp) * p.ps_in + (l % p.lpp) * p.ls + i * p.es;
+}
+
+fn point_out(l: u32, j: u32) -> u32 {
+    return (l / p.lpp) * p.ps_out + (l % p.lpp) * p.ls_out + j * p.es_out;
+}
+
+// Bin j (of h) of tile line r after the crop/merge: Σ of its sources times their weight.
+fn cropped(r: u32, j: u32) -> vec2<f32> {
+    let s = crop_sources(j);
+    let a = u32(s.x);
+    let b = u32(s.y);
+    var v = buf[r * p.m + a];
+    if (b != a) { v += buf[r * p.m + b]; }
+    return (p.scale * s.z) * v;
+}
+
+// Point i (of M) of line l after the pad/split of its h input points.
+fn padded(l: u32, i: u32) -> vec2<f32> {
+    let t = pad_target(i);
+    if (t.y == 0.0) { return vec2<f32>(0.0, 0.0); }
+    return t.y * src[point_in(l, u32(t.x))];
+}
+
+// Spectral pooling's forward M-point passes with the crop/merge fused into the store:
+// src lines of M complex points (layout: lpp, ps_in, ls, es), dst lines of h complex
+// points (lpp, ps_out, ls_out, es_out), dst = scale · crop(FFT(src)) along the line. The
+// row pass writes (planes, M, h), so the column pass transforms h columns, not M.
+@compute @workgroup_size(64)
+fn fft_wg_crop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = src[point_in(first + r, e & mask)];
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < p.lpw * p.h; e += WG_FFT) {
+        let r = e / p.h;
+        let j = e % p.h;
+        if (first + r < p.lines) {
+            dst[point_out(first + r, j)] = cropped(r, j);
+        }
+    }
+}
+
+// fft_wg_crop reading a real input (src_real, imaginary parts 0): the first pass of
+// spectral pooling.
+@compute @workgroup_size(64)
+fn fft_wg_crop_real_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = vec2<f32>(src_real[point_in(first + r, e & mask)], 0.0);
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < p.lpw * p.h; e += WG_FFT) {
+        let r = e / p.h;
+        let j = e % p.h;
+        if (first + r < p.lines) {
+            dst[point_out(first + r, j)] = cropped(r, j);
+        }
+    }
+}
+
+// The adjoint of fft_wg_crop: src lines of h complex points (lpp, ps_in, ls, es), dst
+// lines of M complex points (lpp, ps_out, ls_out, es_out), dst = scale · FFT(pad(src))
+// along the line (the pad/split fused into the load).
+@compute @workgroup_size(64)
+fn fft_wg_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = padded(first + r, e & mask);
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            dst[point_out(first + r, e & mask)] = p.scale * buf[e];
+        }
+    }
+}
+
+// fft_wg_pad keeping the real part (dst_real): the last pass of spectral pooling's
+// backward.
+@compute @workgroup_size(64)
+fn fft_wg_pad_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let first = (wid.y * nwg.x + wid.x) * p.lpw;
+    let count = p.lpw * p.m;
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            buf[r * p.m + bitrev(e & mask)] = padded(first + r, e & mask);
+        }
+    }
+    workgroupBarrier();
+    tile_stages(lid, count);
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        if (first + r < p.lines) {
+            dst_real[point_out(first + r, e & mask)] = p.scale * buf[e].x;
         }
     }
 }

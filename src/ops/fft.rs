@@ -30,7 +30,7 @@ pub enum FftPath {
     Global,
 }
 
-/// The parameter block of `shaders/fft.wgsl` (12 words).
+/// The parameter block of `shaders/fft.wgsl` (16 words; see its header).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Params {
     pub n: usize,
@@ -43,10 +43,15 @@ pub(crate) struct Params {
     pub h: usize,
     pub sign: f32,
     pub scale: f32,
+    pub lpp: usize,
+    pub ps_in: usize,
+    pub ps_out: usize,
+    pub ls_out: usize,
+    pub es_out: usize,
 }
 
 impl Params {
-    fn words(&self) -> [u32; 12] {
+    pub(crate) fn words(&self) -> [u32; 16] {
         [
             u32_of(self.n),
             u32_of(self.m),
@@ -59,7 +64,11 @@ impl Params {
             u32_of(self.h),
             self.sign.to_bits(),
             self.scale.to_bits(),
-            0,
+            u32_of(self.lpp),
+            u32_of(self.ps_in),
+            u32_of(self.ps_out),
+            u32_of(self.ls_out),
+            u32_of(self.es_out),
         ]
     }
 }
@@ -175,8 +184,34 @@ fn pass(
     }
 }
 
+/// Launch a workgroup-memory pass `entry` over `p.lines` lines of `p.m` points, reading
+/// `src` (bound as real when `src_real`) and writing `dst` (real when `dst_real`). The
+/// fused spectral passes take their line layout from `p` (see the shader's header).
+pub(crate) fn launch_wg(
+    entry: &'static str,
+    src: &Tensor,
+    src_real: bool,
+    dst: &Tensor,
+    dst_real: bool,
+    p: Params,
+) {
+    let gpu = src.gpu();
+    let lpw = (TILE / p.m).min(p.lines);
+    let groups = u32_of(p.lines.div_ceil(lpw));
+    let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
+    gpu.launch(
+        &Kernel::new(Shader::Fft, entry),
+        &[
+            src.bind(if src_real { 2 } else { 0 }),
+            dst.bind(if dst_real { 3 } else { 1 }),
+        ],
+        &Params { lpw, ..p }.words(),
+        grid,
+    );
+}
+
 /// Whether `path` runs the global-memory form for M-point lines.
-fn use_global(x: &Tensor, m: usize, path: FftPath) -> Result<bool> {
+pub(crate) fn use_global(x: &Tensor, m: usize, path: FftPath) -> Result<bool> {
     match path {
         FftPath::Auto => Ok(m > TILE),
         FftPath::Workgroup if m > TILE => Err(Error::BadShape {

@@ -7,8 +7,13 @@
 //! 0..h/2−1 and M−h/2+1..M−1 and merges the Nyquist pair into √½·(X[h/2] + X[M−h/2]);
 //! when h = M that bin is only scaled by √2. The map is real-linear and separable,
 //! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
+//!
+//! On the workgroup-memory path the crop is fused into the M-point passes: the row pass
+//! keeps h of the M columns (merged), so the column pass transforms h columns, and the
+//! backward mirrors it with the pad fused into the loads. The global-memory path runs the
+//! steps as separate kernels (FFT, `spectral_crop`, FFT).
 
-use super::fft::{FftPath, Params, complex_planes, fft2_io, launch_fft_1d};
+use super::fft::{FftPath, Params, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
@@ -132,6 +137,62 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
 /// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
 /// FFT (unnormalised), real part.
 fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let (n, c, _, _) = x.shape().nchw().expect("checked by the caller");
+    if !use_global(x, m, path)? {
+        // The crop fused into the stores of the M-point passes: the row pass keeps h of
+        // the M columns, so the column pass transforms h columns instead of M.
+        let rows = Tensor::uninit(x.gpu(), [n, c, m, h, 2], "spectral_pool")?;
+        let p = Params {
+            m,
+            h,
+            sign: -1.0,
+            scale: 1.0,
+            ..Params::default()
+        };
+        // Rows of x (planes, M, M) → rows of (planes, M, h).
+        launch_wg(
+            "fft_wg_crop_real_in",
+            x,
+            true,
+            &rows,
+            false,
+            Params {
+                lines: planes * m,
+                lpp: m,
+                ps_in: m * m,
+                ls: m,
+                es: 1,
+                ps_out: m * h,
+                ls_out: h,
+                es_out: 1,
+                ..p
+            },
+        );
+        // Columns of (planes, M, h) → columns of (planes, h, h), with the 1/h² of the
+        // inverse.
+        let low = Tensor::uninit(x.gpu(), [n, c, h, h, 2], "spectral_pool")?;
+        launch_wg(
+            "fft_wg_crop",
+            &rows,
+            false,
+            &low,
+            false,
+            Params {
+                lines: planes * h,
+                lpp: h,
+                ps_in: m * h,
+                ls: 1,
+                es: h,
+                ps_out: h * h,
+                ls_out: 1,
+                es_out: h,
+                scale: 1.0 / (h * h) as f32,
+                ..p
+            },
+        );
+        drop(rows);
+        return fft2_io(&low, planes, h, 1.0, 1.0, path, false, true);
+    }
     let spectrum = fft2_io(x, planes, m, -1.0, 1.0, path, true, false)?;
     let low = crop_raw(&spectrum, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(spectrum);
@@ -145,6 +206,61 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
 // inverse DFT, sign +1 and scale 1.)
 fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
     let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
+    let (n, c, _, _) = dy.shape().nchw().expect("checked by the caller");
+    if !use_global(dy, m, path)? {
+        // The pad fused into the loads of the M-point passes (the transpose of
+        // pool_raw's): h columns expanded to M points, then M rows of h points each.
+        let p = Params {
+            m,
+            h,
+            sign: 1.0,
+            scale: 1.0,
+            ..Params::default()
+        };
+        // Columns of (planes, h, h) → columns of (planes, M, h), with the 1/h².
+        let cols = Tensor::uninit(dy.gpu(), [n, c, m, h, 2], "spectral_unpool")?;
+        launch_wg(
+            "fft_wg_pad",
+            &g,
+            false,
+            &cols,
+            false,
+            Params {
+                lines: planes * h,
+                lpp: h,
+                ps_in: h * h,
+                ls: 1,
+                es: h,
+                ps_out: m * h,
+                ls_out: 1,
+                es_out: h,
+                scale: 1.0 / (h * h) as f32,
+                ..p
+            },
+        );
+        drop(g);
+        // Rows of (planes, M, h) → rows of (planes, M, M), real part.
+        let dx = Tensor::uninit(dy.gpu(), [n, c, m, m], "spectral_unpool")?;
+        launch_wg(
+            "fft_wg_pad_real_out",
+            &cols,
+            false,
+            &dx,
+            true,
+            Params {
+                lines: planes * m,
+                lpp: m,
+                ps_in: m * h,
+                ls: h,
+                es: 1,
+                ps_out: m * m,
+                ls_out: m,
+                es_out: 1,
+                ..p
+            },
+        );
+        return Ok(dx);
+    }
     let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
     drop(g);
     fft2_io(&padded, planes, m, 1.0, 1.0, path, false, true)
