@@ -355,27 +355,54 @@ fn fft_wg_crop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
-// fft_wg_crop reading a real input (src_real, imaginary parts 0): the first pass of
-// spectral pooling.
+// Bin k of the spectra of the two real lines packed into tile line r as z = x0 + i·x1:
+// X0[k] = (Z[k] + conj Z[−k]) / 2, X1[k] = (Z[k] − conj Z[−k]) / (2i).
+fn unpacked(r: u32, k: u32, which: u32) -> vec2<f32> {
+    let zk = buf[r * p.m + k];
+    let zm = buf[r * p.m + ((p.m - k) & (p.m - 1u))];
+    if (which == 0u) {
+        return 0.5 * vec2<f32>(zk.x + zm.x, zk.y - zm.y);
+    }
+    return 0.5 * vec2<f32>(zk.y + zm.y, zm.x - zk.x);
+}
+
+// cropped() for one of the two packed real lines.
+fn cropped_unpacked(r: u32, j: u32, which: u32) -> vec2<f32> {
+    let s = crop_sources(j);
+    let a = u32(s.x);
+    let b = u32(s.y);
+    var v = unpacked(r, a, which);
+    if (b != a) { v += unpacked(r, b, which); }
+    return (p.scale * s.z) * v;
+}
+
+// fft_wg_crop on a real input (src_real), two lines per transform: tile line r (complex
+// line l = first + r < lines) carries real lines 2l and 2l+1 as x0 + i·x1, and the store
+// separates their spectra by symmetry. The first pass of spectral pooling, at half the
+// work of a complex pass.
 @compute @workgroup_size(64)
-fn fft_wg_crop_real_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_crop_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = vec2<f32>(src_real[point_in(first + r, e & mask)], 0.0);
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[point_in(2u * l, i)],
+                                                 src_real[point_in(2u * l + 1u, i)]);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
-    for (var e = lid; e < p.lpw * p.h; e += WG_FFT) {
-        let r = e / p.h;
+    for (var e = lid; e < 2u * p.lpw * p.h; e += WG_FFT) {
+        let r = e / (2u * p.h);
+        let which = (e / p.h) & 1u;
         let j = e % p.h;
         if (first + r < p.lines) {
-            dst[point_out(first + r, j)] = cropped(r, j);
+            dst[point_out(2u * (first + r) + which, j)] = cropped_unpacked(r, j, which);
         }
     }
 }
@@ -405,26 +432,36 @@ fn fft_wg_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     }
 }
 
-// fft_wg_pad keeping the real part (dst_real): the last pass of spectral pooling's
-// backward.
+// fft_wg_pad for two lines whose transforms are real (Hermitian spectra, as in spectral
+// pooling's backward), in one complex transform: tile line r (complex line l) loads
+// P0 + i·P1 from lines 2l and 2l+1, and the real and imaginary parts of the result are
+// the two real outputs. The last pass of spectral pooling's backward.
 @compute @workgroup_size(64)
-fn fft_wg_pad_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_pad_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = padded(first + r, e & mask);
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            let a = padded(2u * l, i);
+            let b = padded(2u * l + 1u, i);
+            buf[r * p.m + bitrev(i)] = vec2<f32>(a.x - b.y, a.y + b.x);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            dst_real[point_out(first + r, e & mask)] = p.scale * buf[e].x;
+        let l = first + r;
+        if (l < p.lines) {
+            let j = e & mask;
+            let v = p.scale * buf[e];
+            dst_real[point_out(2u * l, j)] = v.x;
+            dst_real[point_out(2u * l + 1u, j)] = v.y;
         }
     }
 }

@@ -149,15 +149,16 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
             scale: 1.0,
             ..Params::default()
         };
-        // Rows of x (planes, M, M) → rows of (planes, M, h).
+        // Rows of x (planes, M, M) → rows of (planes, M, h), two real rows per
+        // transform (M is even, so a pair never straddles two planes).
         launch_wg(
-            "fft_wg_crop_real_in",
+            "fft_wg_crop_real_pair",
             x,
             true,
             &rows,
             false,
             Params {
-                lines: planes * m,
+                lines: planes * m / 2,
                 lpp: m,
                 ps_in: m * m,
                 ls: m,
@@ -239,16 +240,17 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
             },
         );
         drop(g);
-        // Rows of (planes, M, h) → rows of (planes, M, M), real part.
+        // Rows of (planes, M, h) → rows of (planes, M, M), real (the padded spectrum is
+        // Hermitian), two rows per transform (M even: a pair stays in one plane).
         let dx = Tensor::uninit(dy.gpu(), [n, c, m, m], "spectral_unpool")?;
         launch_wg(
-            "fft_wg_pad_real_out",
+            "fft_wg_pad_real_pair",
             &cols,
             false,
             &dx,
             true,
             Params {
-                lines: planes * m,
+                lines: planes * m / 2,
                 lpp: m,
                 ps_in: m * h,
                 ls: h,
