@@ -80,6 +80,28 @@ pub(crate) enum Op {
         x: Tensor,
     },
     Upsample2x,
+    Fft2 {
+        inverse: bool,
+        path: ops::FftPath,
+    },
+    SpectralCrop {
+        m: usize,
+        h: usize,
+    },
+    SpectralPad {
+        m: usize,
+        h: usize,
+    },
+    SpectralPool {
+        m: usize,
+        h: usize,
+        path: ops::FftPath,
+    },
+    SpectralUnpool {
+        m: usize,
+        h: usize,
+        path: ops::FftPath,
+    },
 }
 
 struct Input {
@@ -350,6 +372,25 @@ impl Op {
             Op::MaxPoolValid { x } => vec![Some(ops::pool::max_pool_valid_backward(x, dy)?)],
             Op::MaxPoolSame { x } => vec![Some(ops::pool::max_pool_same_backward(x, dy)?)],
             Op::Upsample2x => vec![Some(ops::pool::upsample2x_backward(dy, &inputs[0].shape)?)],
+            Op::Fft2 { inverse, path } => {
+                vec![Some(ops::fft::fft2_backward(dy, *inverse, *path)?)]
+            }
+            Op::SpectralCrop { m, h } => {
+                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, true)?)]
+            }
+            Op::SpectralPad { m, h } => {
+                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, false)?)]
+            }
+            Op::SpectralPool { m, h, path } => {
+                vec![Some(ops::spectral::spectral_pool_backward(
+                    dy, *m, *h, *path,
+                )?)]
+            }
+            Op::SpectralUnpool { m, h, path } => {
+                vec![Some(ops::spectral::spectral_unpool_backward(
+                    dy, *m, *h, *path,
+                )?)]
+            }
         })
     }
 }

@@ -8,6 +8,7 @@
 
 mod conv;
 mod conv1x1;
+mod fft;
 mod norm;
 mod pool;
 
@@ -42,6 +43,7 @@ fn all(c: &mut Criterion) {
     norm::benches(c);
     conv::benches(c);
     pool::benches(c);
+    fft::benches(c);
 }
 
 criterion_group!(benches, all);

@@ -6,22 +6,29 @@
 pub mod conv;
 pub mod conv1x1;
 pub mod elementwise;
+pub mod fft;
 pub mod loss;
 pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod shape;
+pub mod spectral;
 
 pub use conv::{conv2d, depthwise_conv2d};
 pub use conv1x1::conv1x1;
 pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
+pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use loss::{bce_dice_loss, bce_dice_loss_per_sample};
 pub use norm::{batch_norm_eval, batch_norm_train};
 pub use optim::adam_step;
 pub use pool::{max_pool_same, max_pool_valid, upsample2x};
 pub use reduce::{mean, mean_channels, sum, sum_channels};
 pub use shape::concat_channels;
+pub use spectral::{
+    spectral_crop, spectral_pad, spectral_pool, spectral_pool_via, spectral_unpool,
+    spectral_unpool_via,
+};
 
 use crate::runtime::{Binding, Gpu, Kernel, grid_1d};
 

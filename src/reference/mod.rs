@@ -6,6 +6,7 @@
 //! NCHW, row-major weights (Cout, Cin, kh, kw).
 
 pub mod conv;
+pub mod fft;
 pub mod loss;
 pub mod norm;
 pub mod optim;

@@ -21,6 +21,7 @@ pub enum Shader {
     Optim,
     Conv,
     Pool,
+    Fft,
 }
 
 impl Shader {
@@ -34,6 +35,7 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Fft => include_str!("../../shaders/fft.wgsl"),
         }
     }
 
@@ -47,6 +49,7 @@ impl Shader {
             Shader::Optim,
             Shader::Conv,
             Shader::Pool,
+            Shader::Fft,
         ]
     }
 }

@@ -1,0 +1,364 @@
+//! The batched 2-D FFT over N×C planes of M×M complex points (`shaders/fft.wgsl`), and
+//! the launchers that spectral pooling builds on.
+//!
+//! Complex tensors are interleaved: shape (N, C, M, M, 2), the trailing pair (re, im).
+//! M is a power of two ≥ 2. The forward transform is unnormalised,
+//! X[k, l] = Σ_{m,n} x[m, n]·e^{−2πi(km + ln)/M}; the inverse divides by M².
+//!
+//! A 2-D transform is a row pass then a column pass. A pass whose lines fit in
+//! workgroup memory ([`TILE`] points, 8 KiB: M ≤ 1024) runs every stage of a line in one
+//! workgroup; longer lines take the global-memory form, one dispatch per stage pair.
+//! [`fft2_via`] forces either form (the tests run the global one at small sizes).
+
+use super::{launch_1d, u32_of};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader, grid_1d};
+use crate::tensor::{Shape, Tensor};
+
+/// Complex points a workgroup holds in workgroup memory (`TILE` in the shader).
+pub(crate) const TILE: usize = 1024;
+
+/// Which form of the FFT pass to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FftPath {
+    /// Workgroup memory when a line fits (M ≤ 1024), global memory otherwise.
+    Auto,
+    /// All stages of a line in one workgroup (needs M ≤ 1024).
+    Workgroup,
+    /// One dispatch per stage pair, in global memory (any M).
+    Global,
+}
+
+/// The parameter block of `shaders/fft.wgsl` (16 words; see its header).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Params {
+    pub n: usize,
+    pub m: usize,
+    pub lines: usize,
+    pub lpw: usize,
+    pub es: usize,
+    pub ls: usize,
+    pub half: usize,
+    pub h: usize,
+    pub sign: f32,
+    pub scale: f32,
+    pub lpp: usize,
+    pub ps_in: usize,
+    pub ps_out: usize,
+    pub ls_out: usize,
+    pub es_out: usize,
+}
+
+impl Params {
+    pub(crate) fn words(&self) -> [u32; 16] {
+        [
+            u32_of(self.n),
+            u32_of(self.m),
+            self.m.trailing_zeros(),
+            u32_of(self.lines),
+            u32_of(self.lpw),
+            u32_of(self.es),
+            u32_of(self.ls),
+            u32_of(self.half),
+            u32_of(self.h),
+            self.sign.to_bits(),
+            self.scale.to_bits(),
+            u32_of(self.lpp),
+            u32_of(self.ps_in),
+            u32_of(self.ps_out),
+            u32_of(self.ls_out),
+            u32_of(self.es_out),
+        ]
+    }
+}
+
+/// Launch a one-invocation-per-element kernel of the FFT shader.
+pub(crate) fn launch_fft_1d(
+    entry: &'static str,
+    bindings: &[crate::runtime::Binding<'_>],
+    p: Params,
+    gpu: &crate::runtime::Gpu,
+) {
+    launch_1d(
+        gpu,
+        &Kernel::new(Shader::Fft, entry),
+        bindings,
+        &p.words(),
+        p.n,
+    );
+}
+
+/// What a workgroup-memory pass reads and writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Io {
+    Complex,
+    /// A real input (imaginary parts 0), complex output.
+    RealIn,
+    /// Complex input, only the real part of the result written.
+    RealOut,
+}
+
+/// One 1-D pass over every row (`rows`) or column of `planes` M×M planes, src → dst,
+/// with sign and scale as in the shader's header. The global form takes complex data
+/// only.
+#[allow(clippy::too_many_arguments)]
+fn pass(
+    src: &Tensor,
+    dst: &Tensor,
+    planes: usize,
+    m: usize,
+    rows: bool,
+    sign: f32,
+    scale: f32,
+    global: bool,
+    io: Io,
+) {
+    let gpu = src.gpu();
+    let lines = planes * m;
+    let (es, ls) = if rows { (1, m) } else { (m, 1) };
+    let base = Params {
+        m,
+        lines,
+        es,
+        ls,
+        sign,
+        scale,
+        ..Params::default()
+    };
+    if !global {
+        let lpw = (TILE / m).min(lines);
+        let groups = u32_of(lines.div_ceil(lpw));
+        let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
+        let p = Params { lpw, ..base };
+        let (entry, bindings) = match io {
+            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1)]),
+            Io::RealIn => ("fft_wg_real_in", [src.bind(2), dst.bind(1)]),
+            Io::RealOut => ("fft_wg_real_out", [src.bind(0), dst.bind(3)]),
+        };
+        gpu.launch(
+            &Kernel::new(Shader::Fft, entry),
+            &bindings,
+            &p.words(),
+            grid,
+        );
+        return;
+    }
+    debug_assert!(io == Io::Complex, "the global passes take complex data");
+    launch_fft_1d(
+        "fft_bitrev",
+        &[src.bind(0), dst.bind(1)],
+        Params {
+            n: lines * m,
+            ..base
+        },
+        gpu,
+    );
+    let mut half = 1;
+    if m.trailing_zeros() % 2 == 1 {
+        launch_fft_1d(
+            "fft_r2_global",
+            &[dst.bind(1)],
+            Params {
+                n: lines * m / 2,
+                scale: 1.0,
+                ..base
+            },
+            gpu,
+        );
+        half = 2;
+    }
+    while half < m {
+        launch_fft_1d(
+            "fft_r4_global",
+            &[dst.bind(1)],
+            Params {
+                n: lines * m / 4,
+                half,
+                scale: 1.0,
+                ..base
+            },
+            gpu,
+        );
+        half *= 4;
+    }
+}
+
+/// Launch a workgroup-memory pass `entry` over `p.lines` lines of `p.m` points, reading
+/// `src` (bound as real when `src_real`) and writing `dst` (real when `dst_real`). The
+/// fused spectral passes take their line layout from `p` (see the shader's header).
+pub(crate) fn launch_wg(
+    entry: &'static str,
+    src: &Tensor,
+    src_real: bool,
+    dst: &Tensor,
+    dst_real: bool,
+    p: Params,
+) {
+    let gpu = src.gpu();
+    let lpw = (TILE / p.m).min(p.lines);
+    let groups = u32_of(p.lines.div_ceil(lpw));
+    let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
+    gpu.launch(
+        &Kernel::new(Shader::Fft, entry),
+        &[
+            src.bind(if src_real { 2 } else { 0 }),
+            dst.bind(if dst_real { 3 } else { 1 }),
+        ],
+        &Params { lpw, ..p }.words(),
+        grid,
+    );
+}
+
+/// Whether `path` runs the global-memory form for M-point lines.
+pub(crate) fn use_global(x: &Tensor, m: usize, path: FftPath) -> Result<bool> {
+    match path {
+        FftPath::Auto => Ok(m > TILE),
+        FftPath::Workgroup if m > TILE => Err(Error::BadShape {
+            op: "fft2",
+            shape: x.shape().clone(),
+            expected: format!("M ≤ {TILE} for the workgroup-memory form"),
+        }),
+        FftPath::Workgroup => Ok(false),
+        FftPath::Global => Ok(true),
+    }
+}
+
+/// The 2-D transform of `planes` complex M×M planes held in `x`, into a new tensor
+/// shaped like `x`: rows then columns, with `scale` applied once.
+pub(crate) fn fft2_raw(
+    x: &Tensor,
+    planes: usize,
+    m: usize,
+    sign: f32,
+    scale: f32,
+    path: FftPath,
+) -> Result<Tensor> {
+    fft2_io(x, planes, m, sign, scale, path, false, false)
+}
+
+/// [`fft2_raw`] with a real input (`real_in`: x is (…, M, M), imaginary parts 0) and/or
+/// a real output (`real_out`: only the real parts, (…, M, M)). The workgroup form reads
+/// and writes the real data directly; the global form converts around its passes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fft2_io(
+    x: &Tensor,
+    planes: usize,
+    m: usize,
+    sign: f32,
+    scale: f32,
+    path: FftPath,
+    real_in: bool,
+    real_out: bool,
+) -> Result<Tensor> {
+    let global = use_global(x, m, path)?;
+    let mut cdims = x.dims().to_vec();
+    if real_in {
+        cdims.push(2);
+    }
+    let rdims = &cdims[..cdims.len() - 1];
+    if global {
+        let xc = if real_in { to_complex(x)? } else { x.clone() };
+        let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+        pass(&xc, &tmp, planes, m, true, sign, scale, true, Io::Complex);
+        drop(xc);
+        let out = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+        pass(&tmp, &out, planes, m, false, sign, 1.0, true, Io::Complex);
+        return if real_out { real_part(&out) } else { Ok(out) };
+    }
+    let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
+    let io = if real_in { Io::RealIn } else { Io::Complex };
+    pass(x, &tmp, planes, m, true, sign, scale, false, io);
+    let (out, io) = if real_out {
+        (Tensor::uninit(x.gpu(), rdims, "fft2")?, Io::RealOut)
+    } else {
+        (Tensor::uninit(x.gpu(), Shape(cdims), "fft2")?, Io::Complex)
+    };
+    pass(&tmp, &out, planes, m, false, sign, 1.0, false, io);
+    Ok(out)
+}
+
+/// (planes, M) of a complex (N, C, M, M, 2) tensor with M a power of two ≥ 2.
+pub(crate) fn complex_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
+    match *x.dims() {
+        [n, c, m, w, 2] if m == w && m >= 2 && m.is_power_of_two() => Ok((n * c, m)),
+        _ => Err(Error::BadShape {
+            op,
+            shape: x.shape().clone(),
+            expected: "(N, C, M, M, 2) complex planes, M a power of two ≥ 2".into(),
+        }),
+    }
+}
+
+/// The forward 2-D DFT of every (M×M) plane of x (N, C, M, M, 2), unnormalised:
+/// X[k, l] = Σ_{m,n} x[m, n]·e^{−2πi(km + ln)/M}. Output (N, C, M, M, 2).
+pub fn fft2(x: &Tensor) -> Result<Tensor> {
+    fft2_via(x, false, FftPath::Auto)
+}
+
+/// The inverse 2-D DFT of every plane of x (N, C, M, M, 2), normalised by 1/M²:
+/// x[m, n] = (1/M²)·Σ_{k,l} X[k, l]·e^{+2πi(km + ln)/M}. Output (N, C, M, M, 2).
+pub fn ifft2(x: &Tensor) -> Result<Tensor> {
+    fft2_via(x, true, FftPath::Auto)
+}
+
+/// [`fft2`] (or [`ifft2`] when `inverse`) through a chosen form of the passes.
+pub fn fft2_via(x: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
+    let (planes, m) = complex_planes(if inverse { "ifft2" } else { "fft2" }, x)?;
+    let (sign, scale) = if inverse {
+        (1.0, 1.0 / (m * m) as f32)
+    } else {
+        (-1.0, 1.0)
+    };
+    let y = fft2_raw(x, planes, m, sign, scale, path)?;
+    record(&[x], &y, || Op::Fft2 { inverse, path });
+    Ok(y)
+}
+
+/// Backward of [`fft2`] / [`ifft2`]: the adjoint of a complex-linear map seen as a real
+/// one is its conjugate transpose, and the DFT matrix is symmetric, so it is the DFT of
+/// the other sign with the same scale.
+// y = F x (sign −1, scale 1)              ⇒  dx = Fᴴ dy = (sign +1, scale 1)
+// y = (1/M²) Fᴴ x (sign +1, scale 1/M²)   ⇒  dx = (1/M²) F dy = (sign −1, scale 1/M²)
+pub(crate) fn fft2_backward(dy: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
+    let (planes, m) = complex_planes("fft2_backward", dy)?;
+    let (sign, scale) = if inverse {
+        (-1.0, 1.0 / (m * m) as f32)
+    } else {
+        (1.0, 1.0)
+    };
+    fft2_raw(dy, planes, m, sign, scale, path)
+}
+
+/// (re, 0) for every element of a real tensor: shape `shape` ++ [2].
+pub(crate) fn to_complex(x: &Tensor) -> Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    dims.push(2);
+    let out = Tensor::uninit(x.gpu(), Shape(dims), "to_complex")?;
+    launch_fft_1d(
+        "to_complex",
+        &[x.bind(2), out.bind(1)],
+        Params {
+            n: x.numel(),
+            ..Params::default()
+        },
+        x.gpu(),
+    );
+    Ok(out)
+}
+
+/// The real parts of a complex tensor (shape without its trailing 2).
+pub(crate) fn real_part(x: &Tensor) -> Result<Tensor> {
+    let dims = &x.dims()[..x.dims().len() - 1];
+    let out = Tensor::uninit(x.gpu(), dims, "real_part")?;
+    launch_fft_1d(
+        "real_part",
+        &[x.bind(0), out.bind(3)],
+        Params {
+            n: out.numel(),
+            ..Params::default()
+        },
+        x.gpu(),
+    );
+    Ok(out)
+}

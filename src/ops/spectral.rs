@@ -1,0 +1,331 @@
+//! Spectral pooling (MODEL.md, "SpectralPool(x, h)") and its two frequency-domain steps,
+//! the crop/merge and its adjoint the pad/split (`shaders/fft.wgsl`).
+//!
+//! x is (N, C, M, M) real, y is (N, C, h, h) real, M and h powers of two, 2 ≤ h ≤ M:
+//! X = FFT_M(x); Z = crop_h(X)/(h·h); y = Re(IFFT_h(Z)·h·h), i.e. the real part of the
+//! inverse DFT of size h×h normalised by 1/(h·h). The crop keeps, along each axis, bins
+//! 0..h/2−1 and M−h/2+1..M−1 and merges the Nyquist pair into √½·(X[h/2] + X[M−h/2]);
+//! when h = M that bin is only scaled by √2. The map is real-linear and separable,
+//! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
+//!
+//! On the workgroup-memory path the crop is fused into the M-point passes: the row pass
+//! keeps h of the M columns (merged), so the column pass transforms h columns, and the
+//! backward mirrors it with the pad fused into the loads. The global-memory path runs the
+//! steps as separate kernels (FFT, `spectral_crop`, FFT).
+
+use super::fft::{FftPath, Params, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global};
+use crate::autodiff::{Op, record};
+use crate::error::{Error, Result};
+use crate::tensor::{Shape, Tensor};
+
+fn bad(op: &'static str, x: &Tensor, expected: &str) -> Error {
+    Error::BadShape {
+        op,
+        shape: x.shape().clone(),
+        expected: expected.into(),
+    }
+}
+
+fn check_h(op: &'static str, x: &Tensor, m: usize, h: usize) -> Result<()> {
+    if h < 2 || !h.is_power_of_two() || h > m {
+        return Err(bad(
+            op,
+            x,
+            &format!("output size h = {h} must be a power of two with 2 ≤ h ≤ M = {m}"),
+        ));
+    }
+    Ok(())
+}
+
+/// dst (planes, h, h, 2) = scale · crop/merge of src (planes, M, M, 2).
+fn crop_raw(src: &Tensor, planes: usize, m: usize, h: usize, scale: f32) -> Result<Tensor> {
+    let mut dims = src.dims().to_vec();
+    let r = dims.len();
+    dims[r - 3] = h;
+    dims[r - 2] = h;
+    let out = Tensor::uninit(src.gpu(), Shape(dims), "spectral_crop")?;
+    launch_fft_1d(
+        "spectral_crop",
+        &[src.bind(0), out.bind(1)],
+        Params {
+            n: planes * h * h,
+            m,
+            h,
+            scale,
+            ..Params::default()
+        },
+        src.gpu(),
+    );
+    Ok(out)
+}
+
+/// dst (planes, M, M, 2) = scale · pad/split of src (planes, h, h, 2) (the transpose of
+/// [`crop_raw`]).
+fn pad_raw(src: &Tensor, planes: usize, m: usize, h: usize, scale: f32) -> Result<Tensor> {
+    let mut dims = src.dims().to_vec();
+    let r = dims.len();
+    dims[r - 3] = m;
+    dims[r - 2] = m;
+    let out = Tensor::uninit(src.gpu(), Shape(dims), "spectral_pad")?;
+    launch_fft_1d(
+        "spectral_pad",
+        &[src.bind(0), out.bind(1)],
+        Params {
+            n: planes * m * m,
+            m,
+            h,
+            scale,
+            ..Params::default()
+        },
+        src.gpu(),
+    );
+    Ok(out)
+}
+
+/// The crop/merge of spectral pooling on a complex spectrum x (N, C, M, M, 2) → (N, C,
+/// h, h, 2): per axis, output bin a takes bin a (a < h/2), bin a + M − h (a > h/2), and
+/// √½·(X[h/2] + X[M−h/2]) at a = h/2 (√2·X[M/2] when h = M); in 2-D the weights multiply.
+pub fn spectral_crop(x: &Tensor, h: usize) -> Result<Tensor> {
+    let (planes, m) = complex_planes("spectral_crop", x)?;
+    check_h("spectral_crop", x, m, h)?;
+    let y = crop_raw(x, planes, m, h, 1.0)?;
+    record(&[x], &y, || Op::SpectralCrop { m, h });
+    Ok(y)
+}
+
+/// The adjoint of [`spectral_crop`]: x (N, C, h, h, 2) → (N, C, M, M, 2), each kept bin
+/// back in place, each merged Nyquist bin spread with weight √½ to both sources (√2 to
+/// the single one when h = M), zeros elsewhere.
+pub fn spectral_pad(x: &Tensor, m: usize) -> Result<Tensor> {
+    let (planes, h) = complex_planes("spectral_pad", x)?;
+    if !m.is_power_of_two() {
+        return Err(bad(
+            "spectral_pad",
+            x,
+            &format!("target size M = {m} must be a power of two ≥ h"),
+        ));
+    }
+    check_h("spectral_pad", x, m, h)?;
+    let y = pad_raw(x, planes, m, h, 1.0)?;
+    record(&[x], &y, || Op::SpectralPad { m, h });
+    Ok(y)
+}
+
+/// Backward of [`spectral_crop`] (the pad) and of [`spectral_pad`] (the crop).
+// y = crop(x)  ⇒  dx = cropᵀ(dy) = pad(dy);   y = pad(x)  ⇒  dx = padᵀ(dy) = crop(dy)
+pub(crate) fn crop_pad_backward(dy: &Tensor, m: usize, h: usize, crop: bool) -> Result<Tensor> {
+    let planes = dy.numel() / (2 * if crop { h * h } else { m * m });
+    if crop {
+        pad_raw(dy, planes, m, h, 1.0)
+    } else {
+        crop_raw(dy, planes, m, h, 1.0)
+    }
+}
+
+/// (N, C, M) of a real (N, C, M, M) tensor with M a power of two ≥ 2.
+fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
+    let (n, c, m, w) = x
+        .shape()
+        .nchw()
+        .ok_or_else(|| bad(op, x, "rank 4 (N, C, M, M)"))?;
+    if m != w || m < 2 || !m.is_power_of_two() {
+        return Err(bad(op, x, "square M×M planes, M a power of two ≥ 2"));
+    }
+    Ok((n, c, m))
+}
+
+/// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
+/// FFT (unnormalised), real part.
+fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let (n, c, _, _) = x.shape().nchw().expect("checked by the caller");
+    if !use_global(x, m, path)? {
+        // The crop fused into the stores of the M-point passes: the row pass keeps h of
+        // the M columns, so the column pass transforms h columns instead of M.
+        let rows = Tensor::uninit(x.gpu(), [n, c, m, h, 2], "spectral_pool")?;
+        let p = Params {
+            m,
+            h,
+            sign: -1.0,
+            scale: 1.0,
+            ..Params::default()
+        };
+        // Rows of x (planes, M, M) → rows of (planes, M, h), two real rows per
+        // transform (M is even, so a pair never straddles two planes).
+        launch_wg(
+            "fft_wg_crop_real_pair",
+            x,
+            true,
+            &rows,
+            false,
+            Params {
+                lines: planes * m / 2,
+                lpp: m,
+                ps_in: m * m,
+                ls: m,
+                es: 1,
+                ps_out: m * h,
+                ls_out: h,
+                es_out: 1,
+                ..p
+            },
+        );
+        // Columns of (planes, M, h) → columns of (planes, h, h), with the 1/h² of the
+        // inverse.
+        let low = Tensor::uninit(x.gpu(), [n, c, h, h, 2], "spectral_pool")?;
+        launch_wg(
+            "fft_wg_crop",
+            &rows,
+            false,
+            &low,
+            false,
+            Params {
+                lines: planes * h,
+                lpp: h,
+                ps_in: m * h,
+                ls: 1,
+                es: h,
+                ps_out: h * h,
+                ls_out: 1,
+                es_out: h,
+                scale: 1.0 / (h * h) as f32,
+                ..p
+            },
+        );
+        drop(rows);
+        return fft2_io(&low, planes, h, 1.0, 1.0, path, false, true);
+    }
+    let spectrum = fft2_io(x, planes, m, -1.0, 1.0, path, true, false)?;
+    let low = crop_raw(&spectrum, planes, m, h, 1.0 / (h * h) as f32)?;
+    drop(spectrum);
+    fft2_io(&low, planes, h, 1.0, 1.0, path, false, true)
+}
+
+/// The adjoint of [`pool_raw`], (N, C, h, h) → (N, C, M, M): the adjoint of each step in
+/// reverse order.
+// y = Re(Fₕᴴ · crop(F_M x) / h²)  ⇒  dx = Re(F_Mᴴ · pad(Fₕ dy) / h²)
+// (Re and the real→complex inclusion are adjoint to each other; Fᴴ is the unnormalised
+// inverse DFT, sign +1 and scale 1.)
+fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
+    let (n, c, _, _) = dy.shape().nchw().expect("checked by the caller");
+    if !use_global(dy, m, path)? {
+        // The pad fused into the loads of the M-point passes (the transpose of
+        // pool_raw's): h columns expanded to M points, then M rows of h points each.
+        let p = Params {
+            m,
+            h,
+            sign: 1.0,
+            scale: 1.0,
+            ..Params::default()
+        };
+        // Columns of (planes, h, h) → columns of (planes, M, h), with the 1/h².
+        let cols = Tensor::uninit(dy.gpu(), [n, c, m, h, 2], "spectral_unpool")?;
+        launch_wg(
+            "fft_wg_pad",
+            &g,
+            false,
+            &cols,
+            false,
+            Params {
+                lines: planes * h,
+                lpp: h,
+                ps_in: h * h,
+                ls: 1,
+                es: h,
+                ps_out: m * h,
+                ls_out: 1,
+                es_out: h,
+                scale: 1.0 / (h * h) as f32,
+                ..p
+            },
+        );
+        drop(g);
+        // Rows of (planes, M, h) → rows of (planes, M, M), real (the padded spectrum is
+        // Hermitian), two rows per transform (M even: a pair stays in one plane).
+        let dx = Tensor::uninit(dy.gpu(), [n, c, m, m], "spectral_unpool")?;
+        launch_wg(
+            "fft_wg_pad_real_pair",
+            &cols,
+            false,
+            &dx,
+            true,
+            Params {
+                lines: planes * m / 2,
+                lpp: m,
+                ps_in: m * h,
+                ls: h,
+                es: 1,
+                ps_out: m * m,
+                ls_out: m,
+                es_out: 1,
+                ..p
+            },
+        );
+        return Ok(dx);
+    }
+    let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
+    drop(g);
+    fft2_io(&padded, planes, m, 1.0, 1.0, path, false, true)
+}
+
+/// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
+pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
+    spectral_pool_via(x, h, FftPath::Auto)
+}
+
+/// [`spectral_pool`] with its FFTs (and its backward's) through a chosen form of the
+/// passes (the tests run the global-memory one at small sizes).
+pub fn spectral_pool_via(x: &Tensor, h: usize, path: FftPath) -> Result<Tensor> {
+    let (n, c, m) = real_planes("spectral_pool", x)?;
+    check_h("spectral_pool", x, m, h)?;
+    let y = pool_raw(x, n * c, m, h, path)?;
+    record(&[x], &y, || Op::SpectralPool { m, h, path });
+    Ok(y)
+}
+
+/// The adjoint (transpose) of [`spectral_pool`]: dy (N, C, h, h) → (N, C, M, M),
+/// dx = Aᵀ·dy·A per plane. It is spectral pooling's backward, public so that it can be
+/// measured and reused (a frequency-domain upsampling).
+pub fn spectral_unpool(dy: &Tensor, m: usize) -> Result<Tensor> {
+    spectral_unpool_via(dy, m, FftPath::Auto)
+}
+
+/// [`spectral_unpool`] through a chosen form of the FFT passes.
+pub fn spectral_unpool_via(dy: &Tensor, m: usize, path: FftPath) -> Result<Tensor> {
+    let (n, c, h) = real_planes("spectral_unpool", dy)?;
+    if !m.is_power_of_two() {
+        return Err(bad(
+            "spectral_unpool",
+            dy,
+            &format!("target size M = {m} must be a power of two ≥ h"),
+        ));
+    }
+    check_h("spectral_unpool", dy, m, h)?;
+    let x = unpool_raw(dy, n * c, m, h, path)?;
+    record(&[dy], &x, || Op::SpectralUnpool { m, h, path });
+    Ok(x)
+}
+
+/// Backward of [`spectral_pool`]: [`spectral_unpool`] (its adjoint).
+// y = A·x·Aᵀ  ⇒  dx = Aᵀ·dy·A
+pub(crate) fn spectral_pool_backward(
+    dy: &Tensor,
+    m: usize,
+    h: usize,
+    path: FftPath,
+) -> Result<Tensor> {
+    let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
+    unpool_raw(dy, n * c, m, h, path)
+}
+
+/// Backward of [`spectral_unpool`]: spectral pooling (the adjoint of the adjoint).
+// x = Aᵀ·dy·A  ⇒  d(dy) = A·dx·Aᵀ
+pub(crate) fn spectral_unpool_backward(
+    dx: &Tensor,
+    m: usize,
+    h: usize,
+    path: FftPath,
+) -> Result<Tensor> {
+    let (n, c, _, _) = dx.shape().nchw().expect("checked in forward");
+    pool_raw(dx, n * c, m, h, path)
+}
