@@ -10,6 +10,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod forward;
+
+pub use forward::Mode;
+
 use crate::nn::{Bn, Conv, Csa, HybridPool, ParamSpec, Plain, Ric};
 
 /// The seven models of the paper's ablation (Table 3).

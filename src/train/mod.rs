@@ -1,3 +1,7 @@
-//! Training: checkpoints now; the loop, the schedule and early stopping come with the model.
+//! Training: checkpoints, and one step (forward, fused loss, backward, Adam). The loop,
+//! the schedule and early stopping come with `rca-gpu train`.
 
 pub mod checkpoint;
+pub mod step;
+
+pub use step::{Adam, train_step};

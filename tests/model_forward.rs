@@ -1,0 +1,46 @@
+//! Every variant runs: forward in eval and train mode gives finite logits of the input's
+//! size, a training step reduces the loss on a repeated batch, and train mode updates the
+//! BN running statistics while eval mode leaves them alone.
+
+mod common;
+
+use rand::Rng;
+use rca_gpu::model::{Mode, Model, ModelConfig, Variant};
+use rca_gpu::train::{Adam, train_step};
+use rca_gpu::{Tensor, no_grad};
+
+#[test]
+fn every_variant_runs_forward_and_learns_a_step() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, s) = (2, 32);
+    let xs = common::uniform(&mut rng, n * s * s);
+    let ys: Vec<f32> = (0..n * s * s)
+        .map(|i| if (i % s) > s / 2 { 1.0 } else { 0.0 })
+        .collect();
+    let x = Tensor::from_vec(&gpu, [n, 1, s, s], &xs).unwrap();
+    let y = Tensor::from_vec(&gpu, [n, 1, s, s], &ys).unwrap();
+    for v in Variant::ALL {
+        let model = Model::new(ModelConfig::new(v, 4, s).unwrap());
+        let mut params = model.spec.init(&gpu, rng.random()).unwrap();
+        let out = no_grad(|| model.forward(&mut params, &x, Mode::Eval)).unwrap();
+        assert_eq!(out.dims(), [n, 1, s, s], "{v}");
+        assert!(out.to_vec().unwrap().iter().all(|z| z.is_finite()), "{v}");
+
+        let head_rm = model.head_bn.running_mean;
+        let before = params.get(head_rm).to_vec().unwrap();
+        let mut adam = Adam::new(&params, 1e-2).unwrap();
+        let (l1, _) = train_step(&model, &mut params, &mut adam, &x, &y).unwrap();
+        let (l2, _) = train_step(&model, &mut params, &mut adam, &x, &y).unwrap();
+        let (l1, l2) = (l1.to_scalar().unwrap(), l2.to_scalar().unwrap());
+        assert!(l2 < l1, "{v}: loss {l1} then {l2}");
+        let after = params.get(head_rm).to_vec().unwrap();
+        assert_ne!(before, after, "{v}: train mode updates running statistics");
+        no_grad(|| model.forward(&mut params, &x, Mode::Eval)).unwrap();
+        assert_eq!(
+            params.get(head_rm).to_vec().unwrap(),
+            after,
+            "{v}: eval mode does not"
+        );
+    }
+}
