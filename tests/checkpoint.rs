@@ -193,3 +193,33 @@ fn a_plain_safetensors_file_without_our_metadata_is_refused() {
     let e = load_model(&path, None).unwrap_err().to_string();
     assert!(e.contains("without rca-gpu metadata"), "{e}");
 }
+
+#[test]
+fn gpu_parameters_survive_a_save_and_load_bit_exactly() {
+    let Ok(gpu) = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest::from_env()) else {
+        assert!(std::env::var("CI").is_err(), "CI=true and no GPU adapter");
+        return;
+    };
+    use rca_gpu::train::checkpoint::{named_tensors, values_for};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpu.safetensors");
+    let model = Model::new(config());
+    let params = model.spec.init(&gpu, 11).unwrap();
+    let saved = named_tensors(&params).unwrap();
+    save_model(&path, &config(), 0, &serde_json::Value::Null, &saved).unwrap();
+    let ck = load_model(&path, Some(&config())).unwrap();
+    let values = values_for(&path, &ck, &model.spec).unwrap();
+    let loaded = model.spec.load(&gpu, &values).unwrap();
+    for ((info, a), (_, b)) in params.iter().zip(loaded.iter()) {
+        let (a, b) = (a.to_vec().unwrap(), b.to_vec().unwrap());
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{}",
+            info.name
+        );
+    }
+    // A checkpoint of a narrower model is refused by name.
+    let other = Model::new(ModelConfig::new(Variant::RcaIunet, 2, 32).unwrap());
+    let e = values_for(&path, &ck, &other.spec).unwrap_err().to_string();
+    assert!(e.contains("gpu.safetensors") && e.contains("shape"), "{e}");
+}

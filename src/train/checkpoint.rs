@@ -429,3 +429,45 @@ pub fn load_optimizer(model_path: &Path, model_sha256: &str) -> Result<Optimizer
         v,
     })
 }
+
+/// The model's tensors read back from the device, named, for [`save_model`].
+pub fn named_tensors(params: &crate::nn::Params) -> crate::Result<Vec<NamedTensor>> {
+    params
+        .iter()
+        .map(|(info, t)| {
+            Ok(NamedTensor {
+                name: info.name.clone(),
+                shape: info.shape.clone(),
+                data: t.to_vec()?,
+            })
+        })
+        .collect()
+}
+
+/// Values for every parameter of `spec`, in declaration order, from a checkpoint; a
+/// missing tensor or one of another shape is an error naming it.
+pub fn values_for(
+    path: &Path,
+    ck: &ModelCheckpoint,
+    spec: &crate::nn::ParamSpec,
+) -> Result<Vec<Vec<f32>>> {
+    spec.params()
+        .iter()
+        .map(|p| {
+            let t = ck.get(&p.name).ok_or_else(|| CheckpointError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("tensor '{}' is missing", p.name),
+            })?;
+            if t.shape != p.shape {
+                return Err(CheckpointError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "tensor '{}' has shape {:?}, the model needs {:?}",
+                        p.name, t.shape, p.shape
+                    ),
+                });
+            }
+            Ok(t.data.clone())
+        })
+        .collect()
+}
