@@ -5,6 +5,7 @@ pub mod data;
 pub mod demo;
 pub mod devices;
 pub mod metrics;
+pub mod summary;
 pub mod synth;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ pub enum Command {
     Data(data::DataArgs),
     /// Write breast-ultrasound phantoms with exact masks in the BUSI layout.
     Synth(synth::SynthArgs),
+    /// Print a model's layer table, parameter totals and forward FLOPs (no GPU needed).
+    Summary(summary::Args),
     /// Score existing prediction masks against ground truth with the paper's metrics.
     Metrics(metrics::MetricsArgs),
 }
@@ -59,5 +62,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(a) => data::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Metrics(a) => metrics::run(a),
+        Command::Summary(a) => summary::run(a),
     }
 }

@@ -11,6 +11,9 @@ use std::fmt;
 use std::str::FromStr;
 
 mod forward;
+mod summary;
+
+pub use summary::{Row, group};
 
 pub use forward::Mode;
 
