@@ -18,8 +18,9 @@
 //   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
 //   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only was 1.4–2×
 //   slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
-// - fft_wg_real_in / fft_wg_real_out: the same reading a real input or writing the real
-//   part; fft_wg_crop(_real_in) / fft_wg_pad(_real_out): the same with spectral
+// - fft_wg_real_pair_in / fft_wg_real_pair_out: the same reading real lines or writing
+//   real results, two real lines per complex transform (half the work); fft_wg_crop,
+//   fft_wg_crop_real_pair / fft_wg_pad, fft_wg_pad_real_pair: the same with spectral
 //   pooling's crop/merge fused into the store (or its pad/split into the load), on lines
 //   of a general layout, so that pooling's second M-point pass only transforms the h
 //   kept lines.
@@ -255,50 +256,67 @@ fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     }
 }
 
-// fft_wg reading a real input: src_real (planes, M, M) real, dst (planes, M, M) complex.
-// (The first pass of spectral pooling, without a separate real→complex copy.)
+// fft_wg on a real input, two lines per transform: src_real (planes, M, M) real, dst
+// (planes, M, M) complex. Tile line r (complex line l = first + r < lines = planes·M/2)
+// carries real lines 2l and 2l+1 as x0 + i·x1; the store separates their spectra by
+// symmetry (see unpacked). Half the work of a complex pass.
 @compute @workgroup_size(64)
-fn fft_wg_real_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_real_pair_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = vec2<f32>(src_real[point(first + r, e & mask)], 0.0);
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[point(2u * l, i)],
+                                                 src_real[point(2u * l + 1u, i)]);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+    for (var e = lid; e < 2u * count; e += WG_FFT) {
+        let r = e >> (p.log2m + 1u);
+        let which = (e >> p.log2m) & 1u;
+        let k = e & mask;
         if (first + r < p.lines) {
-            dst[point(first + r, e & mask)] = p.scale * buf[e];
+            dst[point(2u * (first + r) + which, k)] = p.scale * unpacked(r, k, which);
         }
     }
 }
 
-// fft_wg keeping the real part: src (planes, M, M) complex, dst_real (planes, M, M) real.
-// (The last pass of spectral pooling, without a separate real-part copy.)
+// fft_wg for lines whose transforms are real (Hermitian input, as in spectral pooling),
+// two per transform: src (planes, M, M) complex, dst_real (planes, M, M) real. Tile line
+// r (complex line l) loads P0 + i·P1 from lines 2l and 2l+1; the real and imaginary
+// parts of the result are the two real outputs.
 @compute @workgroup_size(64)
-fn fft_wg_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_real_pair_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            let a = src[point(2u * l, i)];
+            let b = src[point(2u * l + 1u, i)];
+            buf[r * p.m + bitrev(i)] = vec2<f32>(a.x - b.y, a.y + b.x);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            dst_real[point(first + r, e & mask)] = p.scale * buf[e].x;
+        let l = first + r;
+        if (l < p.lines) {
+            let j = e & mask;
+            let v = p.scale * buf[e];
+            dst_real[point(2u * l, j)] = v.x;
+            dst_real[point(2u * l + 1u, j)] = v.y;
         }
     }
 }

@@ -93,9 +93,10 @@ pub(crate) fn launch_fft_1d(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Io {
     Complex,
-    /// A real input (imaginary parts 0), complex output.
+    /// A real input (imaginary parts 0), complex output; two real lines per transform.
     RealIn,
-    /// Complex input, only the real part of the result written.
+    /// A complex input whose transform is real (Hermitian), written as reals; two lines
+    /// per transform.
     RealOut,
 }
 
@@ -127,14 +128,17 @@ fn pass(
         ..Params::default()
     };
     if !global {
+        // The real forms transform two lines at once (M is even: a pair never straddles
+        // two planes).
+        let lines = if io == Io::Complex { lines } else { lines / 2 };
         let lpw = (TILE / m).min(lines);
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
-        let p = Params { lpw, ..base };
+        let p = Params { lpw, lines, ..base };
         let (entry, bindings) = match io {
             Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1)]),
-            Io::RealIn => ("fft_wg_real_in", [src.bind(2), dst.bind(1)]),
-            Io::RealOut => ("fft_wg_real_out", [src.bind(0), dst.bind(3)]),
+            Io::RealIn => ("fft_wg_real_pair_in", [src.bind(2), dst.bind(1)]),
+            Io::RealOut => ("fft_wg_real_pair_out", [src.bind(0), dst.bind(3)]),
         };
         gpu.launch(
             &Kernel::new(Shader::Fft, entry),
@@ -238,8 +242,10 @@ pub(crate) fn fft2_raw(
 }
 
 /// [`fft2_raw`] with a real input (`real_in`: x is (…, M, M), imaginary parts 0) and/or
-/// a real output (`real_out`: only the real parts, (…, M, M)). The workgroup form reads
-/// and writes the real data directly; the global form converts around its passes.
+/// a real output (`real_out`: (…, M, M); the caller guarantees the transform is real, as
+/// it is for a Hermitian input, since the workgroup form packs two lines per transform
+/// and keeps no imaginary parts). The workgroup form reads and writes the real data
+/// directly; the global form converts around its passes (and takes real parts).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fft2_io(
     x: &Tensor,
