@@ -240,18 +240,32 @@ fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
+    // Neighbouring invocations take neighbouring addresses: along the line for rows,
+    // across lines for columns (lpw is a power of two).
+    let across = p.es != 1u && p.lpw > 1u;
+    let lshift = firstTrailingBit(p.lpw);
     for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+        var r = e >> p.log2m;
+        var i = e & mask;
+        if (across) {
+            r = e & (p.lpw - 1u);
+            i = e >> lshift;
+        }
         if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+            buf[r * p.m + bitrev(i)] = src[point(first + r, i)];
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+        var r = e >> p.log2m;
+        var i = e & mask;
+        if (across) {
+            r = e & (p.lpw - 1u);
+            i = e >> lshift;
+        }
         if (first + r < p.lines) {
-            dst[point(first + r, e & mask)] = p.scale * buf[e];
+            dst[point(first + r, i)] = p.scale * buf[r * p.m + i];
         }
     }
 }

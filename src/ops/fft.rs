@@ -131,7 +131,7 @@ fn pass(
         // The real forms transform two lines at once (M is even: a pair never straddles
         // two planes).
         let lines = if io == Io::Complex { lines } else { lines / 2 };
-        let lpw = (TILE / m).min(lines);
+        let lpw = (TILE / m).min(lines.next_power_of_two());
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
         let p = Params { lpw, lines, ..base };
