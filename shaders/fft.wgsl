@@ -8,16 +8,17 @@
 // es = 1; columns: ls = 1, es = M).
 //
 // X[k] = scale · Σ_n x[n] · exp(sign · 2πi · k·n / M): sign −1 is the forward transform,
-// +1 the inverse; the caller chooses the scale (1/M per pass for a normalised inverse).
+// +1 the inverse; the caller chooses the scale (the ops apply 1/M² once, in the row
+// pass, for the normalised inverse).
 //
-// Two forms of a pass:
+// The forms of a pass:
 // - fft_wg: a workgroup loads `lpw` whole lines into workgroup memory (bit-reversed),
 //   runs the log2(M) stages there and writes them back. An invocation takes 16 points
 //   at a time into registers and runs four stages on them (a radix-16 butterfly; the
 //   log2(M) mod 4 first stages as one radix-2, -4 or -8), so a 256-point pass costs 2
 //   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
-//   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only was 1.4–2×
-//   slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
+//   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only measured
+//   1.2–2× slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
 // - fft_wg_real_pair_in / fft_wg_real_pair_out: the same reading real lines or writing
 //   real results, two real lines per complex transform (half the work); fft_wg_crop,
 //   fft_wg_crop_real_pair / fft_wg_pad, fft_wg_pad_real_pair: the same with spectral
