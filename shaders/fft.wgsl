@@ -58,11 +58,14 @@ var<immediate> p: Params;
 // Real views for the real↔complex conversions.
 @group(0) @binding(2) var<storage, read> src_real: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_real: array<f32>;
+// tw[j] = (cos, sin)(2π·j/TW_N), j < TW_N/2: the twiddles of every line length ≤ TW_N
+// (bound by every entry point that runs butterflies with twiddles).
+@group(0) @binding(4) var<storage, read> tw: array<vec2<f32>>;
 
 const WG: u32 = 256u;     // invocations of the 1-D kernels
 const WG_FFT: u32 = 64u;  // invocations of fft_wg
 const TILE: u32 = 1024u;  // complex points in workgroup memory (8 KiB)
-const TAU: f32 = 6.283185307179586;
+const TW_N: u32 = 4096u;  // points of the circle the twiddle table samples (max M)
 
 var<workgroup> buf: array<vec2<f32>, TILE>;
 
@@ -74,11 +77,11 @@ fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
 
-// exp(sign · 2πi · t) for t = pos / len in [0, 1/2): the quotient of two powers of two is
-// exact, so the only rounding is in 2π·t and in cos/sin themselves.
+// exp(sign · 2πi · pos/len) for pos/len in [0, 1/2), len a power of two ≤ TW_N, from the
+// table computed in f64 on the host (Vulkan only bounds sin/cos to 2^-11 absolute error).
 fn twiddle(pos: u32, len: u32) -> vec2<f32> {
-    let a = p.sign * TAU * (f32(pos) / f32(len));
-    return vec2<f32>(cos(a), sin(a));
+    let w = tw[pos * (TW_N / len)];
+    return vec2<f32>(w.x, p.sign * w.y);
 }
 
 fn bitrev(i: u32) -> u32 {
