@@ -8,18 +8,20 @@
 // es = 1; columns: ls = 1, es = M).
 //
 // X[k] = scale · Σ_n x[n] · exp(sign · 2πi · k·n / M): sign −1 is the forward transform,
-// +1 the inverse; the caller chooses the scale (1/M per pass for a normalised inverse).
+// +1 the inverse; the caller chooses the scale (the ops apply 1/M² once, in the row
+// pass, for the normalised inverse).
 //
-// Two forms of a pass:
+// The forms of a pass:
 // - fft_wg: a workgroup loads `lpw` whole lines into workgroup memory (bit-reversed),
 //   runs the log2(M) stages there and writes them back. An invocation takes 16 points
 //   at a time into registers and runs four stages on them (a radix-16 butterfly; the
 //   log2(M) mod 4 first stages as one radix-2, -4 or -8), so a 256-point pass costs 2
 //   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
-//   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only was 1.4–2×
-//   slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
-// - fft_wg_real_in / fft_wg_real_out: the same reading a real input or writing the real
-//   part; fft_wg_crop(_real_in) / fft_wg_pad(_real_out): the same with spectral
+//   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only measured
+//   1.2–2× slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
+// - fft_wg_real_pair_in / fft_wg_real_pair_out: the same reading real lines or writing
+//   real results, two real lines per complex transform (half the work); fft_wg_crop,
+//   fft_wg_crop_real_pair / fft_wg_pad, fft_wg_pad_real_pair: the same with spectral
 //   pooling's crop/merge fused into the store (or its pad/split into the load), on lines
 //   of a general layout, so that pooling's second M-point pass only transforms the h
 //   kept lines.
@@ -56,11 +58,14 @@ var<immediate> p: Params;
 // Real views for the real↔complex conversions.
 @group(0) @binding(2) var<storage, read> src_real: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst_real: array<f32>;
+// tw[j] = (cos, sin)(2π·j/TW_N), j < TW_N/2: the twiddles of every line length ≤ TW_N
+// (bound by every entry point that runs butterflies with twiddles).
+@group(0) @binding(4) var<storage, read> tw: array<vec2<f32>>;
 
 const WG: u32 = 256u;     // invocations of the 1-D kernels
 const WG_FFT: u32 = 64u;  // invocations of fft_wg
 const TILE: u32 = 1024u;  // complex points in workgroup memory (8 KiB)
-const TAU: f32 = 6.283185307179586;
+const TW_N: u32 = 4096u;  // points of the circle the twiddle table samples (max M)
 
 var<workgroup> buf: array<vec2<f32>, TILE>;
 
@@ -72,11 +77,11 @@ fn cmul(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
 
-// exp(sign · 2πi · t) for t = pos / len in [0, 1/2): the quotient of two powers of two is
-// exact, so the only rounding is in 2π·t and in cos/sin themselves.
+// exp(sign · 2πi · pos/len) for pos/len in [0, 1/2), len a power of two ≤ TW_N, from the
+// table computed in f64 on the host (Vulkan only bounds sin/cos to 2^-11 absolute error).
 fn twiddle(pos: u32, len: u32) -> vec2<f32> {
-    let a = p.sign * TAU * (f32(pos) / f32(len));
-    return vec2<f32>(cos(a), sin(a));
+    let w = tw[pos * (TW_N / len)];
+    return vec2<f32>(w.x, p.sign * w.y);
 }
 
 fn bitrev(i: u32) -> u32 {
@@ -239,66 +244,97 @@ fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
+    // Neighbouring invocations take neighbouring addresses: along the line for rows,
+    // across lines for columns (lpw is a power of two).
+    let across = p.es != 1u && p.lpw > 1u;
+    let lshift = firstTrailingBit(p.lpw);
     for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+        var r = e >> p.log2m;
+        var i = e & mask;
+        if (across) {
+            r = e & (p.lpw - 1u);
+            i = e >> lshift;
+        }
         if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+            buf[r * p.m + bitrev(i)] = src[point(first + r, i)];
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+        var r = e >> p.log2m;
+        var i = e & mask;
+        if (across) {
+            r = e & (p.lpw - 1u);
+            i = e >> lshift;
+        }
         if (first + r < p.lines) {
-            dst[point(first + r, e & mask)] = p.scale * buf[e];
+            dst[point(first + r, i)] = p.scale * buf[r * p.m + i];
         }
     }
 }
 
-// fft_wg reading a real input: src_real (planes, M, M) real, dst (planes, M, M) complex.
-// (The first pass of spectral pooling, without a separate real→complex copy.)
+// fft_wg on a real input, two lines per transform: src_real (planes, M, M) real, dst
+// (planes, M, M) complex. Tile line r (complex line l = first + r < lines = planes·M/2)
+// carries real lines 2l and 2l+1 as x0 + i·x1; the store separates their spectra by
+// symmetry (see unpacked). Half the work of a complex pass.
 @compute @workgroup_size(64)
-fn fft_wg_real_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_real_pair_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = vec2<f32>(src_real[point(first + r, e & mask)], 0.0);
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[point(2u * l, i)],
+                                                 src_real[point(2u * l + 1u, i)]);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
+    for (var e = lid; e < 2u * count; e += WG_FFT) {
+        let r = e >> (p.log2m + 1u);
+        let which = (e >> p.log2m) & 1u;
+        let k = e & mask;
         if (first + r < p.lines) {
-            dst[point(first + r, e & mask)] = p.scale * buf[e];
+            dst[point(2u * (first + r) + which, k)] = p.scale * unpacked(r, k, which);
         }
     }
 }
 
-// fft_wg keeping the real part: src (planes, M, M) complex, dst_real (planes, M, M) real.
-// (The last pass of spectral pooling, without a separate real-part copy.)
+// fft_wg for lines whose transforms are real (Hermitian input, as in spectral pooling),
+// two per transform: src (planes, M, M) complex, dst_real (planes, M, M) real. Tile line
+// r (complex line l) loads P0 + i·P1 from lines 2l and 2l+1; the real and imaginary
+// parts of the result are the two real outputs.
 @compute @workgroup_size(64)
-fn fft_wg_real_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
+fn fft_wg_real_pair_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = src[point(first + r, e & mask)];
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            let a = src[point(2u * l, i)];
+            let b = src[point(2u * l + 1u, i)];
+            buf[r * p.m + bitrev(i)] = vec2<f32>(a.x - b.y, a.y + b.x);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < count; e += WG_FFT) {
         let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            dst_real[point(first + r, e & mask)] = p.scale * buf[e].x;
+        let l = first + r;
+        if (l < p.lines) {
+            let j = e & mask;
+            let v = p.scale * buf[e];
+            dst_real[point(2u * l, j)] = v.x;
+            dst_real[point(2u * l + 1u, j)] = v.y;
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the launchers that spectral pooling builds on.
 //!
 //! Complex tensors are interleaved: shape (N, C, M, M, 2), the trailing pair (re, im).
-//! M is a power of two ≥ 2. The forward transform is unnormalised,
+//! M is a power of two, 2 ≤ M ≤ 4096. The forward transform is unnormalised,
 //! X[k, l] = Σ_{m,n} x[m, n]·e^{−2πi(km + ln)/M}; the inverse divides by M².
 //!
 //! A 2-D transform is a row pass then a column pass. A pass whose lines fit in
@@ -13,11 +13,41 @@
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader, grid_1d};
+use std::sync::{Arc, Mutex};
+
+use crate::runtime::{Gpu, Kernel, Shader, grid_1d};
 use crate::tensor::{Shape, Tensor};
 
 /// Complex points a workgroup holds in workgroup memory (`TILE` in the shader).
 pub(crate) const TILE: usize = 1024;
+
+/// The twiddle table samples the unit circle at TW_N points (`TW_N` in the shader): it
+/// serves every line length M ≤ TW_N (a stage of length L reads entry pos·TW_N/L), which
+/// is also the largest M: a 4096² complex plane is 128 MiB, a whole storage binding on
+/// many devices.
+pub(crate) const TW_N: usize = 4096;
+
+/// The twiddle table of `gpu`: (cos, sin)(2π·j/TW_N) for j < TW_N/2, computed in f64 and
+/// uploaded once per device (an upload submits pending work, so it must not happen per
+/// call). The cache holds the table, and so the device, for the life of the process.
+fn twiddles(gpu: &Gpu) -> Result<Tensor> {
+    static TABLES: Mutex<Vec<(usize, Tensor)>> = Mutex::new(Vec::new());
+    // The cached tensor keeps its device alive, so its address is never reused.
+    let key = Arc::as_ptr(&gpu.inner) as usize;
+    let mut tables = TABLES.lock().expect("twiddle table lock");
+    if let Some((_, t)) = tables.iter().find(|(k, _)| *k == key) {
+        return Ok(t.clone());
+    }
+    let data: Vec<f32> = (0..TW_N / 2)
+        .flat_map(|j| {
+            let a = std::f64::consts::TAU * j as f64 / TW_N as f64;
+            [a.cos() as f32, a.sin() as f32]
+        })
+        .collect();
+    let t = Tensor::from_vec(gpu, [TW_N / 2, 2], &data)?;
+    tables.push((key, t.clone()));
+    Ok(t)
+}
 
 /// Which form of the FFT pass to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,9 +123,10 @@ pub(crate) fn launch_fft_1d(
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Io {
     Complex,
-    /// A real input (imaginary parts 0), complex output.
+    /// A real input (imaginary parts 0), complex output; two real lines per transform.
     RealIn,
-    /// Complex input, only the real part of the result written.
+    /// A complex input whose transform is real (Hermitian), written as reals; two lines
+    /// per transform.
     RealOut,
 }
 
@@ -113,8 +144,9 @@ fn pass(
     scale: f32,
     global: bool,
     io: Io,
-) {
+) -> Result<()> {
     let gpu = src.gpu();
+    let tw = twiddles(gpu)?;
     let lines = planes * m;
     let (es, ls) = if rows { (1, m) } else { (m, 1) };
     let base = Params {
@@ -127,14 +159,23 @@ fn pass(
         ..Params::default()
     };
     if !global {
-        let lpw = (TILE / m).min(lines);
+        // The real forms transform two lines at once (M is even: a pair never straddles
+        // two planes).
+        let lines = if io == Io::Complex { lines } else { lines / 2 };
+        let lpw = (TILE / m).min(lines.next_power_of_two());
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
-        let p = Params { lpw, ..base };
+        let p = Params { lpw, lines, ..base };
         let (entry, bindings) = match io {
-            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1)]),
-            Io::RealIn => ("fft_wg_real_in", [src.bind(2), dst.bind(1)]),
-            Io::RealOut => ("fft_wg_real_out", [src.bind(0), dst.bind(3)]),
+            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1), tw.bind(4)]),
+            Io::RealIn => (
+                "fft_wg_real_pair_in",
+                [src.bind(2), dst.bind(1), tw.bind(4)],
+            ),
+            Io::RealOut => (
+                "fft_wg_real_pair_out",
+                [src.bind(0), dst.bind(3), tw.bind(4)],
+            ),
         };
         gpu.launch(
             &Kernel::new(Shader::Fft, entry),
@@ -142,7 +183,7 @@ fn pass(
             &p.words(),
             grid,
         );
-        return;
+        return Ok(());
     }
     debug_assert!(io == Io::Complex, "the global passes take complex data");
     launch_fft_1d(
@@ -171,7 +212,7 @@ fn pass(
     while half < m {
         launch_fft_1d(
             "fft_r4_global",
-            &[dst.bind(1)],
+            &[dst.bind(1), tw.bind(4)],
             Params {
                 n: lines * m / 4,
                 half,
@@ -182,6 +223,7 @@ fn pass(
         );
         half *= 4;
     }
+    Ok(())
 }
 
 /// Launch a workgroup-memory pass `entry` over `p.lines` lines of `p.m` points, reading
@@ -194,8 +236,9 @@ pub(crate) fn launch_wg(
     dst: &Tensor,
     dst_real: bool,
     p: Params,
-) {
+) -> Result<()> {
     let gpu = src.gpu();
+    let tw = twiddles(gpu)?;
     let lpw = (TILE / p.m).min(p.lines);
     let groups = u32_of(p.lines.div_ceil(lpw));
     let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
@@ -204,10 +247,12 @@ pub(crate) fn launch_wg(
         &[
             src.bind(if src_real { 2 } else { 0 }),
             dst.bind(if dst_real { 3 } else { 1 }),
+            tw.bind(4),
         ],
         &Params { lpw, ..p }.words(),
         grid,
     );
+    Ok(())
 }
 
 /// Whether `path` runs the global-memory form for M-point lines.
@@ -238,8 +283,10 @@ pub(crate) fn fft2_raw(
 }
 
 /// [`fft2_raw`] with a real input (`real_in`: x is (…, M, M), imaginary parts 0) and/or
-/// a real output (`real_out`: only the real parts, (…, M, M)). The workgroup form reads
-/// and writes the real data directly; the global form converts around its passes.
+/// a real output (`real_out`: (…, M, M); the caller guarantees the transform is real, as
+/// it is for a Hermitian input, since the workgroup form packs two lines per transform
+/// and keeps no imaginary parts). The workgroup form reads and writes the real data
+/// directly; the global form converts around its passes (and takes real parts).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fft2_io(
     x: &Tensor,
@@ -260,32 +307,34 @@ pub(crate) fn fft2_io(
     if global {
         let xc = if real_in { to_complex(x)? } else { x.clone() };
         let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
-        pass(&xc, &tmp, planes, m, true, sign, scale, true, Io::Complex);
+        pass(&xc, &tmp, planes, m, true, sign, scale, true, Io::Complex)?;
         drop(xc);
         let out = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
-        pass(&tmp, &out, planes, m, false, sign, 1.0, true, Io::Complex);
+        pass(&tmp, &out, planes, m, false, sign, 1.0, true, Io::Complex)?;
         return if real_out { real_part(&out) } else { Ok(out) };
     }
     let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
     let io = if real_in { Io::RealIn } else { Io::Complex };
-    pass(x, &tmp, planes, m, true, sign, scale, false, io);
+    pass(x, &tmp, planes, m, true, sign, scale, false, io)?;
     let (out, io) = if real_out {
         (Tensor::uninit(x.gpu(), rdims, "fft2")?, Io::RealOut)
     } else {
         (Tensor::uninit(x.gpu(), Shape(cdims), "fft2")?, Io::Complex)
     };
-    pass(&tmp, &out, planes, m, false, sign, 1.0, false, io);
+    pass(&tmp, &out, planes, m, false, sign, 1.0, false, io)?;
     Ok(out)
 }
 
 /// (planes, M) of a complex (N, C, M, M, 2) tensor with M a power of two ≥ 2.
 pub(crate) fn complex_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
     match *x.dims() {
-        [n, c, m, w, 2] if m == w && m >= 2 && m.is_power_of_two() => Ok((n * c, m)),
+        [n, c, m, w, 2] if m == w && (2..=TW_N).contains(&m) && m.is_power_of_two() => {
+            Ok((n * c, m))
+        }
         _ => Err(Error::BadShape {
             op,
             shape: x.shape().clone(),
-            expected: "(N, C, M, M, 2) complex planes, M a power of two ≥ 2".into(),
+            expected: format!("(N, C, M, M, 2) complex planes, M a power of two, 2 ≤ M ≤ {TW_N}"),
         }),
     }
 }

@@ -13,7 +13,9 @@
 //! backward mirrors it with the pad fused into the loads. The global-memory path runs the
 //! steps as separate kernels (FFT, `spectral_crop`, FFT).
 
-use super::fft::{FftPath, Params, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global};
+use super::fft::{
+    FftPath, Params, TW_N, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
+};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
@@ -98,11 +100,11 @@ pub fn spectral_crop(x: &Tensor, h: usize) -> Result<Tensor> {
 /// the single one when h = M), zeros elsewhere.
 pub fn spectral_pad(x: &Tensor, m: usize) -> Result<Tensor> {
     let (planes, h) = complex_planes("spectral_pad", x)?;
-    if !m.is_power_of_two() {
+    if !m.is_power_of_two() || m > TW_N {
         return Err(bad(
             "spectral_pad",
             x,
-            &format!("target size M = {m} must be a power of two ≥ h"),
+            &format!("target size M = {m} must be a power of two, h ≤ M ≤ {TW_N}"),
         ));
     }
     check_h("spectral_pad", x, m, h)?;
@@ -128,8 +130,12 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
         .shape()
         .nchw()
         .ok_or_else(|| bad(op, x, "rank 4 (N, C, M, M)"))?;
-    if m != w || m < 2 || !m.is_power_of_two() {
-        return Err(bad(op, x, "square M×M planes, M a power of two ≥ 2"));
+    if m != w || !(2..=TW_N).contains(&m) || !m.is_power_of_two() {
+        return Err(bad(
+            op,
+            x,
+            &format!("square M×M planes, M a power of two, 2 ≤ M ≤ {TW_N}"),
+        ));
     }
     Ok((n, c, m))
 }
@@ -168,7 +174,7 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
                 es_out: 1,
                 ..p
             },
-        );
+        )?;
         // Columns of (planes, M, h) → columns of (planes, h, h), with the 1/h² of the
         // inverse.
         let low = Tensor::uninit(x.gpu(), [n, c, h, h, 2], "spectral_pool")?;
@@ -190,7 +196,7 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
                 scale: 1.0 / (h * h) as f32,
                 ..p
             },
-        );
+        )?;
         drop(rows);
         return fft2_io(&low, planes, h, 1.0, 1.0, path, false, true);
     }
@@ -238,7 +244,7 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
                 scale: 1.0 / (h * h) as f32,
                 ..p
             },
-        );
+        )?;
         drop(g);
         // Rows of (planes, M, h) → rows of (planes, M, M), real (the padded spectrum is
         // Hermitian), two rows per transform (M even: a pair stays in one plane).
@@ -260,7 +266,7 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
                 es_out: 1,
                 ..p
             },
-        );
+        )?;
         return Ok(dx);
     }
     let padded = pad_raw(&g, planes, m, h, 1.0 / (h * h) as f32)?;
@@ -293,11 +299,11 @@ pub fn spectral_unpool(dy: &Tensor, m: usize) -> Result<Tensor> {
 /// [`spectral_unpool`] through a chosen form of the FFT passes.
 pub fn spectral_unpool_via(dy: &Tensor, m: usize, path: FftPath) -> Result<Tensor> {
     let (n, c, h) = real_planes("spectral_unpool", dy)?;
-    if !m.is_power_of_two() {
+    if !m.is_power_of_two() || m > TW_N {
         return Err(bad(
             "spectral_unpool",
             dy,
-            &format!("target size M = {m} must be a power of two ≥ h"),
+            &format!("target size M = {m} must be a power of two, h ≤ M ≤ {TW_N}"),
         ));
     }
     check_h("spectral_unpool", dy, m, h)?;
