@@ -8,6 +8,7 @@
 pub mod conv;
 pub mod fft;
 pub mod loss;
+pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pool;

@@ -1,0 +1,675 @@
+//! The whole network in f64 on the CPU, with its own small reverse-mode tape: the
+//! independent computation the GPU model's gradients are checked against.
+//!
+//! The forward mirrors `crate::model::forward` op for op (same layers, same order, same
+//! parameter ids) in training mode, built only from the references of this module's
+//! siblings; every op's inputs are kept on a [`Graph`] so that the backward can call the
+//! references' backward functions in reverse, accumulating gradients where a value is
+//! used more than once. Batch norm uses batch statistics and updates nothing: the running
+//! statistics never influence a training-mode loss or its gradients.
+//!
+//! The forward also records the *pattern* of every piecewise-linear op (the sign of each
+//! ReLU input, the arg-max of each max-pool window). The loss is smooth in the parameters
+//! as long as the pattern does not change, which is what a finite-difference check needs to
+//! know: a central difference whose two evaluations see a different pattern than the point
+//! itself straddles a kink and says nothing about the derivative.
+
+use crate::model::{Block, Model};
+use crate::nn::layers::{Inception, SepBn};
+use crate::nn::{Bn, Conv, Csa, Gating, HybridPool, ParamId, ParamSpec, Plain, Ric, SepConv};
+
+use super::conv::{Conv2d, conv2d, conv2d_backward, depthwise_conv2d, depthwise_conv2d_backward};
+use super::fft::{spectral_pool, spectral_pool_backward};
+use super::loss::{bce_dice, bce_dice_backward};
+use super::norm::{batch_norm_apply, batch_norm_train_backward, batch_stats};
+use super::pool::{
+    max_pool_same, max_pool_same_backward, max_pool_valid, max_pool_valid_backward, upsample2x,
+    upsample2x_backward,
+};
+use super::{
+    concat_channels, concat_channels_backward, conv1x1, conv1x1_backward, mul_bcast,
+    mul_bcast_backward, relu, relu_backward, sigmoid, sigmoid_backward,
+};
+
+/// A value on the [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(usize);
+
+/// The recorded ops: which values each one read (and the sizes its backward needs).
+#[derive(Clone, Debug)]
+enum Op {
+    /// An input or a parameter.
+    Leaf,
+    Depthwise {
+        x: Var,
+        k: Var,
+    },
+    Conv1x1 {
+        x: Var,
+        w: Var,
+        b: Var,
+    },
+    Conv2d {
+        x: Var,
+        w: Var,
+        b: Var,
+        d: Conv2d,
+    },
+    BnTrain {
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        eps: f64,
+    },
+    Relu(Var),
+    Sigmoid(Var),
+    Add(Var, Var),
+    MulBcast(Var, Var),
+    Concat(Vec<Var>),
+    MaxPoolValid(Var),
+    MaxPoolSame(Var),
+    Upsample(Var),
+    SpectralPool {
+        x: Var,
+        h: usize,
+    },
+}
+
+struct Node {
+    value: Vec<f64>,
+    /// NCHW for activations; a parameter keeps its declared shape padded with ones.
+    dims: [usize; 4],
+    op: Op,
+}
+
+/// Values and the ops that made them, in the order they were computed.
+#[derive(Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+    /// The decisions of the piecewise-linear ops, in forward order (see the module doc).
+    pattern: Vec<u32>,
+}
+
+/// Gradients of every value on a [`Graph`], from one backward pass.
+pub struct Backward {
+    grads: Vec<Option<Vec<f64>>>,
+    /// For a parameter of a conv or a BN: per element, the sum of the absolute values of
+    /// the terms its gradient is the signed sum of (Σ|∂L/∂y|·|x| for a weight, Σ|∂L/∂y|
+    /// for a bias or β, Σ|∂L/∂y·x̂| for γ). A gradient much smaller than its mass has
+    /// cancelled, and its round-off in f32 is a fraction of the mass, not of itself.
+    mass: Vec<Option<Vec<f64>>>,
+}
+
+/// Row-major index within the plane of the first maximum of the 2×2 window at (r0, c0),
+/// clipped at the right/bottom border: the rule of `super::pool`, repeated here to
+/// record which element each window picked.
+fn window_argmax(x: &[f64], w: usize, h: usize, r0: usize, c0: usize) -> usize {
+    let mut best = r0 * w + c0;
+    for r in r0..(r0 + 2).min(h) {
+        for c in c0..(c0 + 2).min(w) {
+            if x[r * w + c] > x[best] {
+                best = r * w + c;
+            }
+        }
+    }
+    best
+}
+
+fn accumulate(slot: &mut Option<Vec<f64>>, g: Vec<f64>) {
+    match slot {
+        Some(acc) => {
+            debug_assert_eq!(acc.len(), g.len());
+            acc.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
+        }
+        None => *slot = Some(g),
+    }
+}
+
+impl Graph {
+    fn push(&mut self, value: Vec<f64>, dims: [usize; 4], op: Op) -> Var {
+        debug_assert_eq!(value.len(), dims.iter().product::<usize>());
+        self.nodes.push(Node { value, dims, op });
+        Var(self.nodes.len() - 1)
+    }
+
+    pub fn value(&self, v: Var) -> &[f64] {
+        &self.nodes[v.0].value
+    }
+
+    pub fn dims(&self, v: Var) -> [usize; 4] {
+        self.nodes[v.0].dims
+    }
+
+    /// The decisions of every ReLU and max pool so far, in order.
+    pub fn pattern(&self) -> &[u32] {
+        &self.pattern
+    }
+
+    /// An input or parameter of the given shape (at most four dimensions).
+    pub fn leaf(&mut self, value: Vec<f64>, shape: &[usize]) -> Var {
+        assert!(shape.len() <= 4, "leaf of shape {shape:?}");
+        let mut dims = [1; 4];
+        dims[..shape.len()].copy_from_slice(shape);
+        self.push(value, dims, Op::Leaf)
+    }
+
+    /// Depthwise K×K 'same' conv, no bias: x (N, C, H, W), k (C, 1, K, K).
+    pub fn depthwise(&mut self, x: Var, k: Var) -> Var {
+        let [n, c, h, w] = self.dims(x);
+        let ks = self.dims(k)[2];
+        assert_eq!(self.dims(k), [c, 1, ks, ks], "depthwise kernel");
+        let y = depthwise_conv2d(self.value(x), self.value(k), n, c, h, w, ks);
+        self.push(y, [n, c, h, w], Op::Depthwise { x, k })
+    }
+
+    /// 1×1 conv with bias: x (N, Cin, H, W), w (Cout, Cin, 1, 1), b (Cout).
+    pub fn conv1x1(&mut self, x: Var, w: Var, b: Var) -> Var {
+        let [n, cin, h, wd] = self.dims(x);
+        let cout = self.dims(w)[0];
+        assert_eq!(self.dims(w), [cout, cin, 1, 1], "pointwise kernel");
+        let y = conv1x1(
+            self.value(x),
+            self.value(w),
+            Some(self.value(b)),
+            n,
+            cin,
+            cout,
+            h * wd,
+        );
+        self.push(y, [n, cout, h, wd], Op::Conv1x1 { x, w, b })
+    }
+
+    /// Dense conv with bias: x (N, Cin, H, W), w (Cout, Cin, kh, kw), b (Cout).
+    pub fn conv2d(&mut self, x: Var, w: Var, b: Var, stride: usize, pad: usize) -> Var {
+        let [n, cin, h, wd] = self.dims(x);
+        let [cout, wcin, kh, kw] = self.dims(w);
+        assert_eq!(
+            wcin,
+            cin,
+            "conv2d kernel {:?} on input {:?}",
+            self.dims(w),
+            self.dims(x)
+        );
+        let d = Conv2d {
+            n,
+            cin,
+            cout,
+            h,
+            w: wd,
+            kh,
+            kw,
+            stride,
+            pad,
+        };
+        let (ho, wo) = d.out_hw();
+        let y = conv2d(self.value(x), self.value(w), Some(self.value(b)), d);
+        self.push(y, [n, cout, ho, wo], Op::Conv2d { x, w, b, d })
+    }
+
+    /// Training-mode batch norm with batch statistics (biased variance); no running
+    /// statistics are read or written.
+    pub fn bn_train(&mut self, x: Var, gamma: Var, beta: Var, eps: f64) -> Var {
+        let [n, c, h, w] = self.dims(x);
+        let (mean, var) = batch_stats(self.value(x), n, c, h * w);
+        let y = batch_norm_apply(
+            self.value(x),
+            self.value(gamma),
+            self.value(beta),
+            &mean,
+            &var,
+            n,
+            c,
+            h * w,
+            eps,
+        );
+        self.push(
+            y,
+            [n, c, h, w],
+            Op::BnTrain {
+                x,
+                gamma,
+                beta,
+                eps,
+            },
+        )
+    }
+
+    pub fn relu(&mut self, x: Var) -> Var {
+        let sign: Vec<u32> = self.value(x).iter().map(|&v| u32::from(v > 0.0)).collect();
+        self.pattern.extend(sign);
+        let y = relu(self.value(x));
+        self.push(y, self.dims(x), Op::Relu(x))
+    }
+
+    pub fn sigmoid(&mut self, x: Var) -> Var {
+        let y = sigmoid(self.value(x));
+        self.push(y, self.dims(x), Op::Sigmoid(x))
+    }
+
+    pub fn add(&mut self, a: Var, b: Var) -> Var {
+        assert_eq!(self.dims(a), self.dims(b), "add");
+        let y = super::add(self.value(a), self.value(b));
+        self.push(y, self.dims(a), Op::Add(a, b))
+    }
+
+    /// a (N, C, H, W) ⊙ b (N, 1, H, W).
+    pub fn mul_bcast(&mut self, a: Var, b: Var) -> Var {
+        let [n, c, h, w] = self.dims(a);
+        assert_eq!(self.dims(b), [n, 1, h, w], "mul_bcast");
+        let y = mul_bcast(self.value(a), self.value(b), n, c, h * w);
+        self.push(y, [n, c, h, w], Op::MulBcast(a, b))
+    }
+
+    /// Concatenation along channels of maps of equal N, H, W.
+    pub fn concat(&mut self, xs: &[Var]) -> Var {
+        let [n, _, h, w] = self.dims(xs[0]);
+        let channels: Vec<usize> = xs
+            .iter()
+            .map(|&x| {
+                let [xn, c, xh, xw] = self.dims(x);
+                assert_eq!((xn, xh, xw), (n, h, w), "concat");
+                c
+            })
+            .collect();
+        let values: Vec<&[f64]> = xs.iter().map(|&x| self.value(x)).collect();
+        let y = concat_channels(&values, &channels, n, h * w);
+        let total = channels.iter().sum();
+        self.push(y, [n, total, h, w], Op::Concat(xs.to_vec()))
+    }
+
+    fn record_pool_pattern(&mut self, x: Var, stride: usize) {
+        let [n, c, h, w] = self.dims(x);
+        let (ho, wo) = (h / stride, w / stride);
+        let mut picks = Vec::with_capacity(n * c * ho * wo);
+        for plane in self.value(x).chunks(h * w) {
+            for i in 0..ho {
+                for j in 0..wo {
+                    picks.push(window_argmax(plane, w, h, stride * i, stride * j) as u32);
+                }
+            }
+        }
+        self.pattern.extend(picks);
+    }
+
+    pub fn max_pool_valid(&mut self, x: Var) -> Var {
+        let [n, c, h, w] = self.dims(x);
+        self.record_pool_pattern(x, 2);
+        let y = max_pool_valid(self.value(x), n * c, h, w);
+        self.push(y, [n, c, h / 2, w / 2], Op::MaxPoolValid(x))
+    }
+
+    pub fn max_pool_same(&mut self, x: Var) -> Var {
+        let [n, c, h, w] = self.dims(x);
+        self.record_pool_pattern(x, 1);
+        let y = max_pool_same(self.value(x), n * c, h, w);
+        self.push(y, [n, c, h, w], Op::MaxPoolSame(x))
+    }
+
+    pub fn upsample2x(&mut self, x: Var) -> Var {
+        let [n, c, h, w] = self.dims(x);
+        let y = upsample2x(self.value(x), n * c, h, w);
+        self.push(y, [n, c, 2 * h, 2 * w], Op::Upsample(x))
+    }
+
+    /// Spectral pooling of square maps (N, C, M, M) → (N, C, h, h), the dense A·x·Aᵀ form.
+    pub fn spectral_pool(&mut self, x: Var, h: usize) -> Var {
+        let [n, c, m, w] = self.dims(x);
+        assert_eq!(m, w, "spectral pooling needs square maps");
+        let y = spectral_pool(self.value(x), n * c, m, h);
+        self.push(y, [n, c, h, h], Op::SpectralPool { x, h })
+    }
+
+    /// Back-propagate `seed` = ∂L/∂out through every recorded op, newest first.
+    pub fn backward(&self, out: Var, seed: Vec<f64>) -> Backward {
+        let len = self.nodes.len();
+        let mut grads: Vec<Option<Vec<f64>>> = vec![None; len];
+        let mut mass: Vec<Option<Vec<f64>>> = vec![None; len];
+        let abs = |v: &[f64]| -> Vec<f64> { v.iter().map(|x| x.abs()).collect() };
+        assert_eq!(
+            seed.len(),
+            self.value(out).len(),
+            "seed of the output's size"
+        );
+        grads[out.0] = Some(seed);
+        for i in (0..len).rev() {
+            let node = &self.nodes[i];
+            if matches!(node.op, Op::Leaf) {
+                continue;
+            }
+            // An op's output gradient is complete once every later op has run.
+            let Some(dy) = grads[i].take() else { continue };
+            let [n, c, h, w] = node.dims;
+            let v = |x: Var| self.value(x);
+            let mut send = |x: Var, g: Vec<f64>| accumulate(&mut grads[x.0], g);
+            match &node.op {
+                Op::Leaf => unreachable!(),
+                &Op::Depthwise { x, k } => {
+                    let ks = self.dims(k)[2];
+                    let (dx, dk) = depthwise_conv2d_backward(v(x), v(k), &dy, n, c, h, w, ks);
+                    send(x, dx);
+                    send(k, dk);
+                    let (_, mk) =
+                        depthwise_conv2d_backward(&abs(v(x)), v(k), &abs(&dy), n, c, h, w, ks);
+                    accumulate(&mut mass[k.0], mk);
+                }
+                &Op::Conv1x1 { x, w: wt, b } => {
+                    let cin = self.dims(x)[1];
+                    let (dx, dw, db) = conv1x1_backward(v(x), v(wt), &dy, n, cin, c, h * w);
+                    send(x, dx);
+                    send(wt, dw);
+                    send(b, db);
+                    let (_, mw, mb) =
+                        conv1x1_backward(&abs(v(x)), v(wt), &abs(&dy), n, cin, c, h * w);
+                    accumulate(&mut mass[wt.0], mw);
+                    accumulate(&mut mass[b.0], mb);
+                }
+                &Op::Conv2d { x, w: wt, b, d } => {
+                    let (dx, dw, db) = conv2d_backward(v(x), v(wt), &dy, d);
+                    send(x, dx);
+                    send(wt, dw);
+                    send(b, db);
+                    let (_, mw, mb) = conv2d_backward(&abs(v(x)), v(wt), &abs(&dy), d);
+                    accumulate(&mut mass[wt.0], mw);
+                    accumulate(&mut mass[b.0], mb);
+                }
+                &Op::BnTrain {
+                    x,
+                    gamma,
+                    beta,
+                    eps,
+                } => {
+                    let (dx, dg, db) =
+                        batch_norm_train_backward(v(x), v(gamma), &dy, n, c, h * w, eps);
+                    send(x, dx);
+                    send(gamma, dg);
+                    send(beta, db);
+                    let (mg, mb) = bn_mass(v(x), &dy, n, c, h * w, eps);
+                    accumulate(&mut mass[gamma.0], mg);
+                    accumulate(&mut mass[beta.0], mb);
+                }
+                &Op::Relu(x) => send(x, relu_backward(v(x), &dy)),
+                &Op::Sigmoid(x) => send(x, sigmoid_backward(&node.value, &dy)),
+                &Op::Add(a, b) => {
+                    send(a, dy.clone());
+                    send(b, dy);
+                }
+                &Op::MulBcast(a, b) => {
+                    let (da, db) = mul_bcast_backward(v(a), v(b), &dy, n, c, h * w);
+                    send(a, da);
+                    send(b, db);
+                }
+                Op::Concat(xs) => {
+                    let channels: Vec<usize> = xs.iter().map(|&x| self.dims(x)[1]).collect();
+                    let parts = concat_channels_backward(&dy, &channels, n, h * w);
+                    for (&x, g) in xs.iter().zip(parts) {
+                        send(x, g);
+                    }
+                }
+                &Op::MaxPoolValid(x) => {
+                    let [_, _, xh, xw] = self.dims(x);
+                    send(x, max_pool_valid_backward(v(x), &dy, n * c, xh, xw));
+                }
+                &Op::MaxPoolSame(x) => send(x, max_pool_same_backward(v(x), &dy, n * c, h, w)),
+                &Op::Upsample(x) => {
+                    let [_, _, xh, xw] = self.dims(x);
+                    send(x, upsample2x_backward(&dy, n * c, xh, xw));
+                }
+                &Op::SpectralPool { x, h: hh } => {
+                    let m = self.dims(x)[2];
+                    send(x, spectral_pool_backward(&dy, n * c, m, hh));
+                }
+            }
+        }
+        Backward { grads, mass }
+    }
+}
+
+/// The masses of BN's γ and β gradients: per channel Σ|dy·x̂| and Σ|dy| over (N, P).
+fn bn_mass(x: &[f64], dy: &[f64], n: usize, c: usize, p: usize, eps: f64) -> (Vec<f64>, Vec<f64>) {
+    let (mean, var) = batch_stats(x, n, c, p);
+    let (mut mg, mut mb) = (vec![0.0; c], vec![0.0; c]);
+    for i in 0..n {
+        for ch in 0..c {
+            let invstd = 1.0 / (var[ch] + eps).sqrt();
+            for q in 0..p {
+                let k = (i * c + ch) * p + q;
+                mg[ch] += (dy[k] * (x[k] - mean[ch]) * invstd).abs();
+                mb[ch] += dy[k].abs();
+            }
+        }
+    }
+    (mg, mb)
+}
+
+/// The model's layers on a graph: parameter ids become leaves (once each, so a
+/// parameter's gradient gathers all its uses).
+struct Builder<'a> {
+    g: Graph,
+    spec: &'a ParamSpec,
+    values: &'a [Vec<f64>],
+    vars: Vec<Option<Var>>,
+}
+
+impl Builder<'_> {
+    fn p(&mut self, id: ParamId) -> Var {
+        if let Some(v) = self.vars[id.0] {
+            return v;
+        }
+        let v = self
+            .g
+            .leaf(self.values[id.0].clone(), &self.spec.get(id).shape);
+        self.vars[id.0] = Some(v);
+        v
+    }
+
+    fn sep(&mut self, l: &SepConv, x: Var) -> Var {
+        let k = self.p(l.depthwise);
+        let d = self.g.depthwise(x, k);
+        let (w, b) = (self.p(l.pointwise), self.p(l.bias));
+        self.g.conv1x1(d, w, b)
+    }
+
+    fn conv(&mut self, l: &Conv, x: Var, stride: usize, pad: usize) -> Var {
+        let (w, b) = (self.p(l.weight), self.p(l.bias));
+        self.g.conv2d(x, w, b, stride, pad)
+    }
+
+    fn bn(&mut self, l: &Bn, x: Var) -> Var {
+        let (g, b) = (self.p(l.gamma), self.p(l.beta));
+        self.g.bn_train(x, g, b, f64::from(Bn::EPS))
+    }
+
+    fn sep_bn_relu(&mut self, l: &SepBn, x: Var) -> Var {
+        let y = self.sep(&l.sep, x);
+        let y = self.bn(&l.bn, y);
+        self.g.relu(y)
+    }
+
+    fn hybrid_pool(&mut self, l: &HybridPool, x: Var, valid: bool) -> Var {
+        let m = self.g.dims(x)[2];
+        let (pooled, spectral) = if valid {
+            (self.g.max_pool_valid(x), self.g.spectral_pool(x, m / 2))
+        } else {
+            (self.g.max_pool_same(x), self.g.spectral_pool(x, m))
+        };
+        let spectral = self.g.relu(spectral);
+        let cat = self.g.concat(&[pooled, spectral]);
+        self.conv(&l.merge, cat, 1, 0)
+    }
+
+    fn inception(&mut self, l: &Inception, x: Var) -> Var {
+        let mut outs = Vec::with_capacity(4);
+        for b in &l.branches {
+            outs.push(self.sep_bn_relu(b, x));
+        }
+        let hp = self.hybrid_pool(&l.pool, x, false);
+        let hp = self.bn(&l.pool_bn, hp);
+        outs.push(self.g.relu(hp));
+        let cat = self.g.concat(&outs);
+        self.sep(&l.merge, cat)
+    }
+
+    fn ric(&mut self, l: &Ric, x: Var) -> Var {
+        let a = self.inception(&l.l1, x);
+        let b = self.inception(&l.l2, a);
+        let s = self.sep(&l.shortcut, x);
+        let s = self.bn(&l.shortcut_bn, s);
+        self.g.add(s, b)
+    }
+
+    fn plain(&mut self, l: &Plain, x: Var) -> Var {
+        let a = self.sep_bn_relu(&l.a, x);
+        let b = self.sep_bn_relu(&l.b, a);
+        let s = self.conv(&l.shortcut, x, 1, 0);
+        let s = self.bn(&l.shortcut_bn, s);
+        self.g.add(s, b)
+    }
+
+    fn block(&mut self, l: &Block, x: Var) -> Var {
+        match l {
+            Block::Ric(r) => self.ric(r, x),
+            Block::Plain(p) => self.plain(p, x),
+        }
+    }
+
+    fn gating(&mut self, l: &Gating, x: Var) -> Var {
+        let y = self.conv(&l.conv, x, 1, 0);
+        let y = self.bn(&l.bn, y);
+        self.g.relu(y)
+    }
+
+    fn csa(&mut self, l: &Csa, p: Var, e: Var, d: Var) -> Var {
+        let gx = self.gating(&l.gate_x, p);
+        let gy = self.gating(&l.gate_y, e);
+        let gz = self.gating(&l.gate_z, d);
+        let tx = self.conv(&l.theta_x, gx, 2, 0);
+        let ty = self.conv(&l.theta_y, gy, 2, 0);
+        let z1 = self.conv(&l.phi_z1, gz, 1, 0);
+        let pz = self.conv(&l.phi_z3, z1, 1, 1);
+        let sum = self.g.add(tx, ty);
+        let sum = self.g.add(sum, pz);
+        let r = self.g.relu(sum);
+        let psi = self.conv(&l.psi, r, 1, 0);
+        let alpha = self.g.sigmoid(psi);
+        let alpha = self.g.upsample2x(alpha);
+        let attended = self.g.mul_bcast(gx, alpha);
+        let y = self.conv(&l.out, attended, 1, 0);
+        let y = self.bn(&l.out_bn, y);
+        self.g.relu(y)
+    }
+
+    /// `Model::forward` in training mode: the logits.
+    fn forward(&mut self, model: &Model, x: Var) -> Var {
+        let mut enc = Vec::with_capacity(5);
+        let mut entered = vec![x];
+        enc.push(self.block(&model.enc[0], x));
+        for i in 1..5 {
+            let prev = enc[i - 1];
+            let p = match &model.down[i - 1] {
+                Some(hp) => self.hybrid_pool(hp, prev, true),
+                None => self.g.max_pool_valid(prev),
+            };
+            enc.push(self.block(&model.enc[i], p));
+            entered.push(p);
+        }
+        let mut d = enc[4];
+        for i in (0..4).rev() {
+            let u = self.g.upsample2x(d);
+            let skip = match &model.csa[i] {
+                Some(csa) => self.csa(csa, entered[i], enc[i], enc[i + 1]),
+                None => enc[i],
+            };
+            let cat = self.g.concat(&[u, skip]);
+            d = self.block(&model.dec[i], cat);
+        }
+        let y = self.conv(&model.head, d, 1, 0);
+        self.bn(&model.head_bn, y)
+    }
+}
+
+/// One training-mode evaluation of the model on the CPU.
+pub struct Evaluation {
+    /// (N, 1, S, S).
+    pub logits: Vec<f64>,
+    /// The batch-mean BCE-Dice loss of the logits against the mask.
+    pub loss: f64,
+    /// Every ReLU sign and max-pool arg-max, in forward order: two evaluations with equal
+    /// patterns lie on the same smooth piece of the loss.
+    pub pattern: Vec<u32>,
+}
+
+/// An evaluation and the gradients of its loss.
+pub struct Gradients {
+    pub eval: Evaluation,
+    /// ∂loss/∂θ by `ParamId` index; `None` for the BN running statistics (not read in
+    /// training mode).
+    pub grads: Vec<Option<Vec<f64>>>,
+    /// By `ParamId` index, the mass of each gradient element: the sum of the absolute
+    /// values of the terms it sums (see [`Backward`]); `None` for running statistics.
+    pub mass: Vec<Option<Vec<f64>>>,
+}
+
+fn build<'a>(
+    model: &Model,
+    spec: &'a ParamSpec,
+    params: &'a [Vec<f64>],
+    x: &[f64],
+) -> (Builder<'a>, Var) {
+    assert_eq!(
+        params.len(),
+        spec.params().len(),
+        "one value vector per parameter"
+    );
+    for (info, v) in spec.params().iter().zip(params) {
+        assert_eq!(v.len(), info.numel(), "values of {}", info.name);
+    }
+    let s = model.config.size;
+    assert_eq!(x.len() % (s * s), 0, "input of whole {s}×{s} images");
+    let n = x.len() / (s * s);
+    let mut b = Builder {
+        g: Graph::default(),
+        spec,
+        values: params,
+        vars: vec![None; spec.params().len()],
+    };
+    let input = b.g.leaf(x.to_vec(), &[n, 1, s, s]);
+    let logits = b.forward(model, input);
+    (b, logits)
+}
+
+/// The training-mode loss of `model` with parameter values `params` (in `ParamSpec`
+/// order) on images `x` and masks `mask`, both (N, 1, S, S).
+pub fn evaluate(model: &Model, params: &[Vec<f64>], x: &[f64], mask: &[f64]) -> Evaluation {
+    let (b, logits) = build(model, &model.spec, params, x);
+    finish(&b.g, logits, mask).0
+}
+
+fn finish(g: &Graph, logits: Var, mask: &[f64]) -> (Evaluation, usize, usize) {
+    let [n, _, h, w] = g.dims(logits);
+    assert_eq!(mask.len(), n * h * w, "mask of the logits' size");
+    let z = g.value(logits).to_vec();
+    let loss = bce_dice(&z, mask, n, h * w);
+    let eval = Evaluation {
+        logits: z,
+        loss,
+        pattern: g.pattern().to_vec(),
+    };
+    (eval, n, h * w)
+}
+
+/// [`evaluate`] plus the gradient of the loss with respect to every trainable parameter.
+pub fn gradients(model: &Model, params: &[Vec<f64>], x: &[f64], mask: &[f64]) -> Gradients {
+    let (b, logits) = build(model, &model.spec, params, x);
+    let (eval, n, p) = finish(&b.g, logits, mask);
+    let seed = bce_dice_backward(&eval.logits, mask, n, p, 1.0);
+    let mut back = b.g.backward(logits, seed);
+    let pick = |slots: &mut Vec<Option<Vec<f64>>>| -> Vec<Option<Vec<f64>>> {
+        b.vars
+            .iter()
+            .map(|v| v.and_then(|v| slots[v.0].take()))
+            .collect()
+    };
+    let grads = pick(&mut back.grads);
+    let mass = pick(&mut back.mass);
+    Gradients { eval, grads, mass }
+}
