@@ -6,6 +6,7 @@ pub mod demo;
 pub mod devices;
 pub mod metrics;
 pub mod synth;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Score existing prediction masks against ground truth with the paper's metrics.
     Metrics(metrics::MetricsArgs),
+    /// Train a model (on a data set, or on built-in phantoms) into a resumable run folder.
+    Train(train::Args),
 }
 
 /// Adapter selection shared by every subcommand that uses the GPU.
@@ -59,5 +62,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(a) => data::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Metrics(a) => metrics::run(a),
+        Command::Train(a) => train::run(a),
     }
 }
