@@ -146,6 +146,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.config(None)
     };
     cfg.model_config()?;
+    if let Some(dir) = &cfg.data {
+        // Checked before the GPU is opened, so a typo fails at once.
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
+        if entries.next().is_none() {
+            bail!(
+                "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
+                dir.display()
+            );
+        }
+    }
     if cfg.batch == 0 || cfg.epochs == 0 && !args.resume {
         bail!("--batch and --epochs must be at least 1");
     }

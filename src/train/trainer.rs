@@ -116,7 +116,9 @@ pub struct EpochRecord {
     pub val_iou: f64,
     /// Learning rate used during the epoch.
     pub lr: f32,
+    /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Training images per second (validation excluded).
     pub images_per_s: f64,
 }
 
@@ -511,9 +513,11 @@ pub fn run(
                 seconds: t_run.elapsed().as_secs_f64(),
             });
         }
+        let t_val = Instant::now();
         let (val_loss, val_dice, val_iou) = validate(gpu, &model, &mut params, &data, cfg)?;
         check_loss("the validation loss", val_loss, epoch + 1, out)?;
-        let seconds = state.seconds;
+        // Training time (interrupted parts included) plus validation.
+        let seconds = state.seconds + t_val.elapsed().as_secs_f64();
         let logged = nbatches.div_ceil(log_every).max(1);
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -524,7 +528,7 @@ pub fn run(
             val_iou,
             lr: adam.lr,
             seconds,
-            images_per_s: (nbatches * cfg.batch) as f64 / seconds.max(1e-9),
+            images_per_s: (nbatches * cfg.batch) as f64 / state.seconds.max(1e-9),
         };
         eprintln!(
             "epoch {:3}/{}  train loss {:.4}  val loss {:.4}  val Dice {:.4}  val IoU {:.4}  lr {:.1e}  {:.1} s",
