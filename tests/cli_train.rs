@@ -121,7 +121,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("train")
         .args(TINY)
         .args(["--epochs", "500", "--out"])

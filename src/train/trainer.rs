@@ -301,8 +301,9 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
         out.join("metrics.json"),
         serde_json::to_string_pretty(history)?,
     )?;
-    let mut csv =
-        String::from("epoch,train_loss,train_dice,val_loss,val_dice,val_iou,lr,seconds,images_per_s\n");
+    let mut csv = String::from(
+        "epoch,train_loss,train_dice,val_loss,val_dice,val_iou,lr,seconds,images_per_s\n",
+    );
     for r in history {
         let _ = writeln!(
             csv,
@@ -323,7 +324,12 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
 }
 
 /// Thresholded Dice of one batch's logits against its masks, per image, summed.
-fn dice_iou_sums(logits: &[f32], masks: &[f32], n: usize, size: usize) -> anyhow::Result<(f64, f64)> {
+fn dice_iou_sums(
+    logits: &[f32],
+    masks: &[f32],
+    n: usize,
+    size: usize,
+) -> anyhow::Result<(f64, f64)> {
     let plane = size * size;
     let pp = PostProcess::threshold_only(0.5);
     let (mut d, mut i) = (0.0, 0.0);
@@ -336,7 +342,10 @@ fn dice_iou_sums(logits: &[f32], masks: &[f32], n: usize, size: usize) -> anyhow
         let gt = BinaryMask::new(
             size,
             size,
-            masks[k * plane..(k + 1) * plane].iter().map(|&v| v > 0.5).collect(),
+            masks[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&v| v > 0.5)
+                .collect(),
         )?;
         let c = confusion(&pred, &gt)?;
         d += c.dice();
@@ -403,7 +412,9 @@ pub fn run(
     let last = out.join("last.safetensors");
     let (mut params, mut adam, mut state, mut history) = if resume {
         let ck = load_model(&last, Some(&mc))?;
-        let params = model.spec.load(gpu, &values_for(&last, &ck, &model.spec)?)?;
+        let params = model
+            .spec
+            .load(gpu, &values_for(&last, &ck, &model.spec)?)?;
         let opt = load_optimizer(&last, &ck.sha256)?;
         let mut adam = Adam::new(&params, cfg.lr)?;
         moments_from(gpu, &params, &mut adam, &opt)?;
