@@ -64,6 +64,7 @@ fn a_tiny_run_writes_its_folder_and_resumes_with_more_epochs() {
         "best.safetensors",
         "last.safetensors",
         "last.optim.safetensors",
+        "curves.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -78,6 +79,8 @@ fn a_tiny_run_writes_its_folder_and_resumes_with_more_epochs() {
         .map(|k| split[k].as_array().unwrap().len())
         .sum::<usize>();
     assert_eq!(n, 8, "the split lists every phantom once");
+    let png = image::open(out.join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (720, 240));
     let first = history(&out);
     assert_eq!(first.len(), 2);
     for r in &first {

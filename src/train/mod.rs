@@ -2,6 +2,7 @@
 //! `rca-gpu train` with its schedule, early stopping and resumable run folder.
 
 pub mod checkpoint;
+pub mod plot;
 pub mod step;
 pub mod trainer;
 

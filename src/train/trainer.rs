@@ -12,7 +12,8 @@
 //!   and batch index are the whole random state.
 //! - `best.safetensors`: the weights of the lowest validation loss so far.
 //! - `metrics.csv`, `metrics.json`: one record per finished epoch, rewritten each epoch from
-//!   the history the checkpoint carries (so a resumed run keeps its earlier epochs).
+//!   the history the checkpoint carries (so a resumed run keeps its earlier epochs), and
+//!   `curves.png`, the loss and Dice curves ([`super::plot`]).
 //!
 //! # Reading back
 //!
@@ -320,6 +321,8 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
         );
     }
     fs::write(out.join("metrics.csv"), csv)?;
+    super::plot::write_curves(&out.join("curves.png"), history)
+        .with_context(|| format!("cannot write {}", out.join("curves.png").display()))?;
     Ok(())
 }
 
