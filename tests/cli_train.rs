@@ -1,6 +1,7 @@
 //! `rca-gpu train` end to end at a tiny size (S = 32, F = 2, 8 phantoms): the run folder's
 //! files exist and parse, `--resume` with more epochs continues the same history, Ctrl-C
-//! saves a checkpoint that resumes mid-epoch, and bad input fails with a clear message.
+//! saves a checkpoint that resumes mid-epoch, a --data run saves its report and split, and
+//! bad input fails with a clear message.
 
 mod common;
 
@@ -210,4 +211,36 @@ fn resume_without_a_run_is_a_clear_error() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no run to resume"), "{err}");
+}
+
+#[test]
+fn a_data_folder_run_saves_its_report_and_split() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    let o = Command::new(BIN)
+        .args(["train", "--size", "32", "--width", "2", "--epochs", "1"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&o);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("data_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["images_loaded"], 15);
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    let sizes: Vec<usize> = ["train", "val", "test"]
+        .iter()
+        .map(|k| split[k].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 15);
+    assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
+    assert_eq!(history(&out).len(), 1);
 }

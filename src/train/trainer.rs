@@ -513,7 +513,10 @@ pub fn run(
             Some(t) => f64::from(t.to_scalar()?),
             None => 0.0,
         };
-        check_loss("the training loss", sum, epoch + 1, out)?;
+        // The mean of this session's part of the epoch, so that the limit does not depend
+        // on the number of batches.
+        let taken = (state.batch - skip).max(1) as f64;
+        check_loss("the training loss", sum / taken, epoch + 1, out)?;
         state.loss_sum += sum;
         state.seconds += t0.elapsed().as_secs_f64();
         if interrupted {
