@@ -197,11 +197,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
     match summary.outcome {
-        Outcome::Interrupted { epoch, batch } => eprintln!(
-            "interrupted in epoch {epoch} after batch {batch}; saved {}. Continue with: rca-gpu train --out {} --resume",
-            args.out.join("last.safetensors").display(),
-            args.out.display()
-        ),
+        Outcome::Interrupted { epoch, batch } => {
+            let at = if batch == 0 {
+                format!("after epoch {epoch}")
+            } else {
+                format!("in epoch {epoch} after batch {batch}")
+            };
+            eprintln!(
+                "interrupted {at}; saved {}. Continue with: rca-gpu train --out {} --resume",
+                args.out.join("last.safetensors").display(),
+                args.out.display()
+            )
+        }
         Outcome::EarlyStopped { best_epoch } => {
             eprintln!("stopped early; best epoch {best_epoch}")
         }
