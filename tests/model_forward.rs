@@ -34,10 +34,15 @@ fn every_variant_runs_forward_and_learns_a_step() {
         let (l1, _) = train_step(&model, &mut params, &mut adam, &x, &y).unwrap();
         let mut last = l1.clone();
         for _ in 0..3 {
-            last = train_step(&model, &mut params, &mut adam, &x, &y).unwrap().0;
+            last = train_step(&model, &mut params, &mut adam, &x, &y)
+                .unwrap()
+                .0;
         }
         let (l1, l4) = (l1.to_scalar().unwrap(), last.to_scalar().unwrap());
-        assert!(l4 < l1, "{v}: loss {l1} at the first step, {l4} at the fourth");
+        assert!(
+            l4 < l1,
+            "{v}: loss {l1} at the first step, {l4} at the fourth"
+        );
         let after = params.get(head_rm).to_vec().unwrap();
         assert_ne!(before, after, "{v}: train mode updates running statistics");
         no_grad(|| model.forward(&mut params, &x, Mode::Eval)).unwrap();

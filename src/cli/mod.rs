@@ -2,11 +2,11 @@
 //! `run` function; this file only dispatches.
 
 pub mod data;
-pub mod demo;
 pub mod devices;
 pub mod metrics;
 pub mod summary;
 pub mod synth;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,8 +22,6 @@ pub struct Cli {
 pub enum Command {
     /// List every GPU adapter wgpu can see, with backend, type, driver and limits.
     Devices(devices::Args),
-    /// Train a small per-pixel network on built-in phantoms end to end on the GPU.
-    Demo(demo::Args),
     /// Check a data set folder (BUSI, BUSIS or image/mask pairs) and print its report.
     Data(data::DataArgs),
     /// Write breast-ultrasound phantoms with exact masks in the BUSI layout.
@@ -32,6 +30,8 @@ pub enum Command {
     Summary(summary::Args),
     /// Score existing prediction masks against ground truth with the paper's metrics.
     Metrics(metrics::MetricsArgs),
+    /// Train a model (on a data set, or on built-in phantoms) into a resumable run folder.
+    Train(train::Args),
 }
 
 /// Adapter selection shared by every subcommand that uses the GPU.
@@ -58,10 +58,10 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Devices(a) => devices::run(a),
-        Command::Demo(a) => demo::run(a),
         Command::Data(a) => data::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Metrics(a) => metrics::run(a),
         Command::Summary(a) => summary::run(a),
+        Command::Train(a) => train::run(a),
     }
 }

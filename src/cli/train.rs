@@ -1,0 +1,229 @@
+//! `rca-gpu train`: train a model on a data set folder or, without `--data`, on the
+//! built-in phantoms generated on the fly, into a resumable run folder (see
+//! [`crate::train::trainer`] for its contents).
+//!
+//! Every option is optional on the command line so that `--resume` can tell what was asked
+//! for from what was left out: left-out options take the run folder's `config.json` values
+//! when resuming and the defaults below otherwise; an explicit option that contradicts the
+//! run folder is refused (only `--epochs` may change, to train further).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+
+use crate::data::Format;
+use crate::train::trainer::{self, Outcome, TrainConfig};
+
+/// Defaults of the phantom run (S 64, F 4, 160 phantoms → 79 training / 33 validation
+/// images, batch 4, 20 epochs). Measured on lavapipe on a 2-core machine loaded by other
+/// builds (load average 5–9): epochs 1–10 took 379 s, epochs 11–20 (resumed) about 340 s,
+/// so ~12 minutes loaded (an idle machine should be faster). 20 rather than 10 epochs because
+/// the validation Dice (eval mode, BN running statistics with MODEL.md's momentum 0.99) stays
+/// at the share of lesion-free images (0.15) until the running statistics catch up with the
+/// weights after ~300 updates, while the training loss falls from the start; it then rises
+/// to 0.65 at epoch 20 (val loss 0.58).
+pub const DEFAULT_SIZE: usize = 64;
+pub const DEFAULT_WIDTH: usize = 4;
+pub const DEFAULT_PHANTOMS: usize = 160;
+pub const DEFAULT_EPOCHS: usize = 20;
+/// Batch 4 on phantoms (8 with --data, MODEL.md): twice the updates per epoch, so that the
+/// BN running statistics (momentum 0.99) that validation uses have caught up with the
+/// weights within the short default run; with batch 8 they lag and eval mode predicts
+/// nothing for the first epochs while the training Dice already rises.
+pub const DEFAULT_PHANTOM_BATCH: usize = 4;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data-set folder (BUSI, BUSIS or images/ + masks/); omitted: built-in phantoms.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Layout of --data; detected when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Model variant (rca-iunet, unet, unet+ric, ...).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Input side S, a power of two ≥ 32 [default: 64 on phantoms, 256 with --data].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Base width F [default: 4 on phantoms, 16 with --data].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Batch size [default: 4 on phantoms, 8 with --data].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Epochs in total (a resumed run may ask for more) [default: 20 on phantoms, 100 with --data].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Initial learning rate [default: 1e-3].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Seed of the split, the initial weights, the batch order and augmentation [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of built-in phantoms (without --data) [default: 160].
+    #[arg(long)]
+    pub phantoms: Option<usize>,
+    /// Epochs without validation improvement before the learning rate is halved [default: 5].
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Epochs without validation improvement before stopping [default: 15].
+    #[arg(long)]
+    pub early_stop: Option<usize>,
+    /// Train without augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Read the loss back every N steps for the progress bar [default: 10].
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    /// Skip bad files of --data (listed in the report) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Run folder.
+    #[arg(long, default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub adapter: super::AdapterArgs,
+}
+
+impl Args {
+    /// The run's configuration: `base` (the run folder's, when resuming) overlaid with
+    /// what was given explicitly, or the defaults.
+    fn config(&self, base: Option<&TrainConfig>) -> TrainConfig {
+        let data = self
+            .data
+            .clone()
+            .or_else(|| base.and_then(|b| b.data.clone()));
+        let real = data.is_some();
+        let pick = |given: Option<usize>, old: Option<usize>, phantom: usize, real_d: usize| {
+            given.or(old).unwrap_or(if real { real_d } else { phantom })
+        };
+        TrainConfig {
+            variant: self
+                .variant
+                .clone()
+                .or_else(|| base.map(|b| b.variant.clone()))
+                .unwrap_or_else(|| "rca-iunet".into()),
+            width: pick(self.width, base.map(|b| b.width), DEFAULT_WIDTH, 16),
+            size: pick(self.size, base.map(|b| b.size), DEFAULT_SIZE, 256),
+            batch: pick(self.batch, base.map(|b| b.batch), DEFAULT_PHANTOM_BATCH, 8),
+            epochs: pick(self.epochs, base.map(|b| b.epochs), DEFAULT_EPOCHS, 100),
+            lr: self.lr.or(base.map(|b| b.lr)).unwrap_or(1e-3),
+            seed: self.seed.or(base.map(|b| b.seed)).unwrap_or(42),
+            format: self.format.or(base.and_then(|b| b.format)),
+            skip_bad: self.skip_bad || base.is_some_and(|b| b.skip_bad),
+            phantoms: pick(self.phantoms, base.map(|b| b.phantoms), DEFAULT_PHANTOMS, 0),
+            patience: pick(self.patience, base.map(|b| b.patience), 5, 5),
+            early_stop: pick(self.early_stop, base.map(|b| b.early_stop), 15, 15),
+            augment: !self.no_augment && base.is_none_or(|b| b.augment),
+            log_every: pick(self.log_every, base.map(|b| b.log_every), 10, 10),
+            data,
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config_path = args.out.join("config.json");
+    let cfg = if args.resume {
+        let text = std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "--resume: {} has no run to resume (cannot read {})",
+                args.out.display(),
+                config_path.display()
+            )
+        })?;
+        let saved: TrainConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a training config", config_path.display()))?;
+        let cfg = args.config(Some(&saved));
+        let diff = saved.differences(&cfg);
+        if !diff.is_empty() {
+            bail!(
+                "--resume: the options contradict the run in {} ({}); only --epochs may change. \
+                 Leave the others out, or train into a new --out folder",
+                args.out.display(),
+                diff.join("; ")
+            );
+        }
+        cfg
+    } else {
+        if args.out.join("last.safetensors").exists() {
+            bail!(
+                "{} already holds a run: continue it with --resume, or choose another --out",
+                args.out.display()
+            );
+        }
+        args.config(None)
+    };
+    cfg.model_config()?;
+    if let Some(dir) = &cfg.data {
+        // Checked before the GPU is opened, so a typo fails at once.
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
+        if entries.next().is_none() {
+            bail!(
+                "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
+                dir.display()
+            );
+        }
+    }
+    if cfg.batch == 0 || cfg.epochs == 0 && !args.resume {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    if cfg.data.is_none() && cfg.phantoms < 2 {
+        bail!("--phantoms must be at least 2 (training and validation need one image each)");
+    }
+    let gpu = args.adapter.open()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C exits at once, for when the GPU hangs.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing the step, then saving the last checkpoint");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let summary = trainer::run(&gpu, &cfg, &args.out, args.resume, &stop)?;
+    let best = summary
+        .history
+        .iter()
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    match summary.outcome {
+        Outcome::Interrupted { epoch, batch } => {
+            let at = if batch == 0 {
+                format!("after epoch {epoch}")
+            } else {
+                format!("in epoch {epoch} after batch {batch}")
+            };
+            eprintln!(
+                "interrupted {at}; saved {}. Continue with: rca-gpu train --out {} --resume",
+                args.out.join("last.safetensors").display(),
+                args.out.display()
+            )
+        }
+        Outcome::EarlyStopped { best_epoch } => {
+            eprintln!("stopped early; best epoch {best_epoch}")
+        }
+        Outcome::Finished => {}
+    }
+    if let Some(b) = best {
+        println!(
+            "done in {:.1} s: best epoch {} val loss {:.4} val Dice {:.4} val IoU {:.4}; run folder {}",
+            summary.seconds,
+            b.epoch,
+            b.val_loss,
+            b.val_dice,
+            b.val_iou,
+            args.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! `rca-gpu train` end to end at a tiny size (S = 32, F = 2, 8 phantoms): the run folder's
+//! files exist and parse, `--resume` with more epochs continues the same history, Ctrl-C
+//! saves a checkpoint that resumes mid-epoch, a --data run saves its report and split, and
+//! bad input fails with a clear message.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rca_gpu::train::checkpoint::{load_model, load_optimizer};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+const TINY: [&str; 8] = [
+    "--size",
+    "32",
+    "--width",
+    "2",
+    "--phantoms",
+    "8",
+    "--batch",
+    "2",
+];
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("train")
+        .args(TINY)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("cannot run rca-gpu")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "rca-gpu train failed: {err}");
+    err
+}
+
+fn history(out: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_tiny_run_writes_its_folder_and_resumes_with_more_epochs() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&train(&out, &["--epochs", "2"]));
+    for f in [
+        "config.json",
+        "split.json",
+        "metrics.csv",
+        "metrics.json",
+        "best.safetensors",
+        "last.safetensors",
+        "last.optim.safetensors",
+        "curves.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["size"], 32);
+    assert_eq!(cfg["epochs"], 2);
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    let n = ["train", "val", "test"]
+        .iter()
+        .map(|k| split[k].as_array().unwrap().len())
+        .sum::<usize>();
+    assert_eq!(n, 8, "the split lists every phantom once");
+    let png = image::open(out.join("curves.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (720, 240));
+    let first = history(&out);
+    assert_eq!(first.len(), 2);
+    for r in &first {
+        assert!(r["val_loss"].as_f64().unwrap().is_finite());
+        let d = r["val_dice"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&d));
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
+    let last = out.join("last.safetensors");
+    let ck = load_model(&last, None).unwrap();
+    assert_eq!(ck.epoch, 2);
+    let opt = load_optimizer(&last, &ck.sha256).unwrap();
+    // 8 phantoms → 4 training images → 2 batches of 2 per epoch.
+    assert_eq!(opt.step, 4);
+    assert!(opt.rng.contains("\"epoch\":2"), "loop state: {}", opt.rng);
+
+    // A contradicting option is refused; the run folder is untouched.
+    let bad = train(&out, &["--resume", "--epochs", "3", "--lr", "0.01"]);
+    assert!(!bad.status.success());
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(msg.contains("lr") && msg.contains("contradict"), "{msg}");
+    // Starting afresh over an existing run is refused too.
+    assert!(!train(&out, &["--epochs", "2"]).status.success());
+
+    let log = ok(&train(&out, &["--resume", "--epochs", "3"]));
+    assert!(log.contains("resuming"), "{log}");
+    let more = history(&out);
+    assert_eq!(more.len(), 3, "the epoch count grows");
+    assert_eq!(more[..2], first[..], "the earlier epochs are kept");
+    let ck = load_model(&last, None).unwrap();
+    assert_eq!(ck.epoch, 3);
+    assert_eq!(load_optimizer(&last, &ck.sha256).unwrap().step, 6);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let child = Command::new(BIN)
+        .arg("train")
+        .args(TINY)
+        .args(["--epochs", "500", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first epoch is on disk; 500 epochs cannot be over by then.
+    let t0 = std::time::Instant::now();
+    while !out.join("metrics.json").exists() {
+        assert!(t0.elapsed().as_secs() < 40, "no epoch finished in 40 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let done = history(&out).len();
+    assert!(done < 500);
+    let last = out.join("last.safetensors");
+    let ck = load_model(&last, None).unwrap();
+    let opt = load_optimizer(&last, &ck.sha256).unwrap();
+    let state: Value = serde_json::from_str(&opt.rng).unwrap();
+    let (epoch, batch) = (
+        state["epoch"].as_u64().unwrap(),
+        state["batch"].as_u64().unwrap(),
+    );
+    // Every step taken is in the checkpoint: 2 per finished epoch plus the partial one.
+    assert_eq!(opt.step, 2 * epoch + batch);
+    let target = (epoch + 2).to_string();
+    ok(&train(&out, &["--resume", "--epochs", &target]));
+    let ck = load_model(&last, None).unwrap();
+    assert_eq!(ck.epoch as u64, epoch + 2);
+    assert_eq!(
+        load_optimizer(&last, &ck.sha256).unwrap().step,
+        2 * (epoch + 2)
+    );
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = train(&out, &["--epochs", "3", "--lr", "1e30", "--log-every", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a 1e30 learning rate trained: {err}");
+    assert!(err.contains("diverged"), "{err}");
+}
+
+#[test]
+fn an_empty_data_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("empty");
+    std::fs::create_dir(&data).unwrap();
+    let o = Command::new(BIN)
+        .args(["train", "--size", "32", "--width", "2", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is empty") && err.contains("data folder"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run").join("last.safetensors").exists());
+}
+
+#[test]
+fn resume_without_a_run_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = train(&dir.path().join("nothing"), &["--resume"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no run to resume"), "{err}");
+}
+
+#[test]
+fn a_data_folder_run_saves_its_report_and_split() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    let o = Command::new(BIN)
+        .args(["train", "--size", "32", "--width", "2", "--epochs", "1"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&o);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("data_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["images_loaded"], 15);
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    let sizes: Vec<usize> = ["train", "val", "test"]
+        .iter()
+        .map(|k| split[k].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 15);
+    assert!(sizes.iter().all(|&n| n > 0), "{sizes:?}");
+    assert_eq!(history(&out).len(), 1);
+}
