@@ -121,3 +121,19 @@ fn devices_command_lists_the_adapters() {
     assert!(text.contains("[0] ") && text.contains("backend:"), "{text}");
     assert!(text.contains("max storage binding"), "{text}");
 }
+
+#[test]
+fn every_shader_file_validates_on_the_device() {
+    let Some(gpu) = common::gpu() else { return };
+    for &shader in rca_gpu::runtime::Shader::all() {
+        let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let _module = gpu
+            .device()
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: None,
+                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            });
+        let error = pollster::block_on(scope.pop());
+        assert!(error.is_none(), "{shader:?}: {error:?}");
+    }
+}

@@ -199,10 +199,4 @@ impl Gpu {
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         });
     }
-
-    /// Compile every entry point of every shader now (the CLI does this so the first
-    /// training step's time is not mostly compilation; tests do it to catch WGSL errors).
-    pub fn compile(&self, kernel: &Kernel) {
-        self.inner.pipelines.get(&self.inner.device, kernel);
-    }
 }
