@@ -228,15 +228,7 @@ fn dense_check(
             ),
         });
     }
-    if let Some(b) = b
-        && b.dims() != [cout]
-    {
-        return Err(Error::Shape {
-            op,
-            lhs: w.shape().clone(),
-            rhs: b.shape().clone(),
-        });
-    }
+    super::check_bias(op, w, b, cout)?;
     Ok(Dense {
         n,
         cin,

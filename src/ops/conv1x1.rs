@@ -182,15 +182,7 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
             });
         }
     };
-    if let Some(b) = b
-        && b.dims() != [cout]
-    {
-        return Err(Error::Shape {
-            op,
-            lhs: w.shape().clone(),
-            rhs: b.shape().clone(),
-        });
-    }
+    super::check_bias(op, w, b, cout)?;
     Ok(Dims {
         n,
         cin,

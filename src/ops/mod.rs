@@ -50,6 +50,23 @@ pub(crate) fn launch_1d(
     gpu.launch(kernel, bindings, params, grid);
 }
 
+/// A convolution's bias, when given, must be (Cout); the error names the weight and bias.
+pub(crate) fn check_bias(
+    op: &'static str,
+    w: &crate::Tensor,
+    b: Option<&crate::Tensor>,
+    cout: usize,
+) -> crate::Result<()> {
+    match b {
+        Some(b) if b.dims() != [cout] => Err(crate::Error::Shape {
+            op,
+            lhs: w.shape().clone(),
+            rhs: b.shape().clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A size as the u32 the kernels index with. Tensors are limited to one storage
 /// binding (< 4 GiB), so element counts always fit.
 pub(crate) fn u32_of(n: usize) -> u32 {
