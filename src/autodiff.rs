@@ -123,6 +123,9 @@ struct TapeState {
     tracked: HashSet<u64>,
     /// Parameters seen on this tape: their gradients are kept.
     params: HashSet<u64>,
+    /// The inputs of every ReLU and max pool run while recording, tracked or not (see
+    /// [`Tape::piecewise_inputs`]).
+    piecewise: Vec<Piecewise>,
 }
 
 thread_local! {
@@ -130,7 +133,8 @@ thread_local! {
 }
 
 /// Record `out = op(inputs)` if a tape is recording and some input is tracked.
-/// `op` is only built (saving tensors) when the node is actually recorded.
+/// `op` is only built (saving tensors) while a tape records; a ReLU or max pool keeps its
+/// input for [`Tape::piecewise_inputs`] even when untracked.
 pub(crate) fn record(inputs: &[&Tensor], out: &Tensor, op: impl FnOnce() -> Op) {
     TAPE.with(|t| {
         let mut t = t.borrow_mut();
@@ -151,16 +155,32 @@ pub(crate) fn record(inputs: &[&Tensor], out: &Tensor, op: impl FnOnce() -> Op) 
                 }
             })
             .collect();
+        let op = op();
+        match &op {
+            Op::Relu { x } => state.piecewise.push(Piecewise::Relu(x.clone())),
+            Op::MaxPoolValid { x } => state.piecewise.push(Piecewise::MaxPoolValid(x.clone())),
+            Op::MaxPoolSame { x } => state.piecewise.push(Piecewise::MaxPoolSame(x.clone())),
+            _ => {}
+        }
         if !any {
             return;
         }
         state.tracked.insert(out.id());
         state.nodes.push(Node {
-            op: op(),
+            op,
             inputs,
             out: out.id(),
         });
     });
+}
+
+/// A piecewise-linear op's input, as recorded on a [`Tape`] (see
+/// [`Tape::piecewise_inputs`]).
+#[derive(Clone)]
+pub enum Piecewise {
+    Relu(Tensor),
+    MaxPoolValid(Tensor),
+    MaxPoolSame(Tensor),
 }
 
 /// A recording on the current thread. Dropping it without `backward` discards it.
@@ -194,6 +214,19 @@ impl Tape {
         self.len() == 0
     }
 
+    /// The inputs of the piecewise-linear ops run so far while recording (tracked or not),
+    /// in order: ReLU and the max pools, whose backward reads its decisions (sign, window
+    /// arg-max) from exactly these tensors. A diagnostic for comparing a whole model against an f64 reference, which
+    /// can then differentiate the same piece of the loss as the GPU: near a kink, f32 and
+    /// f64 may decide differently, and the two gradients are then of different pieces.
+    pub fn piecewise_inputs(&self) -> Vec<Piecewise> {
+        TAPE.with(|t| {
+            t.borrow()
+                .as_ref()
+                .map_or_else(Vec::new, |s| s.piecewise.clone())
+        })
+    }
+
     /// Stop recording and back-propagate from the one-element `loss`.
     pub fn backward(self, loss: &Tensor) -> Result<Grads> {
         let state = TAPE
@@ -211,7 +244,14 @@ impl Tape {
                 "the loss does not depend on any parameter recorded on this tape".into(),
             ));
         }
-        let TapeState { nodes, params, .. } = state;
+        let TapeState {
+            nodes,
+            params,
+            piecewise,
+            ..
+        } = state;
+        // Diagnostics only: released now, so that backward frees activations as it goes.
+        drop(piecewise);
         let mut grads: HashMap<u64, Tensor> = HashMap::new();
         grads.insert(
             loss.id(),

@@ -61,13 +61,24 @@ enum Op {
         beta: Var,
         eps: f64,
     },
-    Relu(Var),
+    /// `forced`: where its decisions start in the pattern when the graph follows a given
+    /// pattern ([`Graph::following`]); None when they are its own (the reference's rule).
+    Relu {
+        x: Var,
+        forced: Option<usize>,
+    },
     Sigmoid(Var),
     Add(Var, Var),
     MulBcast(Var, Var),
     Concat(Vec<Var>),
-    MaxPoolValid(Var),
-    MaxPoolSame(Var),
+    MaxPoolValid {
+        x: Var,
+        forced: Option<usize>,
+    },
+    MaxPoolSame {
+        x: Var,
+        forced: Option<usize>,
+    },
     Upsample(Var),
     SpectralPool {
         x: Var,
@@ -88,6 +99,8 @@ pub struct Graph {
     nodes: Vec<Node>,
     /// The decisions of the piecewise-linear ops, in forward order (see the module doc).
     pattern: Vec<u32>,
+    /// Decisions to take instead of its own, when following another computation's pattern.
+    forced: Option<Vec<u32>>,
 }
 
 /// Gradients of every value on a [`Graph`], from one backward pass.
@@ -113,6 +126,26 @@ fn window_argmax(x: &[f64], w: usize, h: usize, r0: usize, c0: usize) -> usize {
         }
     }
     best
+}
+
+/// The pattern entries of a ReLU of `x`: 1 where x > 0 (where it passes its gradient).
+pub fn relu_pattern(x: &[f64]) -> Vec<u32> {
+    x.iter().map(|&v| u32::from(v > 0.0)).collect()
+}
+
+/// The pattern entries of a 2×2 max pool of `x` (dims NCHW) at `stride` (2: valid, 1:
+/// same): per output, the plane index of the element its window picks.
+pub fn pool_pattern(x: &[f64], [n, c, h, w]: [usize; 4], stride: usize) -> Vec<u32> {
+    let (ho, wo) = (h / stride, w / stride);
+    let mut picks = Vec::with_capacity(n * c * ho * wo);
+    for plane in x.chunks(h * w) {
+        for i in 0..ho {
+            for j in 0..wo {
+                picks.push(window_argmax(plane, w, h, stride * i, stride * j) as u32);
+            }
+        }
+    }
+    picks
 }
 
 fn accumulate(slot: &mut Option<Vec<f64>>, g: Vec<f64>) {
@@ -143,6 +176,64 @@ impl Graph {
     /// The decisions of every ReLU and max pool so far, in order.
     pub fn pattern(&self) -> &[u32] {
         &self.pattern
+    }
+
+    /// A graph whose ReLUs and max pools take the decisions of `pattern` (in the encoding
+    /// of [`Graph::pattern`]) instead of their own: it computes the piece of the loss that
+    /// another computation, e.g. the f32 GPU model, is on. Where both agree this changes
+    /// nothing; where an input lies within round-off of a kink, the value on the other
+    /// side of it is continued linearly.
+    pub fn following(pattern: Vec<u32>) -> Self {
+        Self {
+            forced: Some(pattern),
+            ..Self::default()
+        }
+    }
+
+    /// The next `len` forced decisions, appended to the pattern; their offset in it.
+    fn take_forced(&mut self, len: usize) -> Option<usize> {
+        let forced = self.forced.as_ref()?;
+        let at = self.pattern.len();
+        assert!(
+            forced.len() >= at + len,
+            "the pattern to follow ends after {} decisions; the graph needs {}",
+            forced.len(),
+            at + len
+        );
+        self.pattern.extend_from_slice(&forced[at..at + len]);
+        Some(at)
+    }
+
+    /// Whether a graph that follows a pattern used all of it.
+    pub fn followed_whole_pattern(&self) -> bool {
+        self.forced
+            .as_ref()
+            .is_none_or(|f| f.len() == self.pattern.len())
+    }
+
+    /// A max pool (2×2 windows at `stride`, clipped at the border) taking the forced
+    /// window picks at `at`: y = x[pick], dx[pick] += dy.
+    fn pool_forced(&self, x: Var, stride: usize, at: usize) -> (Vec<f64>, [usize; 4]) {
+        let [n, c, h, w] = self.dims(x);
+        let (ho, wo) = (h / stride, w / stride);
+        let picks = &self.pattern[at..at + n * c * ho * wo];
+        let xv = self.value(x);
+        let y = picks
+            .iter()
+            .enumerate()
+            .map(|(o, &p)| xv[o / (ho * wo) * h * w + p as usize])
+            .collect();
+        (y, [n, c, ho, wo])
+    }
+
+    fn pool_forced_backward(&self, x: Var, dy: &[f64], at: usize) -> Vec<f64> {
+        let [n, c, h, w] = self.dims(x);
+        let plane_out = dy.len() / (n * c);
+        let mut dx = vec![0.0; n * c * h * w];
+        for (o, (&g, &p)) in dy.iter().zip(&self.pattern[at..]).enumerate() {
+            dx[o / plane_out * h * w + p as usize] += g;
+        }
+        dx
     }
 
     /// An input or parameter of the given shape (at most four dimensions).
@@ -235,10 +326,27 @@ impl Graph {
     }
 
     pub fn relu(&mut self, x: Var) -> Var {
-        let sign: Vec<u32> = self.value(x).iter().map(|&v| u32::from(v > 0.0)).collect();
+        let len = self.value(x).len();
+        if let Some(at) = self.take_forced(len) {
+            let y = self
+                .value(x)
+                .iter()
+                .zip(&self.pattern[at..])
+                .map(|(&v, &s)| if s == 1 { v } else { 0.0 })
+                .collect();
+            return self.push(
+                y,
+                self.dims(x),
+                Op::Relu {
+                    x,
+                    forced: Some(at),
+                },
+            );
+        }
+        let sign = relu_pattern(self.value(x));
         self.pattern.extend(sign);
         let y = relu(self.value(x));
-        self.push(y, self.dims(x), Op::Relu(x))
+        self.push(y, self.dims(x), Op::Relu { x, forced: None })
     }
 
     pub fn sigmoid(&mut self, x: Var) -> Var {
@@ -278,31 +386,48 @@ impl Graph {
     }
 
     fn record_pool_pattern(&mut self, x: Var, stride: usize) {
-        let [n, c, h, w] = self.dims(x);
-        let (ho, wo) = (h / stride, w / stride);
-        let mut picks = Vec::with_capacity(n * c * ho * wo);
-        for plane in self.value(x).chunks(h * w) {
-            for i in 0..ho {
-                for j in 0..wo {
-                    picks.push(window_argmax(plane, w, h, stride * i, stride * j) as u32);
-                }
-            }
-        }
+        let picks = pool_pattern(self.value(x), self.dims(x), stride);
         self.pattern.extend(picks);
     }
 
     pub fn max_pool_valid(&mut self, x: Var) -> Var {
         let [n, c, h, w] = self.dims(x);
+        if let Some(at) = self.take_forced(n * c * (h / 2) * (w / 2)) {
+            let (y, dims) = self.pool_forced(x, 2, at);
+            return self.push(
+                y,
+                dims,
+                Op::MaxPoolValid {
+                    x,
+                    forced: Some(at),
+                },
+            );
+        }
         self.record_pool_pattern(x, 2);
         let y = max_pool_valid(self.value(x), n * c, h, w);
-        self.push(y, [n, c, h / 2, w / 2], Op::MaxPoolValid(x))
+        self.push(
+            y,
+            [n, c, h / 2, w / 2],
+            Op::MaxPoolValid { x, forced: None },
+        )
     }
 
     pub fn max_pool_same(&mut self, x: Var) -> Var {
         let [n, c, h, w] = self.dims(x);
+        if let Some(at) = self.take_forced(n * c * h * w) {
+            let (y, dims) = self.pool_forced(x, 1, at);
+            return self.push(
+                y,
+                dims,
+                Op::MaxPoolSame {
+                    x,
+                    forced: Some(at),
+                },
+            );
+        }
         self.record_pool_pattern(x, 1);
         let y = max_pool_same(self.value(x), n * c, h, w);
-        self.push(y, [n, c, h, w], Op::MaxPoolSame(x))
+        self.push(y, [n, c, h, w], Op::MaxPoolSame { x, forced: None })
     }
 
     pub fn upsample2x(&mut self, x: Var) -> Var {
@@ -387,7 +512,20 @@ impl Graph {
                     accumulate(&mut mass[gamma.0], mg);
                     accumulate(&mut mass[beta.0], mb);
                 }
-                &Op::Relu(x) => send(x, relu_backward(v(x), &dy)),
+                &Op::Relu { x, forced: None } => send(x, relu_backward(v(x), &dy)),
+                &Op::Relu {
+                    x,
+                    forced: Some(at),
+                } => {
+                    let s = &self.pattern[at..at + dy.len()];
+                    send(
+                        x,
+                        dy.iter()
+                            .zip(s)
+                            .map(|(&g, &s)| if s == 1 { g } else { 0.0 })
+                            .collect(),
+                    )
+                }
                 &Op::Sigmoid(x) => send(x, sigmoid_backward(&node.value, &dy)),
                 &Op::Add(a, b) => {
                     send(a, dy.clone());
@@ -405,11 +543,21 @@ impl Graph {
                         send(x, g);
                     }
                 }
-                &Op::MaxPoolValid(x) => {
+                &Op::MaxPoolValid { x, forced: None } => {
                     let [_, _, xh, xw] = self.dims(x);
                     send(x, max_pool_valid_backward(v(x), &dy, n * c, xh, xw));
                 }
-                &Op::MaxPoolSame(x) => send(x, max_pool_same_backward(v(x), &dy, n * c, h, w)),
+                &Op::MaxPoolSame { x, forced: None } => {
+                    send(x, max_pool_same_backward(v(x), &dy, n * c, h, w))
+                }
+                &Op::MaxPoolValid {
+                    x,
+                    forced: Some(at),
+                }
+                | &Op::MaxPoolSame {
+                    x,
+                    forced: Some(at),
+                } => send(x, self.pool_forced_backward(x, &dy, at)),
                 &Op::Upsample(x) => {
                     let [_, _, xh, xw] = self.dims(x);
                     send(x, upsample2x_backward(&dy, n * c, xh, xw));
@@ -614,6 +762,7 @@ fn build<'a>(
     spec: &'a ParamSpec,
     params: &'a [Vec<f64>],
     x: &[f64],
+    follow: Option<&[u32]>,
 ) -> (Builder<'a>, Var) {
     assert_eq!(
         params.len(),
@@ -627,20 +776,40 @@ fn build<'a>(
     assert_eq!(x.len() % (s * s), 0, "input of whole {s}×{s} images");
     let n = x.len() / (s * s);
     let mut b = Builder {
-        g: Graph::default(),
+        g: follow.map_or_else(Graph::default, |p| Graph::following(p.to_vec())),
         spec,
         values: params,
         vars: vec![None; spec.params().len()],
     };
     let input = b.g.leaf(x.to_vec(), &[n, 1, s, s]);
     let logits = b.forward(model, input);
+    assert!(
+        b.g.followed_whole_pattern(),
+        "the pattern to follow has {} decisions, the model makes {}",
+        follow.map_or(0, <[u32]>::len),
+        b.g.pattern().len()
+    );
     (b, logits)
 }
 
 /// The training-mode loss of `model` with parameter values `params` (in `ParamSpec`
 /// order) on images `x` and masks `mask`, both (N, 1, S, S).
 pub fn evaluate(model: &Model, params: &[Vec<f64>], x: &[f64], mask: &[f64]) -> Evaluation {
-    let (b, logits) = build(model, &model.spec, params, x);
+    let (b, logits) = build(model, &model.spec, params, x, None);
+    finish(&b.g, logits, mask).0
+}
+
+/// [`evaluate`] on the piece of the loss given by `pattern` (see [`Graph::following`]):
+/// a smooth function of the parameters, whose central differences estimate the
+/// derivative on that piece however close the point lies to a kink.
+pub fn evaluate_following(
+    model: &Model,
+    params: &[Vec<f64>],
+    x: &[f64],
+    mask: &[f64],
+    pattern: &[u32],
+) -> Evaluation {
+    let (b, logits) = build(model, &model.spec, params, x, Some(pattern));
     finish(&b.g, logits, mask).0
 }
 
@@ -659,7 +828,30 @@ fn finish(g: &Graph, logits: Var, mask: &[f64]) -> (Evaluation, usize, usize) {
 
 /// [`evaluate`] plus the gradient of the loss with respect to every trainable parameter.
 pub fn gradients(model: &Model, params: &[Vec<f64>], x: &[f64], mask: &[f64]) -> Gradients {
-    let (b, logits) = build(model, &model.spec, params, x);
+    gradients_on(model, params, x, mask, None)
+}
+
+/// [`gradients`] on the piece of the loss given by `pattern` (the decisions of every ReLU
+/// and max pool, in the encoding of [`Evaluation::pattern`]) instead of the piece the f64
+/// values fall on: see [`Graph::following`]. The returned evaluation's pattern is `pattern`.
+pub fn gradients_following(
+    model: &Model,
+    params: &[Vec<f64>],
+    x: &[f64],
+    mask: &[f64],
+    pattern: &[u32],
+) -> Gradients {
+    gradients_on(model, params, x, mask, Some(pattern))
+}
+
+fn gradients_on(
+    model: &Model,
+    params: &[Vec<f64>],
+    x: &[f64],
+    mask: &[f64],
+    follow: Option<&[u32]>,
+) -> Gradients {
+    let (b, logits) = build(model, &model.spec, params, x, follow);
     let (eval, n, p) = finish(&b.g, logits, mask);
     let seed = bce_dice_backward(&eval.logits, mask, n, p, 1.0);
     let mut back = b.g.backward(logits, seed);
