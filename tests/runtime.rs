@@ -137,3 +137,48 @@ fn every_shader_file_validates_on_the_device() {
         assert!(error.is_none(), "{shader:?}: {error:?}");
     }
 }
+
+#[test]
+fn the_gpu_timer_measures_work_between_its_marks_within_the_wall_time() {
+    let Some(gpu) = common::gpu() else { return };
+    let Some(timer) = gpu.timer() else {
+        // The adapter says it has no timestamp queries: nothing to measure, and `bench`
+        // reports wall time only. (lavapipe has them, so CI runs the check below.)
+        assert!(!gpu.info().timestamp_queries);
+        return;
+    };
+    let mut rng = common::rng();
+    let x = Tensor::from_vec(
+        &gpu,
+        [1, 256, 64, 64],
+        &common::uniform(&mut rng, 256 * 4096),
+    )
+    .unwrap();
+    let w = Tensor::from_vec(
+        &gpu,
+        [256, 256, 1, 1],
+        &common::uniform(&mut rng, 256 * 256),
+    )
+    .unwrap();
+    gpu.sync();
+    let wall = std::time::Instant::now();
+    timer.start(&gpu);
+    let mut y = x.clone();
+    for _ in 0..3 {
+        y = ops::conv1x1(&y, &w, None).unwrap();
+    }
+    timer.stop(&gpu);
+    let ms = timer.elapsed_ms(&gpu).unwrap();
+    let wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+    eprintln!("3 matmuls of 256×256×4096: GPU {ms:.2} ms, wall {wall_ms:.2} ms");
+    assert!(ms > 0.0 && ms.is_finite(), "GPU time {ms} ms");
+    assert!(
+        ms <= wall_ms,
+        "GPU time {ms} ms beyond the wall time {wall_ms} ms around it"
+    );
+    // Reusable: a second measurement of nothing is shorter than one of the matmuls.
+    timer.start(&gpu);
+    timer.stop(&gpu);
+    let empty = timer.elapsed_ms(&gpu).unwrap();
+    assert!(empty >= 0.0 && empty < ms, "empty {empty} ms, work {ms} ms");
+}

@@ -9,12 +9,14 @@
 mod adapter;
 mod kernels;
 mod pool;
+mod timer;
 
 pub use adapter::{AdapterReport, driver_hint, list_adapters};
 pub(crate) use kernels::{Binding, grid_1d};
 pub use kernels::{Kernel, Shader};
 pub(crate) use pool::{Kind, size_class};
 pub use pool::{PoolStats, PooledBuffer};
+pub use timer::GpuTimer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
