@@ -22,6 +22,8 @@ pub enum Mode {
 pub struct Ctx<'a> {
     pub params: &'a mut Params,
     pub mode: Mode,
+    /// [`Model::bn_momentum`].
+    pub momentum: f32,
 }
 
 impl Ctx<'_> {
@@ -43,7 +45,7 @@ impl Ctx<'_> {
         let (rm, rv) = (self.p(l.running_mean), self.p(l.running_var));
         match self.mode {
             Mode::Train => {
-                let (y, m, v) = ops::batch_norm_train(x, &g, &b, &rm, &rv, Bn::MOMENTUM, Bn::EPS)?;
+                let (y, m, v) = ops::batch_norm_train(x, &g, &b, &rm, &rv, self.momentum, Bn::EPS)?;
                 self.params.set(l.running_mean, m);
                 self.params.set(l.running_var, v);
                 Ok(y)
@@ -127,7 +129,11 @@ impl Ctx<'_> {
 impl Model {
     /// Logits (N, 1, S, S) of the input (N, 1, S, S); probabilities are their sigmoid.
     pub fn forward(&self, params: &mut Params, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut cx = Ctx { params, mode };
+        let mut cx = Ctx {
+            params,
+            mode,
+            momentum: self.bn_momentum,
+        };
         // Encoder: e0 on the image, then down-sample and block at each level. `entered[i]`
         // is the map that entered e_i (the image, then the pooled maps): CSA's P.
         let mut enc: Vec<Tensor> = Vec::with_capacity(5);

@@ -164,6 +164,10 @@ pub struct Model {
     pub dec: Vec<Block>,
     pub head: Conv,
     pub head_bn: Bn,
+    /// Weight of the old value in training mode's running-statistics update (MODEL.md:
+    /// 0.99, Keras' default). A training setting, not part of the checkpoint's identity: a
+    /// short run may lower it so that eval mode's statistics catch up with the weights.
+    pub bn_momentum: f32,
 }
 
 impl Model {
@@ -224,6 +228,7 @@ impl Model {
             dec: dec.into_iter().map(|b| b.expect("built above")).collect(),
             head,
             head_bn,
+            bn_momentum: Bn::MOMENTUM,
         }
     }
 }
