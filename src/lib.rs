@@ -14,6 +14,7 @@ pub mod autodiff;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod metrics;
 pub mod model;
 pub mod nn;
