@@ -46,12 +46,12 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A scratch folder for this test binary, emptied once per process.
+/// A scratch folder for this test binary under Cargo's target/tmp, emptied when the binary
+/// starts (a fixed name, so that runs do not pile up; each test writes its own sub-folder).
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("cli_infer-{}", std::process::id()));
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_infer");
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -383,4 +383,53 @@ fn an_undecodable_image_is_named_and_skipped_only_with_skip_bad() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("broken.png"));
     assert!(stdout.contains("fine  40x33"), "{stdout}");
     assert!(out.join("fine_mask.png").is_file() && !out.join("broken_mask.png").exists());
+}
+
+#[test]
+fn eval_with_a_split_file_scores_its_test_part_and_names_unknown_images() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = run_dir();
+    let ck = run.join("best.safetensors");
+    let dir = scratch().join("split");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut split: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let first = split["train"][0].clone();
+    split["test"] = Value::Array(vec![first.clone()]);
+    let one = dir.join("one.json");
+    std::fs::write(&one, split.to_string()).unwrap();
+    let out = dir.join("eval");
+    ok(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--split",
+        s(&one),
+        "--out",
+        s(&out),
+    ]));
+    let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header and PP N/Y of one image:\n{csv}"
+    );
+    assert!(csv.contains(first.as_str().unwrap()), "{csv}");
+
+    split["test"] = Value::Array(vec![Value::from("phantom/benign/999999")]);
+    let unknown = dir.join("unknown.json");
+    std::fs::write(&unknown, split.to_string()).unwrap();
+    let err = failed(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--split",
+        s(&unknown),
+    ]));
+    assert!(
+        err.contains(s(&unknown)) && err.contains("phantom/benign/999999"),
+        "{err}"
+    );
 }
