@@ -9,11 +9,15 @@
 //!
 //! Beside the engine, on the CPU: [`data`] (loaders, preprocessing, splits, augmentation,
 //! batching, phantoms) and [`metrics`] (post-processing and the paper's metrics).
+//!
+//! On top of both: [`train`] (the training loop, checkpoints) and [`infer`] (a checkpoint's
+//! predictions at each image's original size, for `rca-gpu infer`, `eval` and `bench`).
 
 pub mod autodiff;
 pub mod cli;
 pub mod data;
 pub mod error;
+pub mod infer;
 pub mod metrics;
 pub mod model;
 pub mod nn;

@@ -3,6 +3,8 @@
 
 pub mod data;
 pub mod devices;
+pub mod eval;
+pub mod infer;
 pub mod metrics;
 pub mod summary;
 pub mod synth;
@@ -32,6 +34,10 @@ pub enum Command {
     Metrics(metrics::MetricsArgs),
     /// Train a model (on a data set, or on built-in phantoms) into a resumable run folder.
     Train(train::Args),
+    /// Segment images with a trained checkpoint: mask, probability map and overlay per image.
+    Infer(infer::Args),
+    /// Score a checkpoint on its run's test split (or any data set): Table 2, per-image CSV.
+    Eval(eval::Args),
 }
 
 /// Adapter selection shared by every subcommand that uses the GPU.
@@ -63,5 +69,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Metrics(a) => metrics::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Train(a) => train::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }

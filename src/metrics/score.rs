@@ -82,8 +82,9 @@ pub fn mean_iou(c: &Confusion) -> f64 {
         .filter(|k| 100 * c.true_pos > (50 + 5 * k) * union)
         .count();
     // Summing `passed` copies of IoU rather than multiplying keeps the rounding identical to
-    // the golden script's `sum(...)`.
-    (0..passed).map(|_| iou).sum::<f64>() / 10.0
+    // the golden script's `sum(...)`. Folded from +0.0: Rust's `sum` of no f64 is -0.0,
+    // which the tables printed as "-0.000".
+    (0..passed).fold(0.0, |acc, _| acc + iou) / 10.0
 }
 
 /// All metrics of one image. Distances are in pixels of the ground truth's grid.

@@ -98,6 +98,16 @@ impl TrainConfig {
             .collect()
     }
 
+    /// The built-in phantoms a run without a data folder trains on (None with `data`); one
+    /// function, so that `rca-gpu eval` regenerates exactly the images the run was split on.
+    pub fn phantom_source(&self) -> Option<PhantomSource> {
+        self.data.is_none().then_some(PhantomSource {
+            seed: self.seed,
+            count: self.phantoms,
+            size: self.size,
+        })
+    }
+
     pub fn model_config(&self) -> anyhow::Result<ModelConfig> {
         let variant: Variant = self.variant.parse().map_err(anyhow::Error::msg)?;
         ModelConfig::new(variant, self.width, self.size).map_err(anyhow::Error::msg)
@@ -169,11 +179,7 @@ fn prepare_data(cfg: &TrainConfig, out: &Path, resume: bool) -> anyhow::Result<D
     let split_path = out.join("split.json");
     let (source, split): (Arc<dyn SampleSource>, Split) = match &cfg.data {
         None => {
-            let src = PhantomSource {
-                seed: cfg.seed,
-                count: cfg.phantoms,
-                size: cfg.size,
-            };
+            let src = cfg.phantom_source().expect("no data folder: a phantom run");
             let split = if resume {
                 Split::load(&split_path)?
             } else {

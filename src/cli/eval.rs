@@ -1,0 +1,378 @@
+//! `rca-gpu eval`: score a checkpoint on a test set with every metric of the paper's
+//! Table 1, with and without post-processing, in the layout of Table 2.
+//!
+//! # Which images
+//!
+//! - Default: the test part of the run the checkpoint belongs to. The run folder (the
+//!   checkpoint's folder) holds `config.json` and `split.json`; a phantom run's images are
+//!   regenerated from the config ([`TrainConfig::phantom_source`]), a data-set run's are read
+//!   from the data folder the config names.
+//! - `--data DIR`: every image of another data set (e.g. trained on BUSI, tested on BUSIS).
+//! - `--split FILE`: the test part of that split file, in `--data` or the run's data.
+//!
+//! # At which size
+//!
+//! Metrics are computed at each image's original size: the probability map is resized back
+//! to the image (see [`crate::infer`]) and post-processed there, and the ground-truth masks
+//! are used as loaded, never resized. Distances (AHD, HD95) are therefore in original pixels.
+//! Phantoms are generated at the model's input size S, which is then their original size.
+//!
+//! # Output
+//!
+//! The table on stdout (rows "PP N" and "PP Y", overall and per class when the data has
+//! classes; IT is milliseconds per image as [`crate::infer`] defines it), and in `--out`
+//! (default `eval/` beside the checkpoint): `per_image.csv` (one row per image and PP
+//! setting), `summary.json` (what was evaluated, the settings and every table row with
+//! means and standard deviations) and `table.md` (the table in Markdown).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::data::layout::{Class, Entry, scan};
+use crate::data::{
+    Format, GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair,
+};
+use crate::infer::Predictor;
+use crate::metrics::{
+    BinaryMask, ImageRecord, PostProcess, TableRow, evaluate_probability, render_markdown,
+    render_text, summary_rows, write_csv,
+};
+use crate::train::checkpoint::load_model;
+use crate::train::trainer::TrainConfig;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model checkpoint; its folder is the run folder (config.json, split.json).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Evaluate every image of this data set (BUSI, BUSIS or images/ + masks/) instead of
+    /// the run's test split; with --split, the data set the split names files of.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Evaluate the test part of this split file instead of the run's split.json.
+    #[arg(long, value_name = "FILE")]
+    pub split: Option<PathBuf>,
+    /// Layout of --data; detected when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Probability threshold of both rows: a pixel is lesion when p >= T.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Images per forward pass; IT is the batch time divided by its size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Output folder [default: eval/ beside the checkpoint].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Leave out files of --data the scan flags (missing masks, name clashes) instead of
+    /// failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Print "mean ± standard deviation" in every cell.
+    #[arg(long)]
+    pub std: bool,
+    #[command(flatten)]
+    pub adapter: super::AdapterArgs,
+}
+
+/// Where one test image comes from.
+#[derive(Clone, Debug)]
+enum Origin {
+    Phantom(PhantomSource, usize),
+    Files(Entry),
+}
+
+/// One image to evaluate.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub name: String,
+    pub class: Option<String>,
+    origin: Origin,
+}
+
+impl Item {
+    /// The image and its ground truth at the original size.
+    fn load(&self) -> anyhow::Result<(GrayF32, BinaryMask)> {
+        let (img, mask) = match &self.origin {
+            Origin::Phantom(src, i) => {
+                let p = generate_phantom(src.seed, *i as u64, src.size);
+                (p.image, p.mask)
+            }
+            Origin::Files(e) => load_pair(&e.image, &e.masks)?,
+        };
+        let gt = BinaryMask::new(
+            mask.w,
+            mask.h,
+            mask.data.iter().map(|&v| v >= 0.5).collect(),
+        )?;
+        Ok((img, gt))
+    }
+}
+
+fn class_of(c: Class) -> Option<String> {
+    (c != Class::Unlabelled).then(|| c.as_str().to_string())
+}
+
+/// The images `args` ask for, and a phrase saying what they are.
+pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
+    let run_dir = args
+        .checkpoint
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let config_path = run_dir.join("config.json");
+    // Without --data the images come from the run (its data folder or its phantoms).
+    let needs_run = args.data.is_none();
+    let cfg: Option<TrainConfig> = if needs_run {
+        let text = std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "cannot read {}: the checkpoint's folder is not a run folder; name the images with --data DIR",
+                config_path.display()
+            )
+        })?;
+        Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a training config", config_path.display()))?,
+        )
+    } else {
+        None
+    };
+    let data = args
+        .data
+        .clone()
+        .or_else(|| cfg.as_ref().and_then(|c| c.data.clone()));
+    let split_path = match (&args.split, &args.data) {
+        (Some(s), _) => Some(s.clone()),
+        (None, None) => Some(run_dir.join("split.json")),
+        (None, Some(_)) => None,
+    };
+    // Every image of the source, by name.
+    let (all, source_desc): (Vec<Item>, String) = match &data {
+        Some(dir) => {
+            let mut entries = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
+            if entries.next().is_none() {
+                bail!(
+                    "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
+                    dir.display()
+                );
+            }
+            let format = args.format.or(cfg.as_ref().and_then(|c| c.format));
+            let found = scan(dir, format)
+                .with_context(|| format!("cannot read the data set at {}", dir.display()))?;
+            let skip_bad = args.skip_bad || cfg.as_ref().is_some_and(|c| c.skip_bad);
+            let mut left_out: Vec<String> = Vec::new();
+            for (files, err) in found.problems {
+                if !skip_bad {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("the data set at {} has a bad file (use --skip-bad to leave such files out)", dir.display())));
+                }
+                eprintln!("warning: left out: {err}");
+                left_out.extend(files);
+            }
+            let items = found
+                .entries
+                .into_iter()
+                .filter(|e| !left_out.contains(&e.name))
+                .map(|e| Item {
+                    name: e.name.clone(),
+                    class: class_of(e.class),
+                    origin: Origin::Files(e),
+                })
+                .collect();
+            (items, format!("the data set at {}", dir.display()))
+        }
+        None => {
+            let cfg = cfg.as_ref().expect("a run config when there is no --data");
+            let src = cfg.phantom_source().expect("no data folder: phantoms");
+            let items = (0..src.len())
+                .map(|i| Item {
+                    name: src.name(i),
+                    class: class_of(crate::data::synth::phantom_class(src.seed, i as u64)),
+                    origin: Origin::Phantom(src, i),
+                })
+                .collect();
+            (items, src.describe())
+        }
+    };
+    let (items, what) = match split_path {
+        None => (all, format!("every image of {source_desc}")),
+        Some(path) => {
+            let split = Split::load(&path)?;
+            let by_name: HashMap<&str, &Item> = all.iter().map(|i| (i.name.as_str(), i)).collect();
+            let items = split
+                .test
+                .iter()
+                .map(|n| {
+                    by_name.get(n.as_str()).map(|i| (*i).clone()).with_context(|| {
+                        format!(
+                            "split file {} lists test image {n}, which {source_desc} does not have",
+                            path.display()
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (
+                items,
+                format!("the test part of {} ({source_desc})", path.display()),
+            )
+        }
+    };
+    if items.is_empty() {
+        bail!("nothing to evaluate: {what} has no images");
+    }
+    Ok((items, what))
+}
+
+/// What `summary.json` holds.
+#[derive(Serialize)]
+struct SummaryFile<'a> {
+    checkpoint: String,
+    epoch: usize,
+    variant: &'a str,
+    width: usize,
+    input_size: usize,
+    images: String,
+    image_count: usize,
+    adapter: String,
+    batch: usize,
+    /// "original": metrics at each image's original size.
+    metric_size: &'static str,
+    pp_n: PostProcess,
+    pp_y: PostProcess,
+    rows: &'a [TableRow],
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let r = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.threshold) {
+        bail!("--threshold {} is outside [0, 1]", args.threshold);
+    }
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    // Everything that can be checked without the GPU is, before it is opened.
+    let ck = load_model(&args.checkpoint, None)?;
+    let (items, what) = select_items(&args)?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        args.checkpoint
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("eval")
+    });
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let gpu = args.adapter.open()?;
+    let mut predictor = Predictor::from_checkpoint(&gpu, &args.checkpoint, &ck)?;
+    predictor
+        .warm_up(args.batch.min(items.len()))
+        .with_context(|| format!("cannot run {} on this GPU", args.checkpoint.display()))?;
+    let c = predictor.config();
+    eprintln!(
+        "evaluating {} F={} S={} from {} (epoch {}) on {} ({} images)",
+        c.variant.name(),
+        c.width,
+        c.size,
+        args.checkpoint.display(),
+        ck.epoch,
+        what,
+        items.len()
+    );
+    let pp_n = PostProcess::threshold_only(args.threshold);
+    let pp_y = PostProcess {
+        threshold: args.threshold,
+        ..PostProcess::default()
+    };
+    let bar = indicatif::ProgressBar::new(items.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut records = Vec::with_capacity(items.len() * 2);
+    for group in items.chunks(args.batch) {
+        let loaded = group
+            .iter()
+            .map(|i| {
+                i.load()
+                    .with_context(|| format!("cannot load test image {}", i.name))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let images: Vec<GrayF32> = loaded.iter().map(|(img, _)| img.clone()).collect();
+        let preds = predictor
+            .predict_batch(&images)
+            .with_context(|| format!("inference with {} failed", args.checkpoint.display()))?;
+        for ((item, (_, gt)), pred) in group.iter().zip(&loaded).zip(&preds) {
+            for (postprocessed, pp) in [(false, &pp_n), (true, &pp_y)] {
+                let metrics = evaluate_probability(&pred.probability, gt, pp)
+                    .with_context(|| format!("scoring {}", item.name))?
+                    .with_inference_ms(pred.ms);
+                records.push(ImageRecord {
+                    name: item.name.clone(),
+                    class: item.class.clone(),
+                    postprocessed,
+                    metrics,
+                });
+            }
+        }
+        bar.inc(group.len() as u64);
+    }
+    bar.finish_and_clear();
+    let rows = summary_rows(&records);
+    print!("{}", render_text(&rows, args.std));
+    let mut csv = Vec::new();
+    write_csv(&records, &mut csv).context("cannot format the per-image CSV")?;
+    write_atomic(&out.join("per_image.csv"), &csv)?;
+    let summary = SummaryFile {
+        checkpoint: args.checkpoint.display().to_string(),
+        epoch: ck.epoch,
+        variant: c.variant.name(),
+        width: c.width,
+        input_size: c.size,
+        images: what.clone(),
+        image_count: items.len(),
+        adapter: gpu.info().to_string(),
+        batch: args.batch,
+        metric_size: "original",
+        pp_n,
+        pp_y,
+        rows: &rows,
+    };
+    write_atomic(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    let md = format!(
+        "Checkpoint `{}` (epoch {}) on {} ({} images), metrics at the original image size; IT in ms per image at batch {} on {}.\n\n{}",
+        args.checkpoint.display(),
+        ck.epoch,
+        what,
+        items.len(),
+        args.batch,
+        gpu.info(),
+        render_markdown(&rows, true)
+    );
+    write_atomic(&out.join("table.md"), md.as_bytes())?;
+    eprintln!(
+        "wrote per_image.csv ({} rows), summary.json and table.md to {}",
+        records.len(),
+        out.display()
+    );
+    Ok(())
+}

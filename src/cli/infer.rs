@@ -1,0 +1,219 @@
+//! `rca-gpu infer`: segment images with a trained checkpoint.
+//!
+//! For each input image `NAME.ext` it writes, at the image's original size, into `--out`:
+//! `NAME_mask.png` (the lesion mask, 0/255), `NAME_prob.png` (the probability × 255, grey)
+//! and `NAME_overlay.png` (the image in RGB with the predicted lesion's outline in yellow),
+//! and prints one line: name, size, lesion area in pixels and percent, milliseconds per
+//! image (see [`crate::infer`] for what the time includes). Existing outputs are replaced.
+//!
+//! A folder input contributes every image file directly in it, except ground-truth masks
+//! (`*_mask*`, `*_GT`) and earlier outputs (`*_prob`, `*_overlay`). An image that cannot be
+//! decoded stops the run with its name, unless `--skip-bad` turns it into a warning.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::data::image_io::has_image_extension;
+use crate::data::{GrayF32, load_image_gray};
+use crate::infer::{Predictor, is_mask_or_output_name, lesion_area, overlay, save_png_atomic};
+use crate::metrics::PostProcess;
+use crate::train::checkpoint::load_model;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model checkpoint (e.g. runs/train/best.safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: PathBuf,
+    /// Image files and/or folders of images (PNG, BMP, JPEG, TIFF; any size, grey or colour).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder (created if missing; existing outputs are overwritten).
+    #[arg(long, default_value = "predictions")]
+    pub out: PathBuf,
+    /// Threshold the probability only: no hole filling, no small-region removal.
+    #[arg(long)]
+    pub no_postprocess: bool,
+    /// Probability threshold: a pixel is lesion when p >= T.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Images per forward pass (split further if the device cannot hold them).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Warn about and skip images that cannot be decoded instead of stopping.
+    #[arg(long)]
+    pub skip_bad: bool,
+    #[command(flatten)]
+    pub adapter: super::AdapterArgs,
+}
+
+impl Args {
+    /// The post-processing of the written masks.
+    pub fn post_process(&self) -> anyhow::Result<PostProcess> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            bail!("--threshold {} is outside [0, 1]", self.threshold);
+        }
+        Ok(if self.no_postprocess {
+            PostProcess::threshold_only(self.threshold)
+        } else {
+            PostProcess {
+                threshold: self.threshold,
+                ..PostProcess::default()
+            }
+        })
+    }
+}
+
+/// The image files the inputs name, in order (folders sorted by name), and how many files
+/// of the folders were left out as masks or earlier outputs.
+pub fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, usize)> {
+    let mut files = Vec::new();
+    let mut left_out = 0;
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("cannot read the folder {}", input.display()))?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("cannot read the folder {}", input.display()))?;
+            found.retain(|p| p.is_file() && has_image_extension(p));
+            found.sort();
+            let before = found.len();
+            found.retain(|p| !is_mask_or_output_name(p));
+            left_out += before - found.len();
+            if found.is_empty() {
+                bail!(
+                    "the folder {} has no images to segment ({} mask or output files left out)",
+                    input.display(),
+                    before
+                );
+            }
+            files.extend(found);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            bail!("input {} does not exist", input.display());
+        }
+    }
+    // Outputs are named after the stem: two inputs with one stem would overwrite each other.
+    let mut seen: HashMap<String, &PathBuf> = HashMap::new();
+    for f in &files {
+        if let Some(first) = seen.insert(stem(f), f) {
+            bail!(
+                "{} and {} have the same name stem, so their outputs would overwrite each other; segment them into different --out folders",
+                first.display(),
+                f.display()
+            );
+        }
+    }
+    Ok((files, left_out))
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pp = args.post_process()?;
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let (files, left_out) = collect_inputs(&args.inputs)?;
+    if left_out > 0 {
+        eprintln!("left out {left_out} mask or output file(s) found in the input folder(s)");
+    }
+    // The checkpoint is read and checked before the GPU is opened, so a wrong path fails at once.
+    let ck = load_model(&args.checkpoint, None)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    let gpu = args.adapter.open()?;
+    let mut predictor = Predictor::from_checkpoint(&gpu, &args.checkpoint, &ck)?;
+    predictor
+        .warm_up(args.batch.min(files.len()))
+        .with_context(|| format!("cannot run {} on this GPU", args.checkpoint.display()))?;
+    let c = predictor.config();
+    eprintln!(
+        "{} F={} S={} from {} (epoch {}); {} image(s), {}",
+        c.variant.name(),
+        c.width,
+        c.size,
+        args.checkpoint.display(),
+        predictor.epoch(),
+        files.len(),
+        if args.no_postprocess {
+            "threshold only"
+        } else {
+            "post-processed"
+        }
+    );
+    let (mut done, mut skipped, mut total_ms) = (0usize, 0usize, 0.0f64);
+    for group in files.chunks(args.batch) {
+        let mut images: Vec<(&PathBuf, GrayF32)> = Vec::with_capacity(group.len());
+        for f in group {
+            match load_image_gray(f) {
+                Ok(img) => images.push((f, img)),
+                Err(e) if args.skip_bad => {
+                    eprintln!("warning: skipped: {e}");
+                    skipped += 1;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(
+                        "an input image cannot be read (use --skip-bad to skip such files)",
+                    ));
+                }
+            }
+        }
+        let grey: Vec<GrayF32> = images.iter().map(|(_, g)| g.clone()).collect();
+        let preds = predictor
+            .predict_batch(&grey)
+            .with_context(|| format!("inference with {} failed", args.checkpoint.display()))?;
+        for ((path, img), pred) in images.iter().zip(&preds) {
+            let name = stem(path);
+            let mask = pred.mask(&pp)?;
+            let (area, pct) = lesion_area(&mask);
+            let (w, h) = (img.w as u32, img.h as u32);
+            let mask_px = mask
+                .data()
+                .iter()
+                .map(|&m| if m { 255 } else { 0 })
+                .collect();
+            let prob_px = pred
+                .probability
+                .iter()
+                .map(|&p| (p.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect();
+            let mask_img = image::GrayImage::from_raw(w, h, mask_px).expect("w×h pixels");
+            let prob_img = image::GrayImage::from_raw(w, h, prob_px).expect("w×h pixels");
+            save_png_atomic(&args.out.join(format!("{name}_mask.png")), &mask_img.into())?;
+            save_png_atomic(&args.out.join(format!("{name}_prob.png")), &prob_img.into())?;
+            save_png_atomic(
+                &args.out.join(format!("{name}_overlay.png")),
+                &overlay(img, &mask, None).into(),
+            )?;
+            println!(
+                "{name}  {w}x{h}  lesion {area} px ({pct:.2} %)  {:.1} ms",
+                pred.ms
+            );
+            done += 1;
+            total_ms += pred.ms;
+        }
+    }
+    if done == 0 {
+        bail!("none of the {} input image(s) could be read", files.len());
+    }
+    eprintln!(
+        "{done} image(s) segmented, {:.1} ms per image on average (batch {}){}; outputs in {}",
+        total_ms / done as f64,
+        args.batch,
+        if skipped > 0 {
+            format!(", {skipped} skipped")
+        } else {
+            String::new()
+        },
+        args.out.display()
+    );
+    Ok(())
+}

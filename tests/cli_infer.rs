@@ -1,0 +1,435 @@
+//! `rca-gpu infer` and `rca-gpu eval` end to end at a tiny size: one run trained once for the
+//! file (S = 32, F = 2, 8 phantoms, 2 epochs, as in `cli_train.rs`), then its outputs are
+//! checked: PNGs at the input's original (odd, non-square) size, metrics that parse and lie
+//! in range, one CSV row per image and post-processing setting. Bad input (a corrupt or
+//! missing checkpoint, an empty data folder, an undecodable image) fails with a message
+//! naming the file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use rca_gpu::model::{Model, ModelConfig, Variant};
+use rca_gpu::train::checkpoint::{NamedTensor, save_model};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+
+fn rca(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("cannot run rca-gpu")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "rca-gpu failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn failed(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "rca-gpu succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A scratch folder for this test binary under Cargo's target/tmp, emptied when the binary
+/// starts (a fixed name, so that runs do not pile up; each test writes its own sub-folder).
+fn scratch() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli_infer");
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
+/// The run folder of one tiny training run, trained on first use.
+fn run_dir() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = scratch().join("run");
+        ok(&rca(&[
+            "train",
+            "--size",
+            "32",
+            "--width",
+            "2",
+            "--phantoms",
+            "8",
+            "--batch",
+            "2",
+            "--epochs",
+            "2",
+            "--out",
+            s(&out),
+        ]));
+        out
+    })
+}
+
+/// A valid checkpoint written without a GPU (initial weights), for the error tests.
+fn cpu_checkpoint(path: &Path) {
+    let mc = ModelConfig::new(Variant::RcaIunet, 2, 32).unwrap();
+    let model = Model::new(mc);
+    let tensors: Vec<NamedTensor> = model
+        .spec
+        .params()
+        .iter()
+        .zip(model.spec.init_values(7))
+        .map(|(p, data)| NamedTensor {
+            name: p.name.clone(),
+            shape: p.shape.clone(),
+            data,
+        })
+        .collect();
+    save_model(path, &mc, 0, &Value::Null, &tensors).unwrap();
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+#[test]
+fn infer_writes_mask_probability_and_overlay_at_the_original_size() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = scratch().join("infer");
+    let folder = dir.join("scans");
+    std::fs::create_dir_all(&folder).unwrap();
+    // An odd, non-square colour image, and a folder holding a scan beside its mask.
+    let odd = dir.join("odd.png");
+    image::RgbImage::from_fn(45, 37, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    })
+    .save(&odd)
+    .unwrap();
+    image::GrayImage::from_fn(60, 50, |x, _| image::Luma([(x * 4) as u8]))
+        .save(folder.join("scan.png"))
+        .unwrap();
+    image::GrayImage::new(60, 50)
+        .save(folder.join("scan_mask.png"))
+        .unwrap();
+    let out = dir.join("pred");
+    let ck = run_dir().join("best.safetensors");
+    let stdout = ok(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&odd),
+        s(&folder),
+        "--out",
+        s(&out),
+    ]));
+    assert!(stdout.contains("odd  45x37  lesion"), "{stdout}");
+    assert!(stdout.contains("scan  60x50"), "{stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "the mask file is not segmented: {stdout}"
+    );
+    for (name, size) in [("odd", (45, 37)), ("scan", (60, 50))] {
+        for kind in ["mask", "prob", "overlay"] {
+            assert_eq!(
+                png_size(&out.join(format!("{name}_{kind}.png"))),
+                size,
+                "{name}_{kind}"
+            );
+        }
+    }
+    let mask = image::open(out.join("odd_mask.png")).unwrap().to_luma8();
+    assert!(mask.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+    let overlay = image::open(out.join("odd_overlay.png")).unwrap();
+    assert_eq!(overlay.color(), image::ColorType::Rgb8);
+    assert!(!out.join("scan_mask_mask.png").exists());
+
+    // --no-postprocess at threshold 0 marks every pixel (p >= 0 always holds).
+    let all = dir.join("all");
+    let stdout = ok(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&odd),
+        "--out",
+        s(&all),
+        "--no-postprocess",
+        "--threshold",
+        "0",
+    ]));
+    assert!(stdout.contains("lesion 1665 px (100.00 %)"), "{stdout}");
+}
+
+#[test]
+fn eval_of_a_run_scores_its_test_split_with_and_without_postprocessing() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = run_dir();
+    let ck = run.join("best.safetensors");
+    let stdout = ok(&rca(&["eval", "--checkpoint", s(&ck)]));
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let test = split["test"].as_array().unwrap().len();
+    assert!(test > 0);
+    let eval = run.join("eval");
+    let csv = std::fs::read_to_string(eval.join("per_image.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows.len(),
+        2 * test,
+        "one row per test image and PP setting:\n{csv}"
+    );
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for r in &rows {
+        for m in [
+            "accuracy",
+            "precision",
+            "recall",
+            "dice",
+            "iou",
+            "miou",
+            "mae",
+        ] {
+            let v: f64 = r[col(m)].parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{m} = {v}");
+        }
+        assert!(r[col("ahd")].parse::<f64>().unwrap() >= 0.0);
+        assert!(r[col("inference_ms")].parse::<f64>().unwrap() > 0.0);
+        // Phantoms are S×S: every pixel is counted once.
+        let n: u64 = ["tp", "fp", "fn", "tn"]
+            .iter()
+            .map(|c| r[col(c)].parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(n, 32 * 32);
+    }
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r[col("postprocessed")] == "Y")
+            .count(),
+        test
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["image_count"], test);
+    assert_eq!(summary["metric_size"], "original");
+    let table_rows = summary["rows"].as_array().unwrap();
+    assert!(
+        table_rows
+            .iter()
+            .any(|r| r["label"] == "all" && r["postprocessed"] == true)
+    );
+    for r in table_rows {
+        let dice = r["summary"]["dice"]["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&dice));
+        assert!(r["summary"]["inference_ms"]["mean"].as_f64().unwrap() > 0.0);
+    }
+    let md = std::fs::read_to_string(eval.join("table.md")).unwrap();
+    assert!(
+        md.contains("| all | N |") && md.contains("| all | Y |"),
+        "{md}"
+    );
+    assert!(
+        stdout.contains("IT (ms)") && stdout.contains("all"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn eval_on_another_data_set_scores_every_image_with_class_rows() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let ck = run_dir().join("best.safetensors");
+    let out = scratch().join("eval-sample");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    let stdout = ok(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--batch",
+        "4",
+    ]));
+    let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 15, "{csv}");
+    for class in ["benign", "malignant", "normal"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(class)),
+            "no {class} row:\n{stdout}"
+        );
+    }
+    // The sample images are 128×128 and scored at that size, not at S = 32.
+    let first = csv.lines().nth(1).unwrap();
+    let n: u64 = first
+        .split(',')
+        .skip(3)
+        .take(4)
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(n, 128 * 128, "{first}");
+}
+
+#[test]
+fn a_corrupt_or_missing_checkpoint_is_a_clear_error_naming_the_file() {
+    let dir = scratch().join("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.safetensors");
+    cpu_checkpoint(&good);
+    let bytes = std::fs::read(&good).unwrap();
+    let flipped = dir.join("flipped.safetensors");
+    let mut b = bytes.clone();
+    let last = b.len() - 3;
+    b[last] ^= 0x5a; // inside the tensor data: the checksum catches it
+    std::fs::write(&flipped, b).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let missing = dir.join("missing.safetensors");
+    let img = dir.join("x.png");
+    image::GrayImage::new(8, 8).save(&img).unwrap();
+    for (ck, why) in [
+        (&flipped, "corrupted"),
+        (&truncated, "safetensors"),
+        (&missing, "No such file"),
+    ] {
+        let err = failed(&rca(&[
+            "infer",
+            "--checkpoint",
+            s(ck),
+            s(&img),
+            "--out",
+            s(&dir),
+        ]));
+        assert!(err.contains(s(ck)) && err.contains(why), "infer: {err}");
+        let err = failed(&rca(&["eval", "--checkpoint", s(ck), "--data", s(&dir)]));
+        assert!(err.contains(s(ck)) && err.contains(why), "eval: {err}");
+    }
+}
+
+#[test]
+fn an_empty_data_folder_is_a_clear_error() {
+    let dir = scratch().join("empty-data");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ck = dir.join("model.safetensors");
+    cpu_checkpoint(&ck);
+    let err = failed(&rca(&["eval", "--checkpoint", s(&ck), "--data", s(&data)]));
+    assert!(err.contains(s(&data)) && err.contains("is empty"), "{err}");
+    // infer on a folder with nothing to segment.
+    let err = failed(&rca(&["infer", "--checkpoint", s(&ck), s(&data)]));
+    assert!(err.contains(s(&data)) && err.contains("no images"), "{err}");
+    // eval of a checkpoint outside a run folder, without --data, says what to give.
+    let err = failed(&rca(&["eval", "--checkpoint", s(&ck)]));
+    assert!(
+        err.contains("config.json") && err.contains("--data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_undecodable_image_is_named_and_skipped_only_with_skip_bad() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = scratch().join("bad-image");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let good = dir.join("fine.png");
+    image::GrayImage::new(40, 33).save(&good).unwrap();
+    let ck = run_dir().join("best.safetensors");
+    let out = dir.join("pred");
+    let err = failed(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&bad),
+        s(&good),
+        "--out",
+        s(&out),
+    ]));
+    assert!(err.contains(s(&bad)) && err.contains("--skip-bad"), "{err}");
+    let o = rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&bad),
+        s(&good),
+        "--out",
+        s(&out),
+        "--skip-bad",
+    ]);
+    let stdout = ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("broken.png"));
+    assert!(stdout.contains("fine  40x33"), "{stdout}");
+    assert!(out.join("fine_mask.png").is_file() && !out.join("broken_mask.png").exists());
+}
+
+#[test]
+fn eval_with_a_split_file_scores_its_test_part_and_names_unknown_images() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let run = run_dir();
+    let ck = run.join("best.safetensors");
+    let dir = scratch().join("split");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut split: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let first = split["train"][0].clone();
+    split["test"] = Value::Array(vec![first.clone()]);
+    let one = dir.join("one.json");
+    std::fs::write(&one, split.to_string()).unwrap();
+    let out = dir.join("eval");
+    ok(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--split",
+        s(&one),
+        "--out",
+        s(&out),
+    ]));
+    let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header and PP N/Y of one image:\n{csv}"
+    );
+    assert!(csv.contains(first.as_str().unwrap()), "{csv}");
+
+    split["test"] = Value::Array(vec![Value::from("phantom/benign/999999")]);
+    let unknown = dir.join("unknown.json");
+    std::fs::write(&unknown, split.to_string()).unwrap();
+    let err = failed(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--split",
+        s(&unknown),
+    ]));
+    assert!(
+        err.contains(s(&unknown)) && err.contains("phantom/benign/999999"),
+        "{err}"
+    );
+}
