@@ -97,6 +97,7 @@ fn an_unknown_adapter_name_lists_what_exists() {
     }
     let e = Gpu::new(&AdapterRequest {
         name: Some("no-such-gpu-xyz".into()),
+        ..Default::default()
     })
     .err()
     .expect("no adapter has that name")

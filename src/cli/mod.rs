@@ -53,6 +53,8 @@ impl AdapterArgs {
     pub fn open(&self) -> anyhow::Result<crate::Gpu> {
         let gpu = crate::Gpu::new(&crate::AdapterRequest {
             name: self.adapter.clone(),
+            // RCA_GPU_MAX_BINDING, when set.
+            ..crate::AdapterRequest::from_env()
         })?;
         eprintln!("adapter: {}", gpu.info());
         Ok(gpu)

@@ -28,6 +28,11 @@ use crate::error::{Error, Result};
 pub struct AdapterRequest {
     /// Case-insensitive substring of the adapter name (`--adapter`, `RCA_GPU_ADAPTER`).
     pub name: Option<String>,
+    /// Treat the storage-binding limit as at most this many bytes
+    /// (`RCA_GPU_MAX_BINDING`): behaves like a device with less memory per buffer, to test
+    /// or reproduce what happens there (inference splits its batches; training refuses a
+    /// batch that cannot fit).
+    pub max_binding: Option<u64>,
 }
 
 impl AdapterRequest {
@@ -38,6 +43,9 @@ impl AdapterRequest {
             name: std::env::var("RCA_GPU_ADAPTER")
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
+            max_binding: std::env::var("RCA_GPU_MAX_BINDING")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
         }
     }
 }
@@ -106,7 +114,10 @@ const MAX_PENDING_LAUNCHES: u32 = 512;
 impl Gpu {
     /// Open the best adapter for `request` (see [`AdapterRequest`]).
     pub fn new(request: &AdapterRequest) -> Result<Self> {
-        let (adapter, info) = adapter::choose(request)?;
+        let (adapter, mut info) = adapter::choose(request)?;
+        if let Some(cap) = request.max_binding {
+            info.max_storage_binding = info.max_storage_binding.min(cap);
+        }
         let features = adapter.features();
         if !features.contains(wgpu::Features::IMMEDIATES) {
             return Err(Error::Unsupported {
