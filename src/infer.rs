@@ -92,6 +92,19 @@ impl Predictor {
         Self::from_checkpoint(gpu, path, &ck)
     }
 
+    /// A predictor for weights already on the GPU (e.g. freshly initialised ones, for
+    /// `rca-gpu bench`, where the values do not change the time).
+    pub fn from_params(gpu: &Gpu, model: Model, params: Params) -> Self {
+        Self {
+            gpu: gpu.clone(),
+            model,
+            params,
+            checkpoint: PathBuf::new(),
+            epoch: 0,
+            chunk: usize::MAX,
+        }
+    }
+
     /// Loads an already-read checkpoint (`path` names it in errors), so that a caller can
     /// check the file before it opens the GPU.
     pub fn from_checkpoint(

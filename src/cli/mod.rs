@@ -1,6 +1,7 @@
 //! The subcommands of `rca-gpu`. Each lives in its own file with its clap arguments and a
 //! `run` function; this file only dispatches.
 
+pub mod bench;
 pub mod data;
 pub mod devices;
 pub mod eval;
@@ -38,6 +39,8 @@ pub enum Command {
     Infer(infer::Args),
     /// Score a checkpoint on its run's test split (or any data set): Table 2, per-image CSV.
     Eval(eval::Args),
+    /// Time inference (ms/image at batch 1 and 8) and training (images/s) on the adapter.
+    Bench(bench::Args),
 }
 
 /// Adapter selection shared by every subcommand that uses the GPU.
@@ -71,6 +74,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Metrics(a) => metrics::run(a),
         Command::Summary(a) => summary::run(a),
         Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Eval(a) => eval::run(a),
     }
