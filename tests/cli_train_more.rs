@@ -204,9 +204,15 @@ fn the_data_folder_is_stored_absolute_and_an_old_relative_entry_still_resumes() 
         abs.to_str().unwrap(),
         "rewritten absolute"
     );
+    // Or from anywhere, naming the folder again.
+    std::fs::write(out.join("config.json"), cfg.to_string()).unwrap();
+    let abs_s = abs.to_str().unwrap();
+    let again = ["--resume", "--epochs", "4", "--data", abs_s, "--out", out_s];
+    ok(&train(dir.path(), &again));
+    assert_eq!(config(&out)["data"], abs_s);
     let history: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(history.len(), 3);
+    assert_eq!(history.len(), 4);
 }
 
 #[test]

@@ -204,16 +204,19 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a training config", config_path.display()))?;
         if let Some(dir) = saved.data.as_mut().filter(|d| d.is_relative()) {
             // Older runs stored --data as given; it resolves only from the directory the run
-            // was started in. Once resolved, the trainer rewrites config.json absolute.
-            *dir = std::fs::canonicalize(&*dir).with_context(|| {
-                format!(
+            // was started in, or is named again with --data. Once resolved, the trainer
+            // rewrites config.json absolute.
+            *dir = match (std::fs::canonicalize(&*dir), &args.data) {
+                (Ok(abs), _) => abs,
+                (Err(_), Some(given)) => given.clone(),
+                (Err(e), None) => bail!(
                     "{} stores the data folder {} relative to the directory the run was \
-                     started from, and it is not found from here: resume from that \
+                     started from, and it is not found from here ({e}): resume from that \
                      directory, or pass --data with the folder",
                     config_path.display(),
                     dir.display()
-                )
-            })?;
+                ),
+            };
         }
         let cfg = args.config(Some(&saved), None);
         let diff = saved.differences(&cfg);
