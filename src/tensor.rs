@@ -111,12 +111,11 @@ impl Tensor {
             });
         }
         let class = size_class(bytes);
-        let raw =
-            gpu.inner
-                .pool
-                .lock()
-                .expect("pool lock")
-                .take(&gpu.inner.device, Kind::Storage, class);
+        let raw = {
+            let mut pool = gpu.inner.pool.lock().expect("pool lock");
+            pool.note_request(bytes);
+            pool.take(&gpu.inner.device, Kind::Storage, class)
+        };
         let t = Self {
             buf: Arc::new(PooledBuffer::new(
                 raw,

@@ -81,16 +81,41 @@ fn a_tiny_run_writes_its_folder_and_resumes_with_more_epochs() {
         .sum::<usize>();
     assert_eq!(n, 8, "the split lists every phantom once");
     let png = image::open(out.join("curves.png")).unwrap();
-    assert_eq!((png.width(), png.height()), (720, 240));
+    // A 4×2 grid of 320×220 panels (Fig. 8), drawn in more than the background and grid.
+    let png = png.to_rgb8();
+    assert_eq!((png.width(), png.height()), (1280, 440));
+    let colours: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+    for c in [[31, 119, 180], [255, 127, 14], [40, 40, 40]] {
+        assert!(colours.contains(&c), "curves.png lacks {c:?}");
+    }
     let first = history(&out);
     assert_eq!(first.len(), 2);
     for r in &first {
         assert!(r["val_loss"].as_f64().unwrap().is_finite());
-        let d = r["val_dice"].as_f64().unwrap();
-        assert!((0.0..=1.0).contains(&d));
+        for set in ["train", "val"] {
+            for m in ["dice", "miou", "precision", "recall", "accuracy", "mae"] {
+                let v = r[format!("{set}_{m}")].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "{set}_{m} = {v}");
+            }
+            // AHD is at most the 32×32 image's diagonal (the empty-mask penalty).
+            let ahd = r[format!("{set}_ahd")].as_f64().unwrap();
+            assert!(
+                (0.0..=32f64.hypot(32.0)).contains(&ahd),
+                "{set}_ahd = {ahd}"
+            );
+            let acc = r[format!("{set}_accuracy")].as_f64().unwrap();
+            let mae = r[format!("{set}_mae")].as_f64().unwrap();
+            assert!((acc + mae - 1.0).abs() < 1e-9, "binary MAE is 1 − accuracy");
+        }
     }
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "header and two epochs:\n{csv}");
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[..3], ["epoch", "train_loss", "train_dice"]);
+    assert!(header.contains(&"val_miou") && header.contains(&"train_ahd"));
+    for line in csv.lines() {
+        assert_eq!(line.split(',').count(), header.len(), "{line}");
+    }
     let last = out.join("last.safetensors");
     let ck = load_model(&last, None).unwrap();
     assert_eq!(ck.epoch, 2);

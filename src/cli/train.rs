@@ -6,14 +6,21 @@
 //! for from what was left out: left-out options take the run folder's `config.json` values
 //! when resuming and the defaults below otherwise; an explicit option that contradicts the
 //! run folder is refused (only `--epochs` may change, to train further).
+//!
+//! `--init CHECKPOINT` fine-tunes (the paper's Table 4: trained on BUSI, fine-tuned on
+//! BUSIS): a fresh run (new Adam state, epoch 0) whose weights and BN running statistics
+//! come from the checkpoint. Its variant, width and size become the run's unless given; a
+//! contradicting one is refused. Paths in `config.json` are stored absolute.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 
 use crate::data::Format;
+use crate::model::ModelConfig;
+use crate::train::checkpoint::load_model;
 use crate::train::trainer::{self, Outcome, TrainConfig};
 
 /// Defaults of the phantom run (S 64, F 4, 160 phantoms → 79 training / 33 validation
@@ -87,14 +94,18 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start from the weights of this checkpoint (fine-tuning; fresh optimizer, epoch 0).
+    /// Its variant, width and size are the run's defaults.
+    #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     #[command(flatten)]
     pub adapter: super::AdapterArgs,
 }
 
 impl Args {
     /// The run's configuration: `base` (the run folder's, when resuming) overlaid with
-    /// what was given explicitly, or the defaults.
-    fn config(&self, base: Option<&TrainConfig>) -> TrainConfig {
+    /// what was given explicitly, or `init`'s model (variant, width, size), or the defaults.
+    fn config(&self, base: Option<&TrainConfig>, init: Option<&ModelConfig>) -> TrainConfig {
         let data = self
             .data
             .clone()
@@ -108,9 +119,20 @@ impl Args {
                 .variant
                 .clone()
                 .or_else(|| base.map(|b| b.variant.clone()))
+                .or_else(|| init.map(|m| m.variant.name().to_string()))
                 .unwrap_or_else(|| "rca-iunet".into()),
-            width: pick(self.width, base.map(|b| b.width), DEFAULT_WIDTH, 16),
-            size: pick(self.size, base.map(|b| b.size), DEFAULT_SIZE, 256),
+            width: pick(
+                self.width,
+                base.map(|b| b.width).or(init.map(|m| m.width)),
+                DEFAULT_WIDTH,
+                16,
+            ),
+            size: pick(
+                self.size,
+                base.map(|b| b.size).or(init.map(|m| m.size)),
+                DEFAULT_SIZE,
+                256,
+            ),
             batch: pick(self.batch, base.map(|b| b.batch), DEFAULT_PHANTOM_BATCH, 8),
             epochs: pick(self.epochs, base.map(|b| b.epochs), DEFAULT_EPOCHS, 100),
             lr: self.lr.or(base.map(|b| b.lr)).unwrap_or(1e-3),
@@ -123,12 +145,53 @@ impl Args {
             augment: !self.no_augment && base.is_none_or(|b| b.augment),
             log_every: pick(self.log_every, base.map(|b| b.log_every), 10, 10),
             data,
+            init: base.and_then(|b| b.init.clone()),
+            init_sha256: base.and_then(|b| b.init_sha256.clone()),
         }
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// The data folder as an absolute path without `..` or links, so that the run folder's
+/// `config.json` works from any directory.
+fn absolute_data(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(dir)
+        .with_context(|| format!("cannot read the data folder {}", dir.display()))
+}
+
+/// Check the `--init` checkpoint and make the run start from it: the run's variant, width
+/// and size must be the checkpoint's (they are by default).
+fn apply_init(args: &Args, path: &Path) -> anyhow::Result<TrainConfig> {
+    let abs = std::fs::canonicalize(path)
+        .with_context(|| format!("--init: cannot read the checkpoint {}", path.display()))?;
+    let ck = load_model(&abs, None)
+        .with_context(|| format!("--init: {} is not a usable checkpoint", path.display()))?;
+    let mut cfg = args.config(None, Some(&ck.config));
+    let mc = cfg.model_config()?;
+    let found = (ck.config.variant.name(), ck.config.width, ck.config.size);
+    let asked = (mc.variant.name(), mc.width, mc.size);
+    if found != asked {
+        bail!(
+            "--init: {} holds a {} model with F = {} at S = {}, but the run asks for {} with F = {} at S = {}. \
+             Leave --variant, --width and --size out to take the checkpoint's",
+            abs.display(),
+            found.0,
+            found.1,
+            found.2,
+            asked.0,
+            asked.1,
+            asked.2
+        );
+    }
+    cfg.init_sha256 = Some(trainer::file_sha256(&abs)?);
+    cfg.init = Some(abs);
+    Ok(cfg)
+}
+
+pub fn run(mut args: Args) -> anyhow::Result<()> {
     let config_path = args.out.join("config.json");
+    if let Some(dir) = &args.data {
+        args.data = Some(absolute_data(dir)?);
+    }
     let cfg = if args.resume {
         let text = std::fs::read_to_string(&config_path).with_context(|| {
             format!(
@@ -137,9 +200,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 config_path.display()
             )
         })?;
-        let saved: TrainConfig = serde_json::from_str(&text)
+        let mut saved: TrainConfig = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a training config", config_path.display()))?;
-        let cfg = args.config(Some(&saved));
+        if let Some(dir) = saved.data.as_mut().filter(|d| d.is_relative()) {
+            // Older runs stored --data as given; it resolves only from the directory the run
+            // was started in, or is named again with --data. Once resolved, the trainer
+            // rewrites config.json absolute.
+            *dir = match (std::fs::canonicalize(&*dir), &args.data) {
+                (Ok(abs), _) => abs,
+                (Err(_), Some(given)) => given.clone(),
+                (Err(e), None) => bail!(
+                    "{} stores the data folder {} relative to the directory the run was \
+                     started from, and it is not found from here ({e}): resume from that \
+                     directory, or pass --data with the folder",
+                    config_path.display(),
+                    dir.display()
+                ),
+            };
+        }
+        let cfg = args.config(Some(&saved), None);
         let diff = saved.differences(&cfg);
         if !diff.is_empty() {
             bail!(
@@ -157,7 +236,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 args.out.display()
             );
         }
-        args.config(None)
+        match &args.init {
+            Some(path) => apply_init(&args, path)?,
+            None => args.config(None, None),
+        }
     };
     cfg.model_config()?;
     if let Some(dir) = &cfg.data {
@@ -216,12 +298,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(b) = best {
         println!(
-            "done in {:.1} s: best epoch {} val loss {:.4} val Dice {:.4} val IoU {:.4}; run folder {}",
+            "done in {:.1} s: best epoch {} val loss {:.4} val Dice {:.4} val IoU {:.4} val mIoU {:.4} val AHD {:.2}; run folder {}",
             summary.seconds,
             b.epoch,
             b.val_loss,
             b.val_dice,
             b.val_iou,
+            b.val_miou,
+            b.val_ahd,
             args.out.display()
         );
     }

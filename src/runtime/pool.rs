@@ -24,6 +24,10 @@ pub struct PoolStats {
     pub idle: u64,
     /// Bytes held by all buffers the pool created (lent and idle).
     pub bytes: u64,
+    /// The largest storage tensor ever requested, in bytes (before size-class rounding):
+    /// what a binding must hold, measured so that the trainer's up-front batch-size check
+    /// can be tested against what the model really allocates.
+    pub largest_request: u64,
 }
 
 /// Storage buffers and map-read staging buffers are kept apart: their usages differ.
@@ -53,6 +57,11 @@ impl Pool {
         let mut s = self.stats;
         s.idle = self.free.values().map(|v| v.len() as u64).sum();
         s
+    }
+
+    /// Record a storage request of `bytes` (see [`PoolStats::largest_request`]).
+    pub(crate) fn note_request(&mut self, bytes: u64) {
+        self.stats.largest_request = self.stats.largest_request.max(bytes);
     }
 
     pub(crate) fn take(&mut self, device: &wgpu::Device, kind: Kind, class: u64) -> wgpu::Buffer {

@@ -4,7 +4,8 @@
 //!
 //! # Run folder
 //!
-//! - `config.json`: the [`TrainConfig`] (everything that defines the run).
+//! - `config.json`: the [`TrainConfig`] (everything that defines the run, with the data
+//!   folder and an `--init` checkpoint as absolute paths).
 //! - `split.json`: the train/val/test split (names), `data_report.json` for a real data set.
 //! - `last.safetensors` + `last.optim.safetensors`: the latest state; the optimizer file's
 //!   `rng` field holds the [`LoopState`] (epoch, batch within the epoch, scheduler counters)
@@ -13,7 +14,10 @@
 //! - `best.safetensors`: the weights of the lowest validation loss so far.
 //! - `metrics.csv`, `metrics.json`: one record per finished epoch, rewritten each epoch from
 //!   the history the checkpoint carries (so a resumed run keeps its earlier epochs), and
-//!   `curves.png`, the loss and Dice curves ([`super::plot`]).
+//!   `curves.png`, the paper's Fig. 8 curves ([`EpochRecord`], [`super::plot`]).
+//!
+//! Before anything is loaded, [`check_batch_fits`] refuses a batch whose largest buffer
+//! exceeds the adapter's storage-binding limit.
 //!
 //! # Reading back
 //!
@@ -36,7 +40,7 @@ use crate::data::{
     AugmentConfig, BatchConfig, Format, LoadOptions, MaskResize, PhantomSource, SampleSource,
     Split, SplitConfig, epoch_batches, load_dataset,
 };
-use crate::metrics::{BinaryMask, PostProcess, confusion};
+use crate::metrics::{BinaryMask, PostProcess, evaluate};
 use crate::model::{Mode, Model, ModelConfig, Variant};
 use crate::nn::Params;
 use crate::train::checkpoint::{
@@ -62,7 +66,9 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub lr: f32,
     pub seed: u64,
-    /// Data-set folder; None trains on the built-in phantoms.
+    /// Data-set folder, absolute (so that `--resume` and `eval` work from any directory;
+    /// older runs stored it as given, see `rca-gpu train --resume`); None trains on the
+    /// built-in phantoms.
     pub data: Option<PathBuf>,
     pub format: Option<Format>,
     pub skip_bad: bool,
@@ -76,6 +82,13 @@ pub struct TrainConfig {
     pub augment: bool,
     /// Read the loss back every this many steps (for the progress bar).
     pub log_every: usize,
+    /// The checkpoint whose weights and BN running statistics the run started from
+    /// (`--init`, fine-tuning), absolute; None starts from the seeded initialisation.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// SHA-256 of the `init` file as it was when the run started (`sha256sum` compatible).
+    #[serde(default)]
+    pub init_sha256: Option<String>,
 }
 
 impl TrainConfig {
@@ -114,13 +127,100 @@ impl TrainConfig {
     }
 }
 
-/// One finished epoch.
+/// SHA-256 of a file's bytes, in hex (what `sha256sum` prints).
+pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The largest single GPU buffer, in bytes, that one training step of `model` at batch
+/// `batch` allocates: every buffer must fit one storage binding, and training cannot split
+/// a batch (train-mode BN couples its samples), so this decides the largest usable batch.
+///
+/// The activations are largest at level 0 (S×S) of the decoder, where the last block's
+/// input is concat[Up(d1) (2F ch), skip (F ch)] = 3F channels. A plain block (no RIC)
+/// allocates nothing wider there; a RIC block's layer-1 concat has 3F + 3F = 6F channels,
+/// and its HybridPoolSame branch takes the complex 2-D FFT of the 3F-channel input, again
+/// 6F floats per pixel. So the largest activation is c·F·S²·N floats with c = 6 with RIC
+/// and 3 without; every other tensor (the encoder's 4F concat, the im2col buffers of the
+/// CSA convolutions at S/2, the gradients, which mirror the activations) is smaller.
+/// Measured (`PoolStats::largest_request` after a forward + backward + Adam step, every
+/// variant at F 2 and 4, S 32 and 64, N 1 and 2) and checked in `tests/train_fit.rs`. The
+/// largest parameter (the deepest RIC's 4·16F → 16F pointwise kernel) can exceed that at
+/// small S and large F, so it is taken into account, though it is never near a limit.
+pub fn largest_buffer_bytes(model: &Model, batch: usize) -> u64 {
+    let mc = &model.config;
+    let per_pixel = if mc.variant.ric() { 6 } else { 3 } * mc.width as u64;
+    let activation = per_pixel * (mc.size * mc.size) as u64 * batch as u64 * 4;
+    let param = model
+        .spec
+        .params()
+        .iter()
+        .map(|p| 4 * p.shape.iter().product::<usize>() as u64)
+        .max()
+        .unwrap_or(0);
+    activation.max(param)
+}
+
+/// Refuse, before any step, a batch whose largest buffer exceeds what `gpu` can bind: the
+/// step would otherwise fail mid-run with the op's `TooLarge` error.
+pub fn check_batch_fits(gpu: &Gpu, model: &Model, batch: usize) -> anyhow::Result<()> {
+    let info = gpu.info();
+    let limit = info.max_storage_binding.min(info.max_buffer_size);
+    let need = largest_buffer_bytes(model, batch);
+    if need <= limit {
+        return Ok(());
+    }
+    let per_image = largest_buffer_bytes(model, 1);
+    let s = model.config.size;
+    let fits = (1..=batch)
+        .rev()
+        .find(|&b| largest_buffer_bytes(model, b) <= limit);
+    let advice = match fits {
+        Some(b) => format!("use --batch {b} or less"),
+        None => format!(
+            "even batch 1 needs {}: use a smaller --size or --width",
+            megabytes(per_image)
+        ),
+    };
+    bail!(
+        "batch {batch} at {s}×{s} needs a {} buffer; this adapter ({}) allows {} per binding: {advice}",
+        megabytes(need),
+        info.name,
+        mebibytes(limit)
+    )
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{} MB", (bytes as f64 / 1e6).round())
+}
+
+fn mebibytes(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    }
+}
+
+/// One finished epoch: the paper's Fig. 8 curves. Every metric is the mean over images of
+/// [`crate::metrics::evaluate`] on the prediction thresholded at 0.5 without
+/// post-processing, at the training size S. Validation covers every validation image (eval
+/// mode); training covers the images of the batches whose logits were read back for the
+/// progress bar (every `log_every`-th and the last), as they were predicted during the step
+/// (train mode, before the update), so training never reads back more than it logs.
+///
+/// The fields after `images_per_s` came later: `#[serde(default)]` lets the history inside an
+/// older checkpoint load (its epochs show 0 there).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// 1-based.
     pub epoch: usize,
     pub train_loss: f64,
-    /// Mean Dice of the thresholded training predictions of the epoch.
     pub train_dice: f64,
     pub val_loss: f64,
     pub val_dice: f64,
@@ -131,6 +231,103 @@ pub struct EpochRecord {
     pub seconds: f64,
     /// Training images per second (validation excluded).
     pub images_per_s: f64,
+    #[serde(default)]
+    pub train_iou: f64,
+    #[serde(default)]
+    pub train_miou: f64,
+    #[serde(default)]
+    pub train_precision: f64,
+    #[serde(default)]
+    pub train_recall: f64,
+    #[serde(default)]
+    pub train_accuracy: f64,
+    #[serde(default)]
+    pub train_mae: f64,
+    /// Average Hausdorff distance in pixels of the S×S masks.
+    #[serde(default)]
+    pub train_ahd: f64,
+    #[serde(default)]
+    pub val_miou: f64,
+    #[serde(default)]
+    pub val_precision: f64,
+    #[serde(default)]
+    pub val_recall: f64,
+    #[serde(default)]
+    pub val_accuracy: f64,
+    #[serde(default)]
+    pub val_mae: f64,
+    #[serde(default)]
+    pub val_ahd: f64,
+}
+
+/// Per-image metric sums over a set of images (see [`EpochRecord`] for what is scored).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricSums {
+    pub images: usize,
+    pub dice: f64,
+    pub iou: f64,
+    pub miou: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub accuracy: f64,
+    pub mae: f64,
+    pub ahd: f64,
+}
+
+impl MetricSums {
+    /// Score one batch: `logits` and `masks` hold `n` planes of `size`×`size`.
+    pub fn add_batch(
+        &mut self,
+        logits: &[f32],
+        masks: &[f32],
+        n: usize,
+        size: usize,
+    ) -> anyhow::Result<()> {
+        let plane = size * size;
+        let pp = PostProcess::threshold_only(0.5);
+        for k in 0..n {
+            let prob: Vec<f32> = logits[k * plane..(k + 1) * plane]
+                .iter()
+                .map(|&z| 1.0 / (1.0 + (-z).exp()))
+                .collect();
+            let pred = pp.apply(&prob, size, size)?;
+            let gt = BinaryMask::new(
+                size,
+                size,
+                masks[k * plane..(k + 1) * plane]
+                    .iter()
+                    .map(|&v| v > 0.5)
+                    .collect(),
+            )?;
+            let m = evaluate(&pred, &gt)?;
+            self.images += 1;
+            self.dice += m.dice;
+            self.iou += m.iou;
+            self.miou += m.miou;
+            self.precision += m.precision;
+            self.recall += m.recall;
+            self.accuracy += m.accuracy;
+            self.mae += m.mae;
+            self.ahd += m.ahd;
+        }
+        Ok(())
+    }
+
+    /// The means (all 0 when no image was scored).
+    pub fn means(&self) -> MetricSums {
+        let n = self.images.max(1) as f64;
+        MetricSums {
+            images: self.images,
+            dice: self.dice / n,
+            iou: self.iou / n,
+            miou: self.miou / n,
+            precision: self.precision / n,
+            recall: self.recall / n,
+            accuracy: self.accuracy / n,
+            mae: self.mae / n,
+            ahd: self.ahd / n,
+        }
+    }
 }
 
 /// The loop's position and scheduler counters, stored in the optimizer file's `rng` field.
@@ -140,9 +337,13 @@ pub struct LoopState {
     pub epoch: usize,
     /// Batches of epoch `epoch` already trained (non-zero only after an interrupt).
     pub batch: usize,
-    /// Sum of the batch losses and Dice values so far in the unfinished epoch.
+    /// Sum of the batch losses so far in the unfinished epoch.
     pub loss_sum: f64,
-    pub dice_sum: f64,
+    /// Metric sums of the logged training batches so far in the unfinished epoch (absent
+    /// from an older checkpoint's loop state: its partial epoch then scores only the
+    /// batches trained after resuming).
+    #[serde(default)]
+    pub train: MetricSums,
     pub seconds: f64,
     pub best_val_loss: Option<f64>,
     pub best_epoch: usize,
@@ -308,11 +509,14 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
         out.join("metrics.json"),
         serde_json::to_string_pretty(history)?,
     )?;
+    // The first nine columns are the original ones, in their order; the rest were added.
     let mut csv = String::from(
-        "epoch,train_loss,train_dice,val_loss,val_dice,val_iou,lr,seconds,images_per_s\n",
+        "epoch,train_loss,train_dice,val_loss,val_dice,val_iou,lr,seconds,images_per_s,\
+         train_iou,train_miou,train_precision,train_recall,train_accuracy,train_mae,train_ahd,\
+         val_miou,val_precision,val_recall,val_accuracy,val_mae,val_ahd\n",
     );
     for r in history {
-        let _ = writeln!(
+        let _ = write!(
             csv,
             "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:e},{:.3},{:.2}",
             r.epoch,
@@ -325,42 +529,29 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
             r.seconds,
             r.images_per_s
         );
+        for v in [
+            r.train_iou,
+            r.train_miou,
+            r.train_precision,
+            r.train_recall,
+            r.train_accuracy,
+            r.train_mae,
+            r.train_ahd,
+            r.val_miou,
+            r.val_precision,
+            r.val_recall,
+            r.val_accuracy,
+            r.val_mae,
+            r.val_ahd,
+        ] {
+            let _ = write!(csv, ",{v:.6}");
+        }
+        csv.push('\n');
     }
     fs::write(out.join("metrics.csv"), csv)?;
     super::plot::write_curves(&out.join("curves.png"), history)
         .with_context(|| format!("cannot write {}", out.join("curves.png").display()))?;
     Ok(())
-}
-
-/// Thresholded Dice of one batch's logits against its masks, per image, summed.
-fn dice_iou_sums(
-    logits: &[f32],
-    masks: &[f32],
-    n: usize,
-    size: usize,
-) -> anyhow::Result<(f64, f64)> {
-    let plane = size * size;
-    let pp = PostProcess::threshold_only(0.5);
-    let (mut d, mut i) = (0.0, 0.0);
-    for k in 0..n {
-        let prob: Vec<f32> = logits[k * plane..(k + 1) * plane]
-            .iter()
-            .map(|&z| 1.0 / (1.0 + (-z).exp()))
-            .collect();
-        let pred = pp.apply(&prob, size, size)?;
-        let gt = BinaryMask::new(
-            size,
-            size,
-            masks[k * plane..(k + 1) * plane]
-                .iter()
-                .map(|&v| v > 0.5)
-                .collect(),
-        )?;
-        let c = confusion(&pred, &gt)?;
-        d += c.dice();
-        i += c.iou();
-    }
-    Ok((d, i))
 }
 
 fn check_loss(what: &str, loss: f64, epoch: usize, out: &Path) -> anyhow::Result<()> {
@@ -374,16 +565,17 @@ fn check_loss(what: &str, loss: f64, epoch: usize, out: &Path) -> anyhow::Result
     Ok(())
 }
 
-/// Validation in eval mode (running BN statistics), no tape: (loss, Dice, IoU) means.
+/// Validation in eval mode (running BN statistics), no tape: the mean loss and the metric
+/// means over every validation image.
 fn validate(
     gpu: &Gpu,
     model: &Model,
     params: &mut Params,
     data: &Data,
     cfg: &TrainConfig,
-) -> anyhow::Result<(f64, f64, f64)> {
+) -> anyhow::Result<(f64, MetricSums)> {
     let bc = BatchConfig::evaluation(cfg.batch);
-    let (mut loss, mut dice, mut iou, mut n) = (0.0, 0.0, 0.0, 0usize);
+    let (mut loss, mut sums, mut n) = (0.0, MetricSums::default(), 0usize);
     for b in epoch_batches(data.source.clone(), &data.val, &bc, 0) {
         let shape = [b.n, 1, b.size, b.size];
         let x = Tensor::from_vec(gpu, shape, &b.images)?;
@@ -393,14 +585,11 @@ fn validate(
             let l = ops::bce_dice_loss(&logits, &y)?.to_scalar()?;
             Ok((l, logits.to_vec()?))
         })?;
-        let (d, i) = dice_iou_sums(&logits, &b.masks, b.n, b.size)?;
+        sums.add_batch(&logits, &b.masks, b.n, b.size)?;
         loss += f64::from(l) * b.n as f64;
-        dice += d;
-        iou += i;
         n += b.n;
     }
-    let n = n.max(1) as f64;
-    Ok((loss / n, dice / n, iou / n))
+    Ok((loss / n.max(1) as f64, sums.means()))
 }
 
 /// Train (or resume) the run in `out`. `stop` is polled after every step: when set, the
@@ -414,10 +603,11 @@ pub fn run(
 ) -> anyhow::Result<RunSummary> {
     let t_run = Instant::now();
     let mc = cfg.model_config()?;
+    let model = Model::new(mc);
+    check_batch_fits(gpu, &model, cfg.batch)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data = prepare_data(cfg, out, resume)?;
     fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)?;
-    let model = Model::new(mc);
     let last = out.join("last.safetensors");
     let (mut params, mut adam, mut state, mut history) = if resume {
         let ck = load_model(&last, Some(&mc))?;
@@ -444,6 +634,28 @@ pub fn run(
             adam.lr
         );
         (params, adam, state, history)
+    } else if let Some(init) = &cfg.init {
+        // Fine-tuning: the weights and BN running statistics of another run, with a fresh
+        // optimizer at epoch 0.
+        if let Some(want) = &cfg.init_sha256 {
+            let sha = file_sha256(init)?;
+            if &sha != want {
+                bail!(
+                    "{} changed since the run was configured (SHA-256 {sha}, expected {want})",
+                    init.display()
+                );
+            }
+        }
+        let ck = load_model(init, Some(&mc))
+            .with_context(|| format!("--init: cannot use {}", init.display()))?;
+        let params = model.spec.load(gpu, &values_for(init, &ck, &model.spec)?)?;
+        let adam = Adam::new(&params, cfg.lr)?;
+        eprintln!(
+            "starting from the weights of {} (epoch {} of its run)",
+            init.display(),
+            ck.epoch
+        );
+        (params, adam, LoopState::default(), Vec::new())
     } else {
         let params = model.spec.init(gpu, cfg.seed)?;
         let adam = Adam::new(&params, cfg.lr)?;
@@ -502,9 +714,10 @@ pub fn run(
             if read_now {
                 let l = loss.to_scalar()?;
                 check_loss("the training loss", f64::from(l), epoch + 1, out)?;
-                let (d, _) = dice_iou_sums(&logits.to_vec()?, &b.masks, b.n, b.size)?;
-                // Dice is read on the logged batches only: a sample of the epoch.
-                state.dice_sum += d / b.n as f64;
+                // Scored on the logged batches only: a sample of the epoch.
+                state
+                    .train
+                    .add_batch(&logits.to_vec()?, &b.masks, b.n, b.size)?;
                 let ips = images as f64 / (t0.elapsed().as_secs_f64() + 1e-9);
                 bar.set_message(format!("loss {l:.4} {ips:.1} img/s"));
             }
@@ -537,30 +750,45 @@ pub fn run(
             });
         }
         let t_val = Instant::now();
-        let (val_loss, val_dice, val_iou) = validate(gpu, &model, &mut params, &data, cfg)?;
+        let (val_loss, val) = validate(gpu, &model, &mut params, &data, cfg)?;
         check_loss("the validation loss", val_loss, epoch + 1, out)?;
         // Training time (interrupted parts included) plus validation.
         let seconds = state.seconds + t_val.elapsed().as_secs_f64();
-        let logged = nbatches.div_ceil(log_every).max(1);
+        let train = state.train.means();
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: state.loss_sum / nbatches.max(1) as f64,
-            train_dice: state.dice_sum / logged as f64,
+            train_dice: train.dice,
             val_loss,
-            val_dice,
-            val_iou,
+            val_dice: val.dice,
+            val_iou: val.iou,
             lr: adam.lr,
             seconds,
             images_per_s: (nbatches * cfg.batch) as f64 / state.seconds.max(1e-9),
+            train_iou: train.iou,
+            train_miou: train.miou,
+            train_precision: train.precision,
+            train_recall: train.recall,
+            train_accuracy: train.accuracy,
+            train_mae: train.mae,
+            train_ahd: train.ahd,
+            val_miou: val.miou,
+            val_precision: val.precision,
+            val_recall: val.recall,
+            val_accuracy: val.accuracy,
+            val_mae: val.mae,
+            val_ahd: val.ahd,
         };
         eprintln!(
-            "epoch {:3}/{}  train loss {:.4}  val loss {:.4}  val Dice {:.4}  val IoU {:.4}  lr {:.1e}  {:.1} s",
+            "epoch {:3}/{}  train loss {:.4}  val loss {:.4} Dice {:.4} IoU {:.4} mIoU {:.4} AHD {:.2}  lr {:.1e}  {:.1} s",
             record.epoch,
             cfg.epochs,
             record.train_loss,
             val_loss,
-            val_dice,
-            val_iou,
+            val.dice,
+            val.iou,
+            val.miou,
+            val.ahd,
             record.lr,
             seconds
         );
@@ -595,7 +823,7 @@ pub fn run(
         state.epoch += 1;
         state.batch = 0;
         state.loss_sum = 0.0;
-        state.dice_sum = 0.0;
+        state.train = MetricSums::default();
         state.seconds = 0.0;
         save_last(out, &mc, &params, &adam, &state, &history)?;
         write_metrics(out, &history)?;
