@@ -63,6 +63,8 @@ fn init_starts_a_fresh_run_from_another_runs_weights() {
     first.extend(tiny);
     ok(&train(d, &first));
     let best = d.join("a/best.safetensors");
+    // The phantom demo's BN momentum (MODEL.md's 0.99 is the --data default, below).
+    assert_eq!(config(&d.join("a"))["bn_momentum"].as_f64(), Some(0.9));
 
     // --size and --width are left out: the checkpoint's are taken. A learning rate of 1e-12
     // leaves the weights where they started, so the run's last checkpoint shows them.
@@ -180,6 +182,7 @@ fn the_data_folder_is_stored_absolute_and_an_old_relative_entry_still_resumes() 
     ok(&train(&repo_data, &args));
     let abs = repo_data.join("sample").canonicalize().unwrap();
     assert_eq!(config(&out)["data"], abs.to_str().unwrap());
+    assert_eq!(config(&out)["bn_momentum"].as_f64(), Some(0.99));
     // From another directory the run resumes (the relative "sample" would not resolve).
     ok(&train(
         dir.path(),
@@ -282,4 +285,18 @@ fn an_older_history_without_the_new_metrics_still_loads() {
         (r.epoch, r.val_dice, r.val_miou, r.val_ahd),
         (1, 0.3, 0.0, 0.0)
     );
+}
+
+#[test]
+fn a_bn_momentum_outside_zero_to_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for m in ["1", "1.5", "-0.1"] {
+        let flag = format!("--bn-momentum={m}");
+        let err = failed(&train(dir.path(), &[&flag, "--out", "r", "--epochs", "1"]));
+        assert!(
+            err.contains("--bn-momentum") && err.contains("[0, 1)"),
+            "{m}: {err}"
+        );
+    }
+    assert!(!dir.path().join("r").exists());
 }

@@ -53,3 +53,53 @@ fn every_variant_runs_forward_and_learns_a_step() {
         );
     }
 }
+
+/// `Model::bn_momentum` is the weight of the old running statistics in every BN: from the
+/// initial (mean 0, variance 1), one train-mode forward leaves
+/// running = m·initial + (1 − m)·batch, and the batch statistics do not depend on m (train
+/// mode normalises with them), so momentum 0.5 moves each statistic 50 times as far as 0.99.
+#[test]
+fn bn_momentum_sets_how_far_one_step_moves_every_running_statistic() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, s) = (2, 32);
+    let x = Tensor::from_vec(&gpu, [n, 1, s, s], &common::uniform(&mut rng, n * s * s)).unwrap();
+    let seed = rng.random();
+    let moved = |m: f32| {
+        let mut model = Model::new(ModelConfig::new(Variant::RcaIunet, 2, s).unwrap());
+        model.bn_momentum = m;
+        let mut params = model.spec.init(&gpu, seed).unwrap();
+        no_grad(|| model.forward(&mut params, &x, Mode::Train)).unwrap();
+        let mut out = Vec::new();
+        for (info, t) in params.iter() {
+            let initial = if info.name.ends_with("running_var") {
+                1.0
+            } else if info.name.ends_with("running_mean") {
+                0.0
+            } else {
+                continue;
+            };
+            out.extend(t.to_vec().unwrap().into_iter().map(|v| v - initial));
+        }
+        out
+    };
+    let (slow, fast) = (moved(0.99), moved(0.5));
+    assert_eq!(slow.len(), fast.len());
+    assert!(!slow.is_empty());
+    let mut checked = 0;
+    for (a, b) in slow.iter().zip(&fast) {
+        if b.abs() > 1e-3 {
+            let ratio = b / a;
+            assert!(
+                (ratio - 50.0).abs() < 0.05,
+                "moved {b} vs {a}: ratio {ratio}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > slow.len() / 2,
+        "{checked} of {} statistics moved",
+        slow.len()
+    );
+}

@@ -24,21 +24,22 @@ use crate::train::checkpoint::load_model;
 use crate::train::trainer::{self, Outcome, TrainConfig};
 
 /// Defaults of the phantom run (S 64, F 4, 160 phantoms → 79 training / 33 validation
-/// images, batch 4, 20 epochs). Measured on lavapipe on a 2-core machine loaded by other
-/// builds (load average 5–9): epochs 1–10 took 379 s, epochs 11–20 (resumed) about 340 s,
-/// so ~12 minutes loaded (an idle machine should be faster). 20 rather than 10 epochs because
-/// the validation Dice (eval mode, BN running statistics with MODEL.md's momentum 0.99) stays
-/// at the share of lesion-free images (0.15) until the running statistics catch up with the
-/// weights after ~300 updates, while the training loss falls from the start; it then rises
-/// to 0.65 at epoch 20 (val loss 0.58).
+/// images, batch 4, 20 epochs, BN momentum 0.9). Measured with the release build on lavapipe
+/// (llvmpipe, Mesa 25.0.7) on an idle 2-core machine, 2026-11-26: 331 s in all (epochs of
+/// 15–18 s, validation included); validation Dice 0.40 after epoch 2, 0.63 at epoch 9, best
+/// 0.709 at epoch 19 (eval mode, threshold 0.5, no post-processing).
 pub const DEFAULT_SIZE: usize = 64;
 pub const DEFAULT_WIDTH: usize = 4;
 pub const DEFAULT_PHANTOMS: usize = 160;
 pub const DEFAULT_EPOCHS: usize = 20;
-/// Batch 4 on phantoms (8 with --data, MODEL.md): twice the updates per epoch, so that the
-/// BN running statistics (momentum 0.99) that validation uses have caught up with the
-/// weights within the short default run; with batch 8 they lag and eval mode predicts
-/// nothing for the first epochs while the training Dice already rises.
+/// BN momentum of the phantom run. MODEL.md's 0.99 averages the batch statistics over the
+/// last ~100 updates; the whole default run has a few hundred, so eval-mode validation
+/// would judge the weights with statistics of much earlier ones (the validation Dice
+/// stayed at the share of lesion-free images, 0.15, for 15 epochs at 0.99). 0.9 averages
+/// over ~10 updates.
+pub const DEFAULT_PHANTOM_BN_MOMENTUM: f32 = 0.9;
+/// Batch 4 on phantoms (8 with --data, MODEL.md): twice the updates per epoch of batch 8
+/// in the same time on lavapipe, which the short run needs more than larger batches.
 pub const DEFAULT_PHANTOM_BATCH: usize = 4;
 
 #[derive(clap::Args, Debug)]
@@ -98,6 +99,10 @@ pub struct Args {
     /// Its variant, width and size are the run's defaults.
     #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
+    /// BN running-statistics momentum, the weight of the old value [default: 0.9 on
+    /// phantoms, 0.99 (MODEL.md, Keras) with --data].
+    #[arg(long)]
+    pub bn_momentum: Option<f32>,
     #[command(flatten)]
     pub adapter: super::AdapterArgs,
 }
@@ -147,6 +152,14 @@ impl Args {
             data,
             init: base.and_then(|b| b.init.clone()),
             init_sha256: base.and_then(|b| b.init_sha256.clone()),
+            bn_momentum: self
+                .bn_momentum
+                .or(base.map(|b| b.bn_momentum))
+                .unwrap_or(if real {
+                    crate::nn::Bn::MOMENTUM
+                } else {
+                    DEFAULT_PHANTOM_BN_MOMENTUM
+                }),
         }
     }
 }
@@ -244,17 +257,16 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
     cfg.model_config()?;
     if let Some(dir) = &cfg.data {
         // Checked before the GPU is opened, so a typo fails at once.
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
-        if entries.next().is_none() {
-            bail!(
-                "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
-                dir.display()
-            );
-        }
+        super::check_data_folder(dir)?;
     }
     if cfg.batch == 0 || cfg.epochs == 0 && !args.resume {
         bail!("--batch and --epochs must be at least 1");
+    }
+    if !(0.0..1.0).contains(&cfg.bn_momentum) {
+        bail!(
+            "--bn-momentum {} is outside [0, 1): it is the weight of the old running statistics",
+            cfg.bn_momentum
+        );
     }
     if cfg.data.is_none() && cfg.phantoms < 2 {
         bail!("--phantoms must be at least 2 (training and validation need one image each)");

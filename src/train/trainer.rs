@@ -89,6 +89,14 @@ pub struct TrainConfig {
     /// SHA-256 of the `init` file as it was when the run started (`sha256sum` compatible).
     #[serde(default)]
     pub init_sha256: Option<String>,
+    /// BN running-statistics momentum (MODEL.md: 0.99; the phantom demo uses 0.9, see
+    /// `cli::train`). Runs from before the option have 0.99.
+    #[serde(default = "default_bn_momentum")]
+    pub bn_momentum: f32,
+}
+
+fn default_bn_momentum() -> f32 {
+    crate::nn::Bn::MOMENTUM
 }
 
 impl TrainConfig {
@@ -166,6 +174,15 @@ pub fn largest_buffer_bytes(model: &Model, batch: usize) -> u64 {
     activation.max(param)
 }
 
+/// The largest training batch up to `batch` whose buffers `gpu` can bind, if any.
+pub fn largest_batch_that_fits(gpu: &Gpu, model: &Model, batch: usize) -> Option<usize> {
+    let info = gpu.info();
+    let limit = info.max_storage_binding.min(info.max_buffer_size);
+    (1..=batch)
+        .rev()
+        .find(|&b| largest_buffer_bytes(model, b) <= limit)
+}
+
 /// Refuse, before any step, a batch whose largest buffer exceeds what `gpu` can bind: the
 /// step would otherwise fail mid-run with the op's `TooLarge` error.
 pub fn check_batch_fits(gpu: &Gpu, model: &Model, batch: usize) -> anyhow::Result<()> {
@@ -177,9 +194,7 @@ pub fn check_batch_fits(gpu: &Gpu, model: &Model, batch: usize) -> anyhow::Resul
     }
     let per_image = largest_buffer_bytes(model, 1);
     let s = model.config.size;
-    let fits = (1..=batch)
-        .rev()
-        .find(|&b| largest_buffer_bytes(model, b) <= limit);
+    let fits = largest_batch_that_fits(gpu, model, batch);
     let advice = match fits {
         Some(b) => format!("use --batch {b} or less"),
         None => format!(
@@ -603,7 +618,8 @@ pub fn run(
 ) -> anyhow::Result<RunSummary> {
     let t_run = Instant::now();
     let mc = cfg.model_config()?;
-    let model = Model::new(mc);
+    let mut model = Model::new(mc);
+    model.bn_momentum = cfg.bn_momentum;
     check_batch_fits(gpu, &model, cfg.batch)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data = prepare_data(cfg, out, resume)?;
