@@ -182,26 +182,7 @@ impl Tensor {
         gpu.with_encoder(|enc| {
             enc.copy_buffer_to_buffer(self.buf.raw(), 0, staging.raw(), 0, bytes);
         });
-        gpu.flush();
-        let slice = staging.raw().slice(0..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::ReadBack(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| Error::ReadBack(e.to_string()))?
-            .map_err(|e| Error::ReadBack(e.to_string()))?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::ReadBack(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.raw().unmap();
-        Ok(out)
+        gpu.submit_and_read(staging.raw(), bytes)
     }
 
     /// Read back a one-element tensor.

@@ -1,7 +1,7 @@
 //! `rca-gpu infer` and `rca-gpu eval` end to end at a tiny size: one run trained once for the
-//! file (S = 32, F = 2, 8 phantoms, 2 epochs, as in `cli_train.rs`), then its outputs are
-//! checked: PNGs at the input's original (odd, non-square) size, metrics that parse and lie
-//! in range, one CSV row per image and post-processing setting. Bad input (a corrupt or
+//! file (S = 32, F = 2, 8 phantoms, 1 epoch then resumed to 2, as in `cli_train.rs`), then
+//! its outputs are checked: PNGs at the input's original (odd, non-square) size, metrics
+//! that parse and lie in range, one CSV row per image and post-processing setting. Bad input (a corrupt or
 //! missing checkpoint, an empty data folder, an undecodable image) fails with a message
 //! naming the file.
 
@@ -58,7 +58,8 @@ fn scratch() -> &'static Path {
     })
 }
 
-/// The run folder of one tiny training run, trained on first use.
+/// The run folder of one tiny training run (one epoch, then resumed for a second), trained
+/// on first use.
 fn run_dir() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
@@ -74,10 +75,23 @@ fn run_dir() -> &'static Path {
             "--batch",
             "2",
             "--epochs",
+            "1",
+            "--out",
+            s(&out),
+        ]));
+        // The whole workflow: train, resume for another epoch, then infer and evaluate.
+        ok(&rca(&[
+            "train",
+            "--resume",
+            "--epochs",
             "2",
             "--out",
             s(&out),
         ]));
+        let history: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        assert_eq!(history.as_array().unwrap().len(), 2, "resumed to epoch 2");
         out
     })
 }

@@ -10,7 +10,8 @@
 //!   `infer`; the chunk is printed.
 //! - Training: one step (forward, loss, backward, Adam) and the read-back of its loss. A
 //!   batch that cannot fit (train-mode BN couples its samples, so it is not split) is
-//!   halved until it does, and the batch actually used is printed.
+//!   lowered to the largest that does (`trainer::largest_batch_that_fits`, as `train`
+//!   advises), and the batch actually used is printed.
 //!
 //! Wall time is the host's clock around each repetition. Where the adapter has timestamp
 //! queries, the GPU's own clock between a mark before and after the repetition is printed
@@ -26,22 +27,15 @@ use serde::Serialize;
 
 use crate::data::{generate_phantom, preprocess_image};
 use crate::infer::Predictor;
-use crate::model::{Model, ModelConfig, Variant};
+use crate::model::{Model, ModelConfig};
 use crate::runtime::GpuTimer;
 use crate::train::{Adam, train_step};
 use crate::{Error, Gpu, Tensor};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model variant (rca-iunet, unet, unet+ric, ...).
-    #[arg(long, default_value = "rca-iunet")]
-    pub variant: Variant,
-    /// Input side S (a power of two ≥ 32).
-    #[arg(long, default_value_t = 256)]
-    pub size: usize,
-    /// Base width F (16 in the paper).
-    #[arg(long, default_value_t = 16)]
-    pub width: usize,
+    #[command(flatten)]
+    pub model: super::ModelArgs,
     /// Inference batch sizes, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub batches: Vec<usize>,
@@ -57,6 +51,9 @@ pub struct Args {
     /// Skip the training measurement.
     #[arg(long)]
     pub no_train: bool,
+    /// Skip the inference measurements.
+    #[arg(long)]
+    pub no_infer: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -199,7 +196,16 @@ fn bench_training(
     timer: Option<&GpuTimer>,
 ) -> anyhow::Result<Measurement> {
     let s = config.size;
-    let mut batch = args.train_batch;
+    let fits =
+        crate::train::trainer::largest_batch_that_fits(gpu, &Model::new(config), args.train_batch)
+            .context("even a training batch of 1 exceeds this adapter's binding limit")?;
+    if fits < args.train_batch {
+        eprintln!(
+            "training batch {} does not fit this adapter's binding limit; timing batch {fits}",
+            args.train_batch
+        );
+    }
+    let mut batch = fits;
     loop {
         let model = Model::new(config);
         let mut params = model.spec.init(gpu, 42)?;
@@ -268,8 +274,7 @@ fn render(report: &Report) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config =
-        ModelConfig::new(args.variant, args.width, args.size).map_err(anyhow::Error::msg)?;
+    let config = args.model.config()?;
     if args.reps == 0 || args.batches.contains(&0) || args.train_batch == 0 {
         anyhow::bail!("--reps, --batches and --train-batch must be at least 1");
     }
@@ -298,7 +303,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut results = Vec::new();
     let params = model.spec.init(&gpu, 42)?;
     let mut predictor = Predictor::from_params(&gpu, model, params);
-    for &b in &args.batches {
+    let batches: &[usize] = if args.no_infer { &[] } else { &args.batches };
+    for &b in batches {
         let (images, _) = phantom_batch(b, config.size);
         // Warm-up also finds the chunk that fits, before anything is timed.
         predictor.warm_up(b)?;

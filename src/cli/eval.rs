@@ -152,14 +152,7 @@ pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
     // Every image of the source, by name.
     let (all, source_desc): (Vec<Item>, String) = match &data {
         Some(dir) => {
-            let mut entries = std::fs::read_dir(dir)
-                .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
-            if entries.next().is_none() {
-                bail!(
-                    "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
-                    dir.display()
-                );
-            }
+            super::check_data_folder(dir)?;
             let format = args.format.or(cfg.as_ref().and_then(|c| c.format));
             let found = scan(dir, format)
                 .with_context(|| format!("cannot read the data set at {}", dir.display()))?;

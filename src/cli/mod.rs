@@ -43,6 +43,42 @@ pub enum Command {
     Bench(bench::Args),
 }
 
+/// A data folder that exists and holds something, checked before the GPU is opened so that a
+/// typo fails at once with the folder's name.
+pub fn check_data_folder(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
+    if entries.next().is_none() {
+        anyhow::bail!(
+            "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The model a subcommand builds: variant, input side and base width.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// unet, unet+ric, unet+csa, unet+ric+hp, unet+csa+hp, unet+csa+ric or rca-iunet.
+    #[arg(long, default_value = "rca-iunet")]
+    pub variant: crate::model::Variant,
+    /// Input side S (a power of two ≥ 32).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Base width F (16 in the paper).
+    #[arg(long, default_value_t = 16)]
+    pub width: usize,
+}
+
+impl ModelArgs {
+    pub fn config(&self) -> anyhow::Result<crate::model::ModelConfig> {
+        crate::model::ModelConfig::new(self.variant, self.width, self.size)
+            .map_err(anyhow::Error::msg)
+    }
+}
+
 /// Adapter selection shared by every subcommand that uses the GPU.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AdapterArgs {

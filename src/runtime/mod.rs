@@ -238,6 +238,33 @@ impl Gpu {
         f(&self.inner.queue)
     }
 
+    /// Submit everything recorded so far, wait for it, and read the first `bytes` of the
+    /// mappable `buffer` (the target of a recorded copy) as `T`s.
+    pub(crate) fn submit_and_read<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        bytes: u64,
+    ) -> Result<Vec<T>> {
+        self.flush();
+        let slice = buffer.slice(0..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        let failed = |e: &dyn std::fmt::Display| Error::ReadBack(e.to_string());
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| failed(&e))?;
+        rx.recv().map_err(|e| failed(&e))?.map_err(|e| failed(&e))?;
+        let out = {
+            let view = slice.get_mapped_range().map_err(|e| failed(&e))?;
+            bytemuck::cast_slice::<u8, T>(&view).to_vec()
+        };
+        buffer.unmap();
+        Ok(out)
+    }
+
     /// Submit everything and block until the device is idle (benches drain before reading
     /// the clock).
     pub fn sync(&self) {

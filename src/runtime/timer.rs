@@ -8,7 +8,7 @@
 //! any number of submits, lies between the two readings.
 
 use super::Gpu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Two timestamps (start, stop) and the buffers to read them back.
 pub struct GpuTimer {
@@ -80,25 +80,7 @@ impl GpuTimer {
 
     /// Milliseconds of GPU time between the last start and stop; waits for the GPU.
     pub fn elapsed_ms(&self, gpu: &Gpu) -> Result<f64> {
-        gpu.flush();
-        let slice = self.read.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.device()
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::ReadBack(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| Error::ReadBack(e.to_string()))?
-            .map_err(|e| Error::ReadBack(e.to_string()))?;
-        let ticks: Vec<u64> = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::ReadBack(e.to_string()))?;
-            bytemuck::cast_slice::<u8, u64>(&view).to_vec()
-        };
-        self.read.unmap();
+        let ticks: Vec<u64> = gpu.submit_and_read(&self.read, BYTES)?;
         let period_ns = f64::from(gpu.queue().get_timestamp_period());
         Ok(ticks[1].wrapping_sub(ticks[0]) as f64 * period_ns / 1e6)
     }
