@@ -57,7 +57,8 @@ fn every_variant_runs_forward_and_learns_a_step() {
 /// `Model::bn_momentum` is the weight of the old running statistics in every BN: from the
 /// initial (mean 0, variance 1), one train-mode forward leaves
 /// running = m·initial + (1 − m)·batch, and the batch statistics do not depend on m (train
-/// mode normalises with them), so momentum 0.5 moves each statistic 50 times as far as 0.99.
+/// mode normalises with them), so momentum 0.5 moves each statistic twice as far as 0.75.
+/// (Both factors are exact in f32; what is left is the rounding of the stored sums, ~1e-7.)
 #[test]
 fn bn_momentum_sets_how_far_one_step_moves_every_running_statistic() {
     let Some(gpu) = common::gpu() else { return };
@@ -83,20 +84,25 @@ fn bn_momentum_sets_how_far_one_step_moves_every_running_statistic() {
         }
         out
     };
-    let (slow, fast) = (moved(0.99), moved(0.5));
+    let (slow, fast) = (moved(0.75), moved(0.5));
     assert_eq!(slow.len(), fast.len());
     assert!(!slow.is_empty());
-    let mut checked = 0;
+    let (mut checked, mut worst) = (0, 0.0f32);
     for (a, b) in slow.iter().zip(&fast) {
-        if b.abs() > 1e-3 {
+        if b.abs() > 1e-2 {
             let ratio = b / a;
             assert!(
-                (ratio - 50.0).abs() < 0.05,
+                (ratio - 2.0).abs() < 2e-4,
                 "moved {b} vs {a}: ratio {ratio}"
             );
+            worst = worst.max((ratio - 2.0).abs());
             checked += 1;
         }
     }
+    eprintln!(
+        "{checked} of {} running statistics moved > 1e-2; worst |ratio − 2| {worst:.1e}",
+        slow.len()
+    );
     assert!(
         checked > slow.len() / 2,
         "{checked} of {} statistics moved",
