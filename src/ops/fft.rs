@@ -13,9 +13,8 @@
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Op, record};
 use crate::error::{Error, Result};
-use std::sync::{Arc, Mutex};
 
-use crate::runtime::{Gpu, Kernel, Shader, grid_1d};
+use crate::runtime::{Binding, Gpu, Kernel, Shader, grid_1d};
 use crate::tensor::{Shape, Tensor};
 
 /// Complex points a workgroup holds in workgroup memory (`TILE` in the shader).
@@ -28,25 +27,25 @@ pub(crate) const TILE: usize = 1024;
 pub(crate) const TW_N: usize = 4096;
 
 /// The twiddle table of `gpu`: (cos, sin)(2π·j/TW_N) for j < TW_N/2, computed in f64 and
-/// uploaded once per device (an upload submits pending work, so it must not happen per
-/// call). The cache holds the table, and so the device, for the life of the process.
-fn twiddles(gpu: &Gpu) -> Result<Tensor> {
-    static TABLES: Mutex<Vec<(usize, Tensor)>> = Mutex::new(Vec::new());
-    // The cached tensor keeps its device alive, so its address is never reused.
-    let key = Arc::as_ptr(&gpu.inner) as usize;
-    let mut tables = TABLES.lock().expect("twiddle table lock");
-    if let Some((_, t)) = tables.iter().find(|(k, _)| *k == key) {
-        return Ok(t.clone());
+/// uploaded once per device, which keeps it ([`Gpu::table`]).
+fn twiddles(gpu: &Gpu) -> wgpu::Buffer {
+    gpu.table("fft twiddles", || {
+        (0..TW_N / 2)
+            .flat_map(|j| {
+                let a = std::f64::consts::TAU * j as f64 / TW_N as f64;
+                [a.cos() as f32, a.sin() as f32]
+            })
+            .collect()
+    })
+}
+
+/// The twiddle table bound at `slot`.
+fn bind_table(table: &wgpu::Buffer, slot: u32) -> Binding<'_> {
+    Binding {
+        slot,
+        buffer: table,
+        bytes: table.size(),
     }
-    let data: Vec<f32> = (0..TW_N / 2)
-        .flat_map(|j| {
-            let a = std::f64::consts::TAU * j as f64 / TW_N as f64;
-            [a.cos() as f32, a.sin() as f32]
-        })
-        .collect();
-    let t = Tensor::from_vec(gpu, [TW_N / 2, 2], &data)?;
-    tables.push((key, t.clone()));
-    Ok(t)
 }
 
 /// Which form of the FFT pass to run.
@@ -146,7 +145,7 @@ fn pass(
     io: Io,
 ) -> Result<()> {
     let gpu = src.gpu();
-    let tw = twiddles(gpu)?;
+    let tw = twiddles(gpu);
     let lines = planes * m;
     let (es, ls) = if rows { (1, m) } else { (m, 1) };
     let base = Params {
@@ -167,14 +166,14 @@ fn pass(
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
         let p = Params { lpw, lines, ..base };
         let (entry, bindings) = match io {
-            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1), tw.bind(4)]),
+            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1), bind_table(&tw, 4)]),
             Io::RealIn => (
                 "fft_wg_real_pair_in",
-                [src.bind(2), dst.bind(1), tw.bind(4)],
+                [src.bind(2), dst.bind(1), bind_table(&tw, 4)],
             ),
             Io::RealOut => (
                 "fft_wg_real_pair_out",
-                [src.bind(0), dst.bind(3), tw.bind(4)],
+                [src.bind(0), dst.bind(3), bind_table(&tw, 4)],
             ),
         };
         gpu.launch(
@@ -212,7 +211,7 @@ fn pass(
     while half < m {
         launch_fft_1d(
             "fft_r4_global",
-            &[dst.bind(1), tw.bind(4)],
+            &[dst.bind(1), bind_table(&tw, 4)],
             Params {
                 n: lines * m / 4,
                 half,
@@ -238,7 +237,7 @@ pub(crate) fn launch_wg(
     p: Params,
 ) -> Result<()> {
     let gpu = src.gpu();
-    let tw = twiddles(gpu)?;
+    let tw = twiddles(gpu);
     let lpw = (TILE / p.m).min(p.lines);
     let groups = u32_of(p.lines.div_ceil(lpw));
     let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
@@ -247,7 +246,7 @@ pub(crate) fn launch_wg(
         &[
             src.bind(if src_real { 2 } else { 0 }),
             dst.bind(if dst_real { 3 } else { 1 }),
-            tw.bind(4),
+            bind_table(&tw, 4),
         ],
         &Params { lpw, ..p }.words(),
         grid,

@@ -91,6 +91,10 @@ pub(crate) struct GpuInner {
     /// kernel never writes then shows up as NaN instead of as a stale value).
     poison: AtomicBool,
     submits: AtomicU64,
+    /// Read-only tables that kernels bind on every call (the FFT's twiddles), by name:
+    /// uploaded once, kept as long as the device. Plain buffers, not tensors, because a
+    /// tensor holds its device and would keep it alive from inside.
+    tables: Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
 }
 
 #[derive(Default)]
@@ -155,6 +159,7 @@ impl Gpu {
                 pending: Mutex::new(Pending::default()),
                 poison: AtomicBool::new(false),
                 submits: AtomicU64::new(0),
+                tables: Mutex::default(),
             }),
         })
     }
@@ -236,6 +241,35 @@ impl Gpu {
             self.inner.submits.fetch_add(1, Ordering::Relaxed);
         }
         f(&self.inner.queue)
+    }
+
+    /// The read-only f32 table `name` of this device, made by `make` and uploaded on first
+    /// use (mapped at creation: no submit, so it can be made between any two launches).
+    pub(crate) fn table(
+        &self,
+        name: &'static str,
+        make: impl FnOnce() -> Vec<f32>,
+    ) -> wgpu::Buffer {
+        let mut tables = self.inner.tables.lock().expect("tables lock");
+        tables
+            .entry(name)
+            .or_insert_with(|| {
+                let data = make();
+                let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(name),
+                    size: (data.len() * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: true,
+                });
+                buffer
+                    .slice(..)
+                    .get_mapped_range_mut()
+                    .expect("a buffer mapped at creation is mapped")
+                    .copy_from_slice(bytemuck::cast_slice(&data));
+                buffer.unmap();
+                buffer
+            })
+            .clone()
     }
 
     /// Submit everything recorded so far, wait for it, and read the first `bytes` of the
