@@ -340,19 +340,11 @@ pub fn is_mask_or_output_name(path: &Path) -> bool {
 /// over `path`, so an interrupted run never leaves a torn PNG behind.
 pub fn save_png_atomic(path: &Path, img: &image::DynamicImage) -> anyhow::Result<()> {
     use anyhow::Context;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = img
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write_with(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

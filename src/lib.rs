@@ -13,6 +13,7 @@
 //! On top of both: [`train`] (the training loop, checkpoints) and [`infer`] (a checkpoint's
 //! predictions at each image's original size, for `rca-gpu infer`, `eval` and `bench`).
 
+pub mod atomic;
 pub mod autodiff;
 pub mod cli;
 pub mod data;

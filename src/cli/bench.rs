@@ -350,9 +350,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     print!("{}", render(&report));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::atomic::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -241,16 +241,7 @@ struct SummaryFile<'a> {
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let r = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

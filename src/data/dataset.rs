@@ -130,7 +130,7 @@ impl DatasetReport {
         } else {
             self.to_string()
         };
-        std::fs::write(path, text).map_err(|e| DataError::io(path, e))
+        crate::atomic::write(path, text).map_err(|e| DataError::io(path, e))
     }
 
     /// Images that belong to a duplicate group, counting every member.

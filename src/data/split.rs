@@ -246,7 +246,7 @@ impl Split {
     /// Writes the split as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         let text = serde_json::to_string_pretty(self).expect("a split always serialises");
-        std::fs::write(path, text).map_err(|e| DataError::io(path, e))
+        crate::atomic::write(path, text).map_err(|e| DataError::io(path, e))
     }
 
     /// Reads a split file written by [`Split::save`].

@@ -327,7 +327,11 @@ pub fn write_curves(path: &Path, history: &[EpochRecord]) -> image::ImageResult<
         }
         text(&mut img, x + 48, y, label, TEXT);
     }
-    img.save(path)
+    crate::atomic::write_with(path, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
+    .map_err(image::ImageError::IoError)
 }
 
 #[cfg(test)]

@@ -520,10 +520,10 @@ fn save_last(
 
 /// Write `metrics.json` and `metrics.csv` from the whole history.
 pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> {
-    fs::write(
-        out.join("metrics.json"),
-        serde_json::to_string_pretty(history)?,
-    )?;
+    // Rewritten every epoch: atomically, so an interrupt never leaves half a history.
+    let json = out.join("metrics.json");
+    crate::atomic::write(&json, serde_json::to_string_pretty(history)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
     // The first nine columns are the original ones, in their order; the rest were added.
     let mut csv = String::from(
         "epoch,train_loss,train_dice,val_loss,val_dice,val_iou,lr,seconds,images_per_s,\
@@ -563,7 +563,9 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> anyhow::Result<()> 
         }
         csv.push('\n');
     }
-    fs::write(out.join("metrics.csv"), csv)?;
+    let csv_path = out.join("metrics.csv");
+    crate::atomic::write(&csv_path, csv)
+        .with_context(|| format!("cannot write {}", csv_path.display()))?;
     super::plot::write_curves(&out.join("curves.png"), history)
         .with_context(|| format!("cannot write {}", out.join("curves.png").display()))?;
     Ok(())
@@ -623,7 +625,9 @@ pub fn run(
     check_batch_fits(gpu, &model, cfg.batch)?;
     fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data = prepare_data(cfg, out, resume)?;
-    fs::write(out.join("config.json"), serde_json::to_string_pretty(cfg)?)?;
+    let config_path = out.join("config.json");
+    crate::atomic::write(&config_path, serde_json::to_string_pretty(cfg)?)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     let last = out.join("last.safetensors");
     let (mut params, mut adam, mut state, mut history) = if resume {
         let ck = load_model(&last, Some(&mc))?;
