@@ -284,9 +284,25 @@ fn eval_on_another_data_set_scores_every_image_with_class_rows() {
         s(&out),
         "--batch",
         "4",
+        "--overlays",
     ]));
     let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 15, "{csv}");
+    // One overlay per image, at its size, with the ground truth's outline on lesion images.
+    let overlays: Vec<_> = std::fs::read_dir(out.join("overlays"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(overlays.len(), 15, "{overlays:?}");
+    let benign = out.join("overlays/benign (1).png");
+    let img = image::open(&benign).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (128, 128));
+    assert!(
+        img.pixels()
+            .any(|p| p.0 == rca_gpu::infer::GROUND_TRUTH_COLOUR),
+        "no ground-truth outline in {}",
+        benign.display()
+    );
     for class in ["benign", "malignant", "normal"] {
         assert!(
             stdout.lines().any(|l| l.starts_with(class)),
@@ -446,4 +462,50 @@ fn eval_with_a_split_file_scores_its_test_part_and_names_unknown_images() {
         err.contains(s(&unknown)) && err.contains("phantom/benign/999999"),
         "{err}"
     );
+}
+
+#[test]
+fn eval_post_processing_options_reach_the_pp_y_rows() {
+    if common::gpu().is_none() {
+        return;
+    }
+    // With hole filling and both region filters off, "PP Y" is thresholding alone: every
+    // image's Y row must equal its N row.
+    let out = scratch().join("eval-no-pp");
+    ok(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&run_dir().join("best.safetensors")),
+        "--out",
+        s(&out),
+        "--min-area",
+        "0",
+        "--min-relative-area",
+        "0",
+        "--no-fill-holes",
+    ]));
+    let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert!(!rows.is_empty());
+    for pair in rows.chunks(2) {
+        let (n, y) = (&pair[0], &pair[1]);
+        assert_eq!((n[0], n[2], y[2]), (y[0], "N", "Y"), "{n:?} {y:?}");
+        assert_eq!(n[3..n.len() - 1], y[3..y.len() - 1], "{n:?} vs {y:?}");
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["pp_y"]["min_area"], 0);
+    assert_eq!(summary["pp_y"]["fill_holes"], false);
+    let err = failed(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&run_dir().join("best.safetensors")),
+        "--min-relative-area",
+        "2",
+    ]));
+    assert!(err.contains("--min-relative-area"), "{err}");
 }

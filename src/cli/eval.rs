@@ -23,7 +23,9 @@
 //! classes; IT is milliseconds per image as [`crate::infer`] defines it), and in `--out`
 //! (default `eval/` beside the checkpoint): `per_image.csv` (one row per image and PP
 //! setting), `summary.json` (what was evaluated, the settings and every table row with
-//! means and standard deviations) and `table.md` (the table in Markdown).
+//! means and standard deviations) and `table.md` (the table in Markdown); with `--overlays`,
+//! `overlays/STEM.png` (the image file's stem), the ground truth's and the post-processed
+//! prediction's outlines.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,7 @@ use crate::data::layout::{Class, Entry, scan};
 use crate::data::{
     Format, GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair,
 };
-use crate::infer::Predictor;
+use crate::infer::{Predictor, overlay, save_png_atomic};
 use crate::metrics::{
     BinaryMask, ImageRecord, PostProcess, TableRow, evaluate_probability, render_markdown,
     render_text, summary_rows, write_csv,
@@ -58,9 +60,13 @@ pub struct Args {
     /// Layout of --data; detected when omitted.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Probability threshold of both rows: a pixel is lesion when p >= T.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// The threshold of both rows and the post-processing of the "PP Y" rows.
+    #[command(flatten)]
+    pub pp: super::PostProcessArgs,
+    /// Also write `overlays/STEM.png` per image: the ground truth's outline (green) and the
+    /// post-processed prediction's (yellow) on the image, at its original size.
+    #[arg(long)]
+    pub overlays: bool,
     /// Images per forward pass; IT is the batch time divided by its size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -245,9 +251,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if !(0.0..=1.0).contains(&args.threshold) {
-        bail!("--threshold {} is outside [0, 1]", args.threshold);
-    }
+    let pp_n = args.pp.threshold_only()?;
+    let pp_y = args.pp.post_processed()?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -278,11 +283,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         what,
         items.len()
     );
-    let pp_n = PostProcess::threshold_only(args.threshold);
-    let pp_y = PostProcess {
-        threshold: args.threshold,
-        ..PostProcess::default()
-    };
+    let overlay_dir = out.join("overlays");
+    if args.overlays {
+        std::fs::create_dir_all(&overlay_dir)
+            .with_context(|| format!("cannot create {}", overlay_dir.display()))?;
+    }
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} ETA {eta}")
@@ -302,7 +307,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let preds = predictor
             .predict_batch(&images)
             .with_context(|| format!("inference with {} failed", args.checkpoint.display()))?;
-        for ((item, (_, gt)), pred) in group.iter().zip(&loaded).zip(&preds) {
+        for ((item, (image, gt)), pred) in group.iter().zip(&loaded).zip(&preds) {
+            if args.overlays {
+                let mask = pred
+                    .mask(&pp_y)
+                    .with_context(|| format!("post-processing {}", item.name))?;
+                // The image's own file stem (names are relative paths with extensions).
+                let stem = Path::new(&item.name)
+                    .file_stem()
+                    .map_or_else(|| item.name.clone(), |s| s.to_string_lossy().into_owned());
+                let file = format!("{stem}.png");
+                save_png_atomic(
+                    &overlay_dir.join(file),
+                    &image::DynamicImage::ImageRgb8(overlay(image, &mask, Some(gt))),
+                )?;
+            }
             for (postprocessed, pp) in [(false, &pp_n), (true, &pp_y)] {
                 let metrics = evaluate_probability(&pred.probability, gt, pp)
                     .with_context(|| format!("scoring {}", item.name))?
@@ -354,8 +373,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     write_atomic(&out.join("table.md"), md.as_bytes())?;
     eprintln!(
-        "wrote per_image.csv ({} rows), summary.json and table.md to {}",
+        "wrote per_image.csv ({} rows), summary.json and table.md{} to {}",
         records.len(),
+        if args.overlays { " and overlays/" } else { "" },
         out.display()
     );
     Ok(())

@@ -35,9 +35,8 @@ pub struct Args {
     /// Threshold the probability only: no hole filling, no small-region removal.
     #[arg(long)]
     pub no_postprocess: bool,
-    /// Probability threshold: a pixel is lesion when p >= T.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    #[command(flatten)]
+    pub pp: super::PostProcessArgs,
     /// Images per forward pass (split further if the device cannot hold them).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
@@ -51,17 +50,11 @@ pub struct Args {
 impl Args {
     /// The post-processing of the written masks.
     pub fn post_process(&self) -> anyhow::Result<PostProcess> {
-        if !(0.0..=1.0).contains(&self.threshold) {
-            bail!("--threshold {} is outside [0, 1]", self.threshold);
-        }
-        Ok(if self.no_postprocess {
-            PostProcess::threshold_only(self.threshold)
+        if self.no_postprocess {
+            self.pp.threshold_only()
         } else {
-            PostProcess {
-                threshold: self.threshold,
-                ..PostProcess::default()
-            }
-        })
+            self.pp.post_processed()
+        }
     }
 }
 

@@ -79,6 +79,59 @@ impl ModelArgs {
     }
 }
 
+/// How probabilities become masks (MODEL.md's post-processing), shared by `infer` and
+/// `eval`: the threshold, then hole filling and small-region removal.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PostProcessArgs {
+    /// Probability threshold: a pixel is lesion when p >= T.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Post-processing removes lesion regions with fewer pixels than this (0: none).
+    #[arg(long, default_value_t = crate::metrics::PostProcess::default().min_area)]
+    pub min_area: usize,
+    /// Post-processing removes lesion regions smaller than this fraction of the largest
+    /// (0: none; 1: only the largest).
+    #[arg(long, default_value_t = crate::metrics::PostProcess::default().min_relative_area)]
+    pub min_relative_area: f64,
+    /// Post-processing leaves holes inside a lesion unfilled.
+    #[arg(long)]
+    pub no_fill_holes: bool,
+}
+
+impl PostProcessArgs {
+    /// Thresholding only ("PP N").
+    pub fn threshold_only(&self) -> anyhow::Result<crate::metrics::PostProcess> {
+        self.checked(crate::metrics::PostProcess::threshold_only(self.threshold))
+    }
+
+    /// Thresholding and post-processing ("PP Y").
+    pub fn post_processed(&self) -> anyhow::Result<crate::metrics::PostProcess> {
+        self.checked(crate::metrics::PostProcess {
+            threshold: self.threshold,
+            fill_holes: !self.no_fill_holes,
+            min_area: self.min_area,
+            min_relative_area: self.min_relative_area,
+            ..crate::metrics::PostProcess::default()
+        })
+    }
+
+    fn checked(
+        &self,
+        pp: crate::metrics::PostProcess,
+    ) -> anyhow::Result<crate::metrics::PostProcess> {
+        if !(0.0..=1.0).contains(&self.threshold) {
+            anyhow::bail!("--threshold {} is outside [0, 1]", self.threshold);
+        }
+        if !(0.0..=1.0).contains(&self.min_relative_area) {
+            anyhow::bail!(
+                "--min-relative-area {} is outside [0, 1]",
+                self.min_relative_area
+            );
+        }
+        Ok(pp)
+    }
+}
+
 /// Adapter selection shared by every subcommand that uses the GPU.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AdapterArgs {
