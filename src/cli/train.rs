@@ -320,6 +320,14 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             b.val_ahd,
             args.out.display()
         );
+        if !matches!(summary.outcome, Outcome::Interrupted { .. }) {
+            let best = args.out.join("best.safetensors");
+            println!(
+                "next: rca-gpu eval --checkpoint {} (the test split), rca-gpu infer --checkpoint {} IMAGES…",
+                best.display(),
+                best.display()
+            );
+        }
     }
     Ok(())
 }
