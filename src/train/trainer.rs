@@ -157,7 +157,7 @@ pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
 /// and 3 without; every other tensor (the encoder's 4F concat, the im2col buffers of the
 /// CSA convolutions at S/2, the gradients, which mirror the activations) is smaller.
 /// Measured (`PoolStats::largest_request` after a forward + backward + Adam step, every
-/// variant at F 2 and 4, S 32 and 64, N 1 and 2) and checked in `tests/train_fit.rs`. The
+/// variant at F 2 and 4, S 32 and 64, N 1 and 2) and checked in `tests/cli_train_more.rs`. The
 /// largest parameter (the deepest RIC's 4·16F → 16F pointwise kernel) can exceed that at
 /// small S and large F, so it is taken into account, though it is never near a limit.
 pub fn largest_buffer_bytes(model: &Model, batch: usize) -> u64 {
