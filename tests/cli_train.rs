@@ -183,6 +183,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         state["epoch"].as_u64().unwrap(),
         state["batch"].as_u64().unwrap(),
     );
+    eprintln!("interrupted at epoch {epoch}, batch {batch}");
     // Every step taken is in the checkpoint: 2 per finished epoch plus the partial one.
     assert_eq!(opt.step, 2 * epoch + batch);
     let target = (epoch + 2).to_string();
@@ -193,6 +194,21 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         load_optimizer(&last, &ck.sha256).unwrap().step,
         2 * (epoch + 2)
     );
+    // Interrupted wherever the signal landed (mid-epoch or not) and resumed, the run ends
+    // with the weights of one that was never interrupted.
+    let straight = dir.path().join("straight");
+    ok(&train(&straight, &["--epochs", &target]));
+    let want = load_model(&straight.join("last.safetensors"), None).unwrap();
+    for (x, y) in want.tensors.iter().zip(&ck.tensors) {
+        assert!(
+            x.data
+                .iter()
+                .zip(&y.data)
+                .all(|(u, v)| u.to_bits() == v.to_bits()),
+            "{} differs after the interrupt (epoch {epoch}, batch {batch})",
+            x.name
+        );
+    }
 }
 
 #[test]
