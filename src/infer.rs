@@ -5,7 +5,7 @@
 //!
 //! original grey image (any size) → [`preprocess_image`] to S×S (the function training uses,
 //! so the two cannot disagree) → batch N×1×S×S → upload → eval-mode forward under
-//! [`no_grad`] (batch norm with its running statistics) → read back the logits → sigmoid →
+//! [`no_grad`] (batch norm with its running statistics) → sigmoid → read back →
 //! [`resize_probability`] back to the original size (bilinear where it grows, area where it
 //! shrinks) → [`Prediction`]. Thresholding and post-processing ([`PostProcess`]) happen at
 //! the original size, so masks, areas and metrics are on the original pixel grid.
@@ -21,7 +21,7 @@
 //! # Timing
 //!
 //! [`Prediction::ms`] is the wall time of the whole batch divided by its size: preprocessing,
-//! upload, forward, read-back (which waits for the GPU to finish), sigmoid and resizing back.
+//! upload, forward, sigmoid, read-back (which waits for the GPU to finish) and resizing back.
 //! Decoding the file and post-processing are not included. At batch 1 it is the latency of
 //! one image; at a larger batch it is the throughput cost per image. Callers run
 //! [`Predictor::warm_up`] first, so that compiling the shaders is not counted.
@@ -180,8 +180,8 @@ impl Predictor {
     }
 
     /// Probabilities (n × S × S, on the host) of `n` preprocessed S×S images laid out one
-    /// after the other in `input`: upload, forward, read back and sigmoid, in chunks that
-    /// fit the device.
+    /// after the other in `input`: upload, forward, sigmoid (on the GPU) and read back, in
+    /// chunks that fit the device.
     pub fn probabilities(&mut self, input: &[f32], n: usize) -> Result<Vec<f32>> {
         let s = self.size();
         let plane = s * s;
@@ -201,8 +201,8 @@ impl Predictor {
                 [r.len(), 1, s, s],
                 &input[r.start * plane..r.end * plane],
             )?;
-            let logits = self.forward_logits(&x)?.to_vec()?;
-            Ok(logits.into_iter().map(sigmoid).collect())
+            let logits = self.forward_logits(&x)?;
+            no_grad(|| crate::ops::sigmoid(&logits))?.to_vec()
         });
         self.chunk = chunk;
         out
@@ -238,10 +238,6 @@ impl Predictor {
         }
         Ok(out)
     }
-}
-
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Runs `f` over `0..n` in consecutive ranges of at most `*chunk` items and concatenates
