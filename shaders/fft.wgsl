@@ -284,15 +284,7 @@ fn fft_wg_real_pair_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
     let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let i = e & mask;
-            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[point(2u * l, i)],
-                                                 src_real[point(2u * l + 1u, i)]);
-        }
-    }
+    load_real_pair(lid, first, count, false);
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < 2u * count; e += WG_FFT) {
@@ -320,23 +312,12 @@ fn fft_wg_real_pair_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         let l = first + r;
         if (l < p.lines) {
             let i = e & mask;
-            let a = src[point(2u * l, i)];
-            let b = src[point(2u * l + 1u, i)];
-            buf[r * p.m + bitrev(i)] = vec2<f32>(a.x - b.y, a.y + b.x);
+            buf[r * p.m + bitrev(i)] = packed(src[point(2u * l, i)], src[point(2u * l + 1u, i)]);
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let j = e & mask;
-            let v = p.scale * buf[e];
-            dst_real[point(2u * l, j)] = v.x;
-            dst_real[point(2u * l + 1u, j)] = v.y;
-        }
-    }
+    store_real_pair(lid, first, count, false);
 }
 
 fn point_in(l: u32, i: u32) -> u32 {
@@ -362,6 +343,55 @@ fn padded(l: u32, i: u32) -> vec2<f32> {
     let t = pad_target(i);
     if (t.y == 0.0) { return vec2<f32>(0.0, 0.0); }
     return t.y * src[point_in(l, u32(t.x))];
+}
+
+// The real-pair passes in both layouts: `general` picks the fused spectral passes' line
+// layout (point_in / point_out) over the plain (planes, M, M) one (point). Uniform in a
+// dispatch, so the branch costs nothing per point.
+fn at_in(l: u32, i: u32, general: bool) -> u32 {
+    if (general) { return point_in(l, i); }
+    return point(l, i);
+}
+
+fn at_out(l: u32, j: u32, general: bool) -> u32 {
+    if (general) { return point_out(l, j); }
+    return point(l, j);
+}
+
+// Load of a real-input pass: tile line r (complex line l = first + r < lines) gets real
+// lines 2l and 2l+1 of src_real as x0 + i·x1, bit-reversed.
+fn load_real_pair(lid: u32, first: u32, count: u32, general: bool) {
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let r = e >> p.log2m;
+        let l = first + r;
+        if (l < p.lines) {
+            let i = e & mask;
+            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[at_in(2u * l, i, general)],
+                                                 src_real[at_in(2u * l + 1u, i, general)]);
+        }
+    }
+}
+
+// P0 + i·P1 of two complex points whose lines have real transforms: the real and
+// imaginary parts of the packed transform are then the two real results.
+fn packed(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    return vec2<f32>(a.x - b.y, a.y + b.x);
+}
+
+// Store of a real-output pass: the real and imaginary parts of tile line r, scaled, are
+// real lines 2l and 2l+1 of dst_real.
+fn store_real_pair(lid: u32, first: u32, count: u32, general: bool) {
+    let mask = p.m - 1u;
+    for (var e = lid; e < count; e += WG_FFT) {
+        let l = first + (e >> p.log2m);
+        if (l < p.lines) {
+            let j = e & mask;
+            let v = p.scale * buf[e];
+            dst_real[at_out(2u * l, j, general)] = v.x;
+            dst_real[at_out(2u * l + 1u, j, general)] = v.y;
+        }
+    }
 }
 
 // Spectral pooling's forward M-point passes with the crop/merge fused into the store:
@@ -421,16 +451,7 @@ fn fft_wg_crop_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
                          @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let i = e & mask;
-            buf[r * p.m + bitrev(i)] = vec2<f32>(src_real[point_in(2u * l, i)],
-                                                 src_real[point_in(2u * l + 1u, i)]);
-        }
-    }
+    load_real_pair(lid, first, count, true);
     workgroupBarrier();
     tile_stages(lid, count);
     for (var e = lid; e < 2u * p.lpw * p.h; e += WG_FFT) {
@@ -483,23 +504,12 @@ fn fft_wg_pad_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
         let l = first + r;
         if (l < p.lines) {
             let i = e & mask;
-            let a = padded(2u * l, i);
-            let b = padded(2u * l + 1u, i);
-            buf[r * p.m + bitrev(i)] = vec2<f32>(a.x - b.y, a.y + b.x);
+            buf[r * p.m + bitrev(i)] = packed(padded(2u * l, i), padded(2u * l + 1u, i));
         }
     }
     workgroupBarrier();
     tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let j = e & mask;
-            let v = p.scale * buf[e];
-            dst_real[point_out(2u * l, j)] = v.x;
-            dst_real[point_out(2u * l + 1u, j)] = v.y;
-        }
-    }
+    store_real_pair(lid, first, count, true);
 }
 
 // src, dst: (planes, M, M) complex. First step of a global-memory pass: dst = scale · src
