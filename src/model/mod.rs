@@ -15,7 +15,7 @@ mod summary;
 
 pub use summary::{Row, group};
 
-pub use forward::Mode;
+pub use crate::nn::Mode;
 
 use crate::nn::{Bn, Conv, Csa, HybridPool, ParamSpec, Plain, Ric};
 

@@ -1,8 +1,11 @@
 //! The building blocks of RCA-IUnet (MODEL.md, "Building blocks", "Residual inception
 //! block", "Cross-spatial attention"). Constructors declare parameters; shapes are NCHW and
-//! every constructor states its input and output channels.
+//! every constructor states its input and output channels. Each layer's `forward` is
+//! written once, over any [`Backend`] (GPU, f64 reference, counting).
 
+use super::backend::Backend;
 use super::params::{ParamId, ParamKind, ParamSpec};
+use crate::error::Result;
 
 fn kernel(
     spec: &mut ParamSpec,
@@ -288,5 +291,106 @@ impl Csa {
             out: Conv::new(spec, &format!("{name}.out.conv"), s, s, 1),
             out_bn: Bn::new(spec, &format!("{name}.out.bn"), s),
         }
+    }
+}
+
+// The forwards, over any backend.
+
+impl SepConv {
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        b.sep_conv(self, x)
+    }
+}
+
+impl SepBn {
+    /// SepConv → BN → ReLU.
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        let y = self.sep.forward(b, x)?;
+        b.bn_relu(&y, &self.bn)
+    }
+}
+
+impl HybridPool {
+    /// concat[max pool, ReLU(spectral pool)] → Conv(2C, C, 1) on (N, C, M, M); `valid`
+    /// halves M (down-sampling), else the size is kept (an inception branch).
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T, valid: bool) -> Result<B::T> {
+        let m = b.dims(x)[2];
+        let (pooled, spectral) = if valid {
+            (b.max_pool_valid(x)?, b.spectral_pool(x, m / 2)?)
+        } else {
+            (b.max_pool_same(x)?, b.spectral_pool(x, m)?)
+        };
+        let spectral = b.relu(&spectral)?;
+        let cat = b.concat(&[&pooled, &spectral])?;
+        b.conv(&self.merge, &cat, 1, 0)
+    }
+}
+
+impl Inception {
+    /// Three SepConv → BN → ReLU branches and HybridPoolSame → BN → ReLU, concatenated,
+    /// then the merging SepConv(…, s, 1).
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        let mut outs = Vec::with_capacity(4);
+        for branch in &self.branches {
+            outs.push(branch.forward(b, x)?);
+        }
+        let hp = self.pool.forward(b, x, false)?;
+        outs.push(b.bn_relu(&hp, &self.pool_bn)?);
+        let refs: Vec<&B::T> = outs.iter().collect();
+        let cat = b.concat(&refs)?;
+        self.merge.forward(b, &cat)
+    }
+}
+
+impl Ric {
+    /// x (N, cin, H, W) → (N, s, H, W): BN(shortcut(x)) + layer2(layer1(x)).
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        let l1 = self.l1.forward(b, x)?;
+        let l2 = self.l2.forward(b, &l1)?;
+        let s = self.shortcut.forward(b, x)?;
+        let s = b.batch_norm(&s, &self.shortcut_bn)?;
+        b.add(&s, &l2)
+    }
+}
+
+impl Plain {
+    /// x (N, cin, H, W) → (N, s, H, W): BN(Conv1(x)) + (SepBn ∘ SepBn)(x).
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        let y = self.a.forward(b, x)?;
+        let y = self.b.forward(b, &y)?;
+        let s = b.conv(&self.shortcut, x, 1, 0)?;
+        let s = b.batch_norm(&s, &self.shortcut_bn)?;
+        b.add(&s, &y)
+    }
+}
+
+impl Gating {
+    /// Conv(cin, s, 1) → BN → ReLU.
+    pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
+        let y = b.conv(&self.conv, x, 1, 0)?;
+        b.bn_relu(&y, &self.bn)
+    }
+}
+
+impl Csa {
+    /// CSA_i(P, E, D): P and E at resolution R, D at R/2 (MODEL.md); the output is
+    /// (N, s, R, R).
+    pub fn forward<B: Backend>(&self, b: &mut B, p: &B::T, e: &B::T, d: &B::T) -> Result<B::T> {
+        let gx = self.gate_x.forward(b, p)?;
+        let gy = self.gate_y.forward(b, e)?;
+        let gz = self.gate_z.forward(b, d)?;
+        let tx = b.conv(&self.theta_x, &gx, 2, 0)?;
+        let ty = b.conv(&self.theta_y, &gy, 2, 0)?;
+        let z1 = b.conv(&self.phi_z1, &gz, 1, 0)?;
+        let pz = b.conv(&self.phi_z3, &z1, 1, 1)?;
+        let sum = b.add(&tx, &ty)?;
+        let sum = b.add(&sum, &pz)?;
+        let r = b.relu(&sum)?;
+        let psi = b.conv(&self.psi, &r, 1, 0)?;
+        let alpha = b.sigmoid(&psi)?;
+        let alpha = b.upsample2x(&alpha)?;
+        let attended = b.mul_bcast(&gx, &alpha)?;
+        let y = b.conv(&self.out, &attended, 1, 0)?;
+        b.bn_relu(&y, &self.out_bn)
     }
 }

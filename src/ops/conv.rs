@@ -152,7 +152,7 @@ pub(crate) fn depthwise_conv2d_backward(
 
 /// Sizes of a dense convolution.
 #[derive(Clone, Copy)]
-struct Dense {
+pub(crate) struct Dense {
     n: usize,
     cin: usize,
     cout: usize,
@@ -162,11 +162,50 @@ struct Dense {
     kw: usize,
     stride: usize,
     pad: usize,
-    ho: usize,
-    wo: usize,
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
 }
 
 impl Dense {
+    /// x (N, Cin, H, W) with a (Cout, Cin, kh, kw) kernel; the sizes must be valid (see
+    /// `dense_check`).
+    pub(crate) fn new(
+        [n, cin, h, w]: [usize; 4],
+        [cout, kh, kw]: [usize; 3],
+        stride: usize,
+        pad: usize,
+    ) -> Self {
+        Self {
+            n,
+            cin,
+            cout,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            pad,
+            ho: (h + 2 * pad - kh) / stride + 1,
+            wo: (w + 2 * pad - kw) / stride + 1,
+        }
+    }
+
+    /// A 1×1 kernel at stride 1 without padding: a [`conv1x1`], with no im2col.
+    fn pointwise(&self) -> bool {
+        (self.kh, self.kw, self.stride, self.pad) == (1, 1, 1, 0)
+    }
+
+    /// The largest buffer, in floats, that the convolution allocates inside its forward or
+    /// backward: the im2col matrix (N, Cin·kh·kw, Ho·Wo) and its gradient; none for the 1×1
+    /// case. The memory budget (`crate::model::Count`) reads it.
+    pub(crate) fn scratch_floats(&self) -> usize {
+        if self.pointwise() {
+            0
+        } else {
+            self.n * self.rows() * self.cols()
+        }
+    }
+
     /// Rows of the im2col matrix: Cin·kh·kw.
     fn rows(&self) -> usize {
         self.cin * self.kh * self.kw
@@ -229,19 +268,7 @@ fn dense_check(
         });
     }
     super::check_bias(op, w, b, cout)?;
-    Ok(Dense {
-        n,
-        cin,
-        cout,
-        h,
-        w: wd,
-        kh,
-        kw,
-        stride,
-        pad,
-        ho: (h + 2 * pad - kh) / stride + 1,
-        wo: (wd + 2 * pad - kw) / stride + 1,
-    })
+    Ok(Dense::new([n, cin, h, wd], [cout, kh, kw], stride, pad))
 }
 
 /// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
@@ -270,7 +297,7 @@ pub fn conv2d(
     pad: usize,
 ) -> Result<Tensor> {
     let d = dense_check(x, w, b, stride, pad)?;
-    if (d.kh, d.kw, stride, pad) == (1, 1, 1, 0) {
+    if d.pointwise() {
         return conv1x1(x, w, b);
     }
     let (r, p) = (d.rows(), d.cols());

@@ -140,6 +140,15 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     Ok((n, c, m))
 }
 
+/// The largest buffer, in floats, that spectral pooling of (N, C, M, M) to h×h allocates
+/// inside its forward or its backward (the gradient of [`pool_raw`] is [`unpool_raw`]): on
+/// the workgroup path the (N, C, M, h) complex half-transform, on the global path the
+/// (N, C, M, M) complex spectrum. The memory budget (`crate::model::Count`) reads it.
+pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
+    let cols = if m > super::fft::TILE { m } else { h };
+    2 * n * c * m * cols
+}
+
 /// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
 /// FFT (unnormalised), real part.
 fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {

@@ -1,11 +1,11 @@
 //! The whole network in f64 on the CPU, with its own small reverse-mode tape: the
 //! independent computation the GPU model's gradients are checked against.
 //!
-//! The forward mirrors `crate::model::forward` op for op (same layers, same order, same
-//! parameter ids) in training mode, built only from the references of this module's
-//! siblings; every op's inputs are kept on a [`Graph`] so that the backward can call the
-//! references' backward functions in reverse, accumulating gradients where a value is
-//! used more than once. Batch norm uses batch statistics and updates nothing: the running
+//! The network is the one definition every backend runs (`Model::run`); this module's
+//! backend computes its primitives in training mode with only the references of this
+//! module's siblings, and keeps every op's inputs on a [`Graph`] so that the backward can
+//! call the references' backward functions in reverse, accumulating gradients where a
+//! value is used more than once. Batch norm uses batch statistics and updates nothing: the running
 //! statistics never influence a training-mode loss or its gradients.
 //!
 //! The forward also records the *pattern* of every piecewise-linear op (the sign of each
@@ -14,9 +14,9 @@
 //! know: a central difference whose two evaluations see a different pattern than the point
 //! itself straddles a kink and says nothing about the derivative.
 
-use crate::model::{Block, Model};
-use crate::nn::layers::{Inception, SepBn};
-use crate::nn::{Bn, Conv, Csa, Gating, HybridPool, ParamId, ParamSpec, Plain, Ric, SepConv};
+use crate::error::Result;
+use crate::model::Model;
+use crate::nn::{Backend, Bn, ParamId, ParamSpec};
 
 use super::conv::{Conv2d, conv2d, conv2d_backward, depthwise_conv2d, depthwise_conv2d_backward};
 use super::fft::{spectral_pool, spectral_pool_backward};
@@ -589,8 +589,9 @@ fn bn_mass(x: &[f64], dy: &[f64], n: usize, c: usize, p: usize, eps: f64) -> (Ve
     (mg, mb)
 }
 
-/// The model's layers on a graph: parameter ids become leaves (once each, so a
-/// parameter's gradient gathers all its uses).
+/// The f64 backend: the network's primitives on a [`Graph`], parameter ids becoming
+/// leaves (once each, so that a parameter's gradient gathers all its uses). Batch norm is
+/// always in training mode with batch statistics.
 struct Builder<'a> {
     g: Graph,
     spec: &'a ParamSpec,
@@ -598,140 +599,76 @@ struct Builder<'a> {
     vars: Vec<Option<Var>>,
 }
 
-impl Builder<'_> {
-    fn p(&mut self, id: ParamId) -> Var {
+impl Backend for Builder<'_> {
+    type T = Var;
+
+    fn param(&mut self, id: ParamId) -> Result<Var> {
         if let Some(v) = self.vars[id.0] {
-            return v;
+            return Ok(v);
         }
         let v = self
             .g
             .leaf(self.values[id.0].clone(), &self.spec.get(id).shape);
         self.vars[id.0] = Some(v);
-        v
+        Ok(v)
     }
 
-    fn sep(&mut self, l: &SepConv, x: Var) -> Var {
-        let k = self.p(l.depthwise);
-        let d = self.g.depthwise(x, k);
-        let (w, b) = (self.p(l.pointwise), self.p(l.bias));
-        self.g.conv1x1(d, w, b)
+    fn dims(&self, x: &Var) -> [usize; 4] {
+        self.g.dims(*x)
     }
 
-    fn conv(&mut self, l: &Conv, x: Var, stride: usize, pad: usize) -> Var {
-        let (w, b) = (self.p(l.weight), self.p(l.bias));
-        self.g.conv2d(x, w, b, stride, pad)
+    fn depthwise(&mut self, x: &Var, k: &Var) -> Result<Var> {
+        Ok(self.g.depthwise(*x, *k))
     }
 
-    fn bn(&mut self, l: &Bn, x: Var) -> Var {
-        let (g, b) = (self.p(l.gamma), self.p(l.beta));
-        self.g.bn_train(x, g, b, f64::from(Bn::EPS))
+    fn conv1x1(&mut self, x: &Var, w: &Var, b: &Var) -> Result<Var> {
+        Ok(self.g.conv1x1(*x, *w, *b))
     }
 
-    fn sep_bn_relu(&mut self, l: &SepBn, x: Var) -> Var {
-        let y = self.sep(&l.sep, x);
-        let y = self.bn(&l.bn, y);
-        self.g.relu(y)
+    fn conv2d(&mut self, x: &Var, w: &Var, b: &Var, stride: usize, pad: usize) -> Result<Var> {
+        Ok(self.g.conv2d(*x, *w, *b, stride, pad))
     }
 
-    fn hybrid_pool(&mut self, l: &HybridPool, x: Var, valid: bool) -> Var {
-        let m = self.g.dims(x)[2];
-        let (pooled, spectral) = if valid {
-            (self.g.max_pool_valid(x), self.g.spectral_pool(x, m / 2))
-        } else {
-            (self.g.max_pool_same(x), self.g.spectral_pool(x, m))
-        };
-        let spectral = self.g.relu(spectral);
-        let cat = self.g.concat(&[pooled, spectral]);
-        self.conv(&l.merge, cat, 1, 0)
+    fn batch_norm(&mut self, x: &Var, l: &Bn) -> Result<Var> {
+        let (g, b) = (self.param(l.gamma)?, self.param(l.beta)?);
+        Ok(self.g.bn_train(*x, g, b, f64::from(Bn::EPS)))
     }
 
-    fn inception(&mut self, l: &Inception, x: Var) -> Var {
-        let mut outs = Vec::with_capacity(4);
-        for b in &l.branches {
-            outs.push(self.sep_bn_relu(b, x));
-        }
-        let hp = self.hybrid_pool(&l.pool, x, false);
-        let hp = self.bn(&l.pool_bn, hp);
-        outs.push(self.g.relu(hp));
-        let cat = self.g.concat(&outs);
-        self.sep(&l.merge, cat)
+    fn relu(&mut self, x: &Var) -> Result<Var> {
+        Ok(self.g.relu(*x))
     }
 
-    fn ric(&mut self, l: &Ric, x: Var) -> Var {
-        let a = self.inception(&l.l1, x);
-        let b = self.inception(&l.l2, a);
-        let s = self.sep(&l.shortcut, x);
-        let s = self.bn(&l.shortcut_bn, s);
-        self.g.add(s, b)
+    fn sigmoid(&mut self, x: &Var) -> Result<Var> {
+        Ok(self.g.sigmoid(*x))
     }
 
-    fn plain(&mut self, l: &Plain, x: Var) -> Var {
-        let a = self.sep_bn_relu(&l.a, x);
-        let b = self.sep_bn_relu(&l.b, a);
-        let s = self.conv(&l.shortcut, x, 1, 0);
-        let s = self.bn(&l.shortcut_bn, s);
-        self.g.add(s, b)
+    fn add(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        Ok(self.g.add(*a, *b))
     }
 
-    fn block(&mut self, l: &Block, x: Var) -> Var {
-        match l {
-            Block::Ric(r) => self.ric(r, x),
-            Block::Plain(p) => self.plain(p, x),
-        }
+    fn mul_bcast(&mut self, a: &Var, b: &Var) -> Result<Var> {
+        Ok(self.g.mul_bcast(*a, *b))
     }
 
-    fn gating(&mut self, l: &Gating, x: Var) -> Var {
-        let y = self.conv(&l.conv, x, 1, 0);
-        let y = self.bn(&l.bn, y);
-        self.g.relu(y)
+    fn concat(&mut self, xs: &[&Var]) -> Result<Var> {
+        let xs: Vec<Var> = xs.iter().map(|&&x| x).collect();
+        Ok(self.g.concat(&xs))
     }
 
-    fn csa(&mut self, l: &Csa, p: Var, e: Var, d: Var) -> Var {
-        let gx = self.gating(&l.gate_x, p);
-        let gy = self.gating(&l.gate_y, e);
-        let gz = self.gating(&l.gate_z, d);
-        let tx = self.conv(&l.theta_x, gx, 2, 0);
-        let ty = self.conv(&l.theta_y, gy, 2, 0);
-        let z1 = self.conv(&l.phi_z1, gz, 1, 0);
-        let pz = self.conv(&l.phi_z3, z1, 1, 1);
-        let sum = self.g.add(tx, ty);
-        let sum = self.g.add(sum, pz);
-        let r = self.g.relu(sum);
-        let psi = self.conv(&l.psi, r, 1, 0);
-        let alpha = self.g.sigmoid(psi);
-        let alpha = self.g.upsample2x(alpha);
-        let attended = self.g.mul_bcast(gx, alpha);
-        let y = self.conv(&l.out, attended, 1, 0);
-        let y = self.bn(&l.out_bn, y);
-        self.g.relu(y)
+    fn max_pool_valid(&mut self, x: &Var) -> Result<Var> {
+        Ok(self.g.max_pool_valid(*x))
     }
 
-    /// `Model::forward` in training mode: the logits.
-    fn forward(&mut self, model: &Model, x: Var) -> Var {
-        let mut enc = Vec::with_capacity(5);
-        let mut entered = vec![x];
-        enc.push(self.block(&model.enc[0], x));
-        for i in 1..5 {
-            let prev = enc[i - 1];
-            let p = match &model.down[i - 1] {
-                Some(hp) => self.hybrid_pool(hp, prev, true),
-                None => self.g.max_pool_valid(prev),
-            };
-            enc.push(self.block(&model.enc[i], p));
-            entered.push(p);
-        }
-        let mut d = enc[4];
-        for i in (0..4).rev() {
-            let u = self.g.upsample2x(d);
-            let skip = match &model.csa[i] {
-                Some(csa) => self.csa(csa, entered[i], enc[i], enc[i + 1]),
-                None => enc[i],
-            };
-            let cat = self.g.concat(&[u, skip]);
-            d = self.block(&model.dec[i], cat);
-        }
-        let y = self.conv(&model.head, d, 1, 0);
-        self.bn(&model.head_bn, y)
+    fn max_pool_same(&mut self, x: &Var) -> Result<Var> {
+        Ok(self.g.max_pool_same(*x))
+    }
+
+    fn upsample2x(&mut self, x: &Var) -> Result<Var> {
+        Ok(self.g.upsample2x(*x))
+    }
+
+    fn spectral_pool(&mut self, x: &Var, h: usize) -> Result<Var> {
+        Ok(self.g.spectral_pool(*x, h))
     }
 }
 
@@ -782,7 +719,9 @@ fn build<'a>(
         vars: vec![None; spec.params().len()],
     };
     let input = b.g.leaf(x.to_vec(), &[n, 1, s, s]);
-    let logits = b.forward(model, input);
+    let logits = model
+        .run(&mut b, &input)
+        .expect("the f64 backend's primitives do not fail");
     assert!(
         b.g.followed_whole_pattern(),
         "the pattern to follow has {} decisions, the model makes {}",

@@ -149,29 +149,10 @@ pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
 /// `batch` allocates: every buffer must fit one storage binding, and training cannot split
 /// a batch (train-mode BN couples its samples), so this decides the largest usable batch.
 ///
-/// The activations are largest at level 0 (S×S) of the decoder, where the last block's
-/// input is concat[Up(d1) (2F ch), skip (F ch)] = 3F channels. A plain block (no RIC)
-/// allocates nothing wider there; a RIC block's layer-1 concat has 3F + 3F = 6F channels,
-/// and its HybridPoolSame branch takes the complex 2-D FFT of the 3F-channel input, again
-/// 6F floats per pixel. So the largest activation is c·F·S²·N floats with c = 6 with RIC
-/// and 3 without; every other tensor (the encoder's 4F concat, the im2col buffers of the
-/// CSA convolutions at S/2, the gradients, which mirror the activations) is smaller.
-/// Measured (`PoolStats::largest_request` after a forward + backward + Adam step, every
-/// variant at F 2 and 4, S 32 and 64, N 1 and 2) and checked in `tests/cli_train_more.rs`. The
-/// largest parameter (the deepest RIC's 4·16F → 16F pointwise kernel) can exceed that at
-/// small S and large F, so it is taken into account, though it is never near a limit.
+/// Counted by running the network on shapes ([`Model::largest_training_buffer`]), and held
+/// to `PoolStats::largest_request` after a real step in `tests/`.
 pub fn largest_buffer_bytes(model: &Model, batch: usize) -> u64 {
-    let mc = &model.config;
-    let per_pixel = if mc.variant.ric() { 6 } else { 3 } * mc.width as u64;
-    let activation = per_pixel * (mc.size * mc.size) as u64 * batch as u64 * 4;
-    let param = model
-        .spec
-        .params()
-        .iter()
-        .map(|p| 4 * p.shape.iter().product::<usize>() as u64)
-        .max()
-        .unwrap_or(0);
-    activation.max(param)
+    model.largest_training_buffer(batch)
 }
 
 /// The largest training batch up to `batch` whose buffers `gpu` can bind, if any.

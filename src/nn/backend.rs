@@ -1,0 +1,187 @@
+//! The primitives RCA-IUnet is written in, as a trait that several backends implement, so
+//! that the network is written once ([`crate::nn::layers`], `crate::model`) and run by:
+//! - the GPU ([`GpuBackend`]): WGSL kernels, recorded on the autodiff tape while one records;
+//! - the f64 CPU reference (`crate::reference::model`): its own tape, so that the whole-model
+//!   gradient check stays independent of the GPU code path;
+//! - a counting backend (`crate::model::Count`): shapes, FLOPs, bytes and the largest
+//!   buffer of a training step, for `rca-gpu summary` and the trainer's batch check.
+//!
+//! Values are NCHW. Every primitive is one op of the engine (`crate::ops`) with a gradient
+//! rule. Fused ops are methods with a default that composes primitives (as burn's backend
+//! traits do): a backend overrides one when it has a faster kernel for it, and the others
+//! stay correct without one.
+
+use crate::error::Result;
+use crate::nn::layers::{Bn, Conv, SepConv};
+use crate::nn::params::{ParamId, Params};
+use crate::ops;
+use crate::tensor::Tensor;
+
+/// Whether batch norm uses (and updates) batch statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// The primitives of the network. `T` is what flows between layers: a GPU tensor, a value
+/// on the f64 graph, or a shape.
+pub trait Backend {
+    type T: Clone;
+
+    /// The value of parameter `id`.
+    fn param(&mut self, id: ParamId) -> Result<Self::T>;
+    /// (N, C, H, W) of `x`.
+    fn dims(&self, x: &Self::T) -> [usize; 4];
+
+    /// Depthwise K×K 'same' convolution, no bias: x (N, C, H, W), k (C, 1, K, K).
+    fn depthwise(&mut self, x: &Self::T, k: &Self::T) -> Result<Self::T>;
+    /// Pointwise convolution with bias: x (N, Cin, H, W), w (Cout, Cin, 1, 1), b (Cout).
+    fn conv1x1(&mut self, x: &Self::T, w: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Dense convolution with bias: x (N, Cin, H, W), w (Cout, Cin, K, K), b (Cout).
+    fn conv2d(
+        &mut self,
+        x: &Self::T,
+        w: &Self::T,
+        b: &Self::T,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self::T>;
+    /// Batch norm of `x` with the parameters of `bn` (the backend's mode decides between
+    /// batch and running statistics, and whether the running statistics are updated).
+    fn batch_norm(&mut self, x: &Self::T, bn: &Bn) -> Result<Self::T>;
+    fn relu(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn sigmoid(&mut self, x: &Self::T) -> Result<Self::T>;
+    fn add(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// a (N, C, H, W) ⊙ b (N, 1, H, W).
+    fn mul_bcast(&mut self, a: &Self::T, b: &Self::T) -> Result<Self::T>;
+    /// Concatenation along channels of maps of equal N, H, W.
+    fn concat(&mut self, xs: &[&Self::T]) -> Result<Self::T>;
+    /// 2×2 max pool, stride 2: (N, C, H, W) → (N, C, H/2, W/2).
+    fn max_pool_valid(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// 2×2 max pool, stride 1, windows clipped at the right and bottom: size kept.
+    fn max_pool_same(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// Nearest-neighbour ×2: (N, C, H, W) → (N, C, 2H, 2W).
+    fn upsample2x(&mut self, x: &Self::T) -> Result<Self::T>;
+    /// Spectral pooling of square maps (N, C, M, M) → (N, C, h, h).
+    fn spectral_pool(&mut self, x: &Self::T, h: usize) -> Result<Self::T>;
+
+    /// From here on, the ops belong to the block `name` of the network (e.g. `enc2`,
+    /// `dec0.csa`): the counting backend makes a summary row of each, a profiler may label
+    /// dispatches with it.
+    fn enter(&mut self, _name: &str) {}
+
+    // Fused ops: compositions by default.
+
+    /// SepConv: depthwise K×K then pointwise 1×1 with bias.
+    fn sep_conv(&mut self, l: &SepConv, x: &Self::T) -> Result<Self::T> {
+        let k = self.param(l.depthwise)?;
+        let d = self.depthwise(x, &k)?;
+        let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
+        self.conv1x1(&d, &w, &b)
+    }
+
+    /// A dense convolution layer with its bias.
+    fn conv(&mut self, l: &Conv, x: &Self::T, stride: usize, pad: usize) -> Result<Self::T> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        self.conv2d(x, &w, &b, stride, pad)
+    }
+
+    /// Batch norm then ReLU.
+    fn bn_relu(&mut self, x: &Self::T, bn: &Bn) -> Result<Self::T> {
+        let y = self.batch_norm(x, bn)?;
+        self.relu(&y)
+    }
+}
+
+/// The GPU: every primitive is an op of `crate::ops`, recorded on the tape when one is
+/// recording. In training mode batch norm uses batch statistics and writes its updated
+/// running statistics into `params`; in eval mode it uses the running statistics.
+pub struct GpuBackend<'a> {
+    pub params: &'a mut Params,
+    pub mode: Mode,
+    /// Weight of the old running statistics in training mode (`Model::bn_momentum`).
+    pub momentum: f32,
+}
+
+impl Backend for GpuBackend<'_> {
+    type T = Tensor;
+
+    fn param(&mut self, id: ParamId) -> Result<Tensor> {
+        Ok(self.params.get(id).clone())
+    }
+
+    fn dims(&self, x: &Tensor) -> [usize; 4] {
+        let (n, c, h, w) = x.shape().nchw().expect("the network's values are NCHW");
+        [n, c, h, w]
+    }
+
+    fn depthwise(&mut self, x: &Tensor, k: &Tensor) -> Result<Tensor> {
+        ops::depthwise_conv2d(x, k)
+    }
+
+    fn conv1x1(&mut self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::conv1x1(x, w, Some(b))
+    }
+
+    fn conv2d(
+        &mut self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        ops::conv2d(x, w, Some(b), stride, pad)
+    }
+
+    fn batch_norm(&mut self, x: &Tensor, l: &Bn) -> Result<Tensor> {
+        let (g, b) = (self.param(l.gamma)?, self.param(l.beta)?);
+        let (rm, rv) = (self.param(l.running_mean)?, self.param(l.running_var)?);
+        match self.mode {
+            Mode::Train => {
+                let (y, m, v) = ops::batch_norm_train(x, &g, &b, &rm, &rv, self.momentum, Bn::EPS)?;
+                self.params.set(l.running_mean, m);
+                self.params.set(l.running_var, v);
+                Ok(y)
+            }
+            Mode::Eval => ops::batch_norm_eval(x, &g, &b, &rm, &rv, Bn::EPS),
+        }
+    }
+
+    fn relu(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::relu(x)
+    }
+
+    fn sigmoid(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::sigmoid(x)
+    }
+
+    fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::add(a, b)
+    }
+
+    fn mul_bcast(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        ops::mul_bcast(a, b)
+    }
+
+    fn concat(&mut self, xs: &[&Tensor]) -> Result<Tensor> {
+        ops::concat_channels(xs)
+    }
+
+    fn max_pool_valid(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::max_pool_valid(x)
+    }
+
+    fn max_pool_same(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::max_pool_same(x)
+    }
+
+    fn upsample2x(&mut self, x: &Tensor) -> Result<Tensor> {
+        ops::upsample2x(x)
+    }
+
+    fn spectral_pool(&mut self, x: &Tensor, h: usize) -> Result<Tensor> {
+        ops::spectral_pool(x, h)
+    }
+}
