@@ -45,15 +45,6 @@ fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     out[i] = a[i] + b[i];
 }
 
-// out = a - b, same shapes
-@compute @workgroup_size(256)
-fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-    let i = flat(wid, nwg, lid);
-    if (i >= p.n) { return; }
-    out[i] = a[i] - b[i];
-}
-
 // out = a * b, same shapes
 @compute @workgroup_size(256)
 fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -99,15 +90,6 @@ fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let i = flat(wid, nwg, lid);
     if (i >= p.n) { return; }
     out[i] = p.s * a[i];
-}
-
-// out += s * a, in place (gradient accumulation)
-@compute @workgroup_size(256)
-fn axpy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = flat(wid, nwg, lid);
-    if (i >= p.n) { return; }
-    out[i] = out[i] + p.s * a[i];
 }
 
 // out = max(a, 0)

@@ -8,110 +8,41 @@
 //! leaves: their gradients are returned in [`Grads`]. Intermediate gradients and the
 //! activations a node saved are dropped (their buffers back to the pool) as soon as the
 //! node's backward has run. [`no_grad`] runs a closure without recording (inference).
+//!
+//! The tape knows no op: each op module records a [`Backward`] (what the op keeps and how
+//! it differentiates) next to its forward, so the tape sits below the ops.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::ops;
 use crate::tensor::{Shape, Tensor};
 
-/// What a recorded op needs for its backward: one variant per primitive, one `match`
-/// in [`Op::backward`].
-pub(crate) enum Op {
-    Add,
-    Sub,
-    Mul {
-        a: Tensor,
-        b: Tensor,
-    },
-    MulBcast {
-        a: Tensor,
-        b: Tensor,
-    },
-    Scale(f32),
-    Relu {
-        x: Tensor,
-    },
-    Sigmoid {
-        y: Tensor,
-    },
-    Sum {
-        c: usize,
-        inner: usize,
-        scale: f32,
-    },
-    Concat {
-        channels: Vec<usize>,
-    },
-    Conv1x1 {
-        x: Tensor,
-        w: Tensor,
-        has_bias: bool,
-    },
-    /// stats (C, 2) = [mean, invstd] the forward normalised with.
-    BatchNorm {
-        x: Tensor,
-        gamma: Tensor,
-        stats: Tensor,
-        train: bool,
-    },
-    /// coef (N, 2) = [Σ y·p, Σ y² + Σ p²] per sample.
-    BceDice {
-        z: Tensor,
-        y: Tensor,
-        coef: Tensor,
-    },
-    DepthwiseConv2d {
-        x: Tensor,
-        k: Tensor,
-    },
-    Conv2d {
-        x: Tensor,
-        w: Tensor,
-        stride: usize,
-        pad: usize,
-        has_bias: bool,
-    },
-    MaxPoolValid {
-        x: Tensor,
-    },
-    MaxPoolSame {
-        x: Tensor,
-    },
-    Upsample2x,
-    Fft2 {
-        inverse: bool,
-        path: ops::FftPath,
-    },
-    SpectralCrop {
-        m: usize,
-        h: usize,
-    },
-    SpectralPad {
-        m: usize,
-        h: usize,
-    },
-    SpectralPool {
-        m: usize,
-        h: usize,
-        path: ops::FftPath,
-    },
-    SpectralUnpool {
-        m: usize,
-        h: usize,
-        path: ops::FftPath,
-    },
+/// What a recorded op keeps for its backward, and its gradient rule. Each op module
+/// defines one per primitive, next to its forward; the tape only stores and calls them, so
+/// it sits below the ops.
+pub(crate) trait Backward {
+    /// Gradients of the inputs from the gradient `dy` of the output, in input order
+    /// (`None` where an input needs none: `need[i]` is false).
+    fn backward(&self, dy: &Tensor, inputs: &[Input], need: &[bool])
+    -> Result<Vec<Option<Tensor>>>;
+
+    /// A piecewise-linear op's input (ReLU, max pool), kept for
+    /// [`Tape::piecewise_inputs`] even when the op is not tracked.
+    fn piecewise(&self) -> Option<Piecewise> {
+        None
+    }
 }
 
-struct Input {
+/// An input of a recorded op, as its backward sees it.
+pub(crate) struct Input {
     id: u64,
-    shape: Shape,
+    pub(crate) shape: Shape,
     needs_grad: bool,
 }
 
 struct Node {
-    op: Op,
+    op: Box<dyn Backward>,
     inputs: Vec<Input>,
     out: u64,
 }
@@ -135,7 +66,11 @@ thread_local! {
 /// Record `out = op(inputs)` if a tape is recording and some input is tracked.
 /// `op` is only built (saving tensors) while a tape records; a ReLU or max pool keeps its
 /// input for [`Tape::piecewise_inputs`] even when untracked.
-pub(crate) fn record(inputs: &[&Tensor], out: &Tensor, op: impl FnOnce() -> Op) {
+pub(crate) fn record<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    out: &Tensor,
+    op: impl FnOnce() -> B,
+) {
     TAPE.with(|t| {
         let mut t = t.borrow_mut();
         let Some(state) = t.as_mut() else { return };
@@ -156,18 +91,15 @@ pub(crate) fn record(inputs: &[&Tensor], out: &Tensor, op: impl FnOnce() -> Op) 
             })
             .collect();
         let op = op();
-        match &op {
-            Op::Relu { x } => state.piecewise.push(Piecewise::Relu(x.clone())),
-            Op::MaxPoolValid { x } => state.piecewise.push(Piecewise::MaxPoolValid(x.clone())),
-            Op::MaxPoolSame { x } => state.piecewise.push(Piecewise::MaxPoolSame(x.clone())),
-            _ => {}
+        if let Some(p) = op.piecewise() {
+            state.piecewise.push(p);
         }
         if !any {
             return;
         }
         state.tracked.insert(out.id());
         state.nodes.push(Node {
-            op,
+            op: Box::new(op),
             inputs,
             out: out.id(),
         });
@@ -273,7 +205,7 @@ impl Tape {
                 let acc = match grads.remove(&input.id) {
                     // Out of place: a gradient handle may be shared with another input
                     // (add passes dy to both), so it is never written in place.
-                    Some(prev) => ops::elementwise::add_raw(&prev, &dx)?,
+                    Some(prev) => prev.add_unrecorded(&dx)?,
                     None => dx,
                 };
                 grads.insert(input.id, acc);
@@ -333,104 +265,5 @@ impl Grads {
 
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()
-    }
-}
-
-impl Op {
-    /// Gradients of the inputs from the gradient of the output, in input order
-    /// (`None` where an input needs none).
-    fn backward(
-        &self,
-        dy: &Tensor,
-        inputs: &[Input],
-        need: &[bool],
-    ) -> Result<Vec<Option<Tensor>>> {
-        use ops::elementwise as ew;
-        Ok(match self {
-            // y = a + b
-            Op::Add => vec![Some(dy.clone()), Some(dy.clone())],
-            // y = a − b
-            Op::Sub => vec![Some(dy.clone()), Some(ew::scale_raw(dy, -1.0)?)],
-            // y = a ⊙ b
-            Op::Mul { a, b } => vec![
-                need[0].then(|| ew::mul_raw(dy, b)).transpose()?,
-                need[1].then(|| ew::mul_raw(dy, a)).transpose()?,
-            ],
-            Op::MulBcast { a, b } => {
-                let (da, db) = ew::mul_bcast_backward(a, b, dy)?;
-                vec![Some(da), Some(db)]
-            }
-            // y = s·x
-            Op::Scale(s) => vec![Some(ew::scale_raw(dy, *s)?)],
-            Op::Relu { x } => vec![Some(ew::relu_backward(x, dy)?)],
-            Op::Sigmoid { y } => vec![Some(ew::sigmoid_backward(y, dy)?)],
-            Op::Sum { c, inner, scale } => vec![Some(ops::reduce::sum_backward(
-                dy,
-                &inputs[0].shape,
-                *c,
-                *inner,
-                *scale,
-            )?)],
-            Op::Concat { channels } => ops::shape::concat_backward(dy, channels)?
-                .into_iter()
-                .map(Some)
-                .collect(),
-            Op::Conv1x1 { x, w, has_bias } => {
-                let want = [need[0], need[1], *has_bias && need[2]];
-                let (dx, dw, db) = ops::conv1x1::conv1x1_backward(x, w, dy, want)?;
-                vec![dx, dw, db]
-            }
-            Op::BatchNorm {
-                x,
-                gamma,
-                stats,
-                train,
-            } => {
-                let want = [need[0], need[1], need[2]];
-                let (dx, dg, db) =
-                    ops::norm::batch_norm_backward(x, gamma, stats, *train, dy, want)?;
-                vec![dx, dg, db]
-            }
-            Op::BceDice { z, y, coef } => {
-                vec![Some(ops::loss::bce_dice_backward(z, y, coef, dy)?)]
-            }
-            Op::DepthwiseConv2d { x, k } => {
-                let (dx, dk) = ops::conv::depthwise_conv2d_backward(x, k, dy, [need[0], need[1]])?;
-                vec![dx, dk]
-            }
-            Op::Conv2d {
-                x,
-                w,
-                stride,
-                pad,
-                has_bias,
-            } => {
-                let want = [need[0], need[1], *has_bias && need[2]];
-                let (dx, dw, db) = ops::conv::conv2d_backward(x, w, dy, *stride, *pad, want)?;
-                vec![dx, dw, db]
-            }
-            Op::MaxPoolValid { x } => vec![Some(ops::pool::max_pool_valid_backward(x, dy)?)],
-            Op::MaxPoolSame { x } => vec![Some(ops::pool::max_pool_same_backward(x, dy)?)],
-            Op::Upsample2x => vec![Some(ops::pool::upsample2x_backward(dy, &inputs[0].shape)?)],
-            Op::Fft2 { inverse, path } => {
-                vec![Some(ops::fft::fft2_backward(dy, *inverse, *path)?)]
-            }
-            Op::SpectralCrop { m, h } => {
-                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, true)?)]
-            }
-            Op::SpectralPad { m, h } => {
-                vec![Some(ops::spectral::crop_pad_backward(dy, *m, *h, false)?)]
-            }
-            Op::SpectralPool { m, h, path } => {
-                vec![Some(ops::spectral::spectral_pool_backward(
-                    dy, *m, *h, *path,
-                )?)]
-            }
-            Op::SpectralUnpool { m, h, path } => {
-                vec![Some(ops::spectral::spectral_unpool_backward(
-                    dy, *m, *h, *path,
-                )?)]
-            }
-        })
     }
 }

@@ -2,13 +2,17 @@
 //! weights and statistics). Tensors are immutable values; ops make new ones. Cloning a
 //! tensor clones a handle, not the data; the buffer returns to the pool when the last
 //! handle is dropped.
+//!
+//! The two kernels that the layers below the ops need, the fill (for `full` and the
+//! NaN poison) and the unrecorded sum (the tape's gradient accumulation), launch from here
+//! through the element-wise family's launcher, which `crate::ops` shares.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
-use crate::runtime::{Binding, Kind, size_class};
+use crate::runtime::{Binding, Kernel, Kind, Shader, size_class};
 use crate::runtime::{Gpu, PooledBuffer};
 
 /// A tensor's dimensions, outermost first.
@@ -129,7 +133,7 @@ impl Tensor {
             gpu: gpu.clone(),
         };
         if gpu.poison() {
-            crate::ops::elementwise::fill_raw(&t, f32::NAN);
+            t.fill(f32::NAN);
         }
         Ok(t)
     }
@@ -155,7 +159,7 @@ impl Tensor {
     /// A tensor filled with one value.
     pub fn full(gpu: &Gpu, shape: impl Into<Shape>, value: f32) -> Result<Self> {
         let t = Self::uninit(gpu, shape, "full")?;
-        crate::ops::elementwise::fill_raw(&t, value);
+        t.fill(value);
         Ok(t)
     }
 
@@ -247,6 +251,30 @@ impl Tensor {
         })
     }
 
+    /// Fill the elements with `value`, in place (not recorded).
+    pub(crate) fn fill(&self, value: f32) {
+        let p = EwParams {
+            s: value,
+            ..EwParams::default()
+        };
+        launch_elementwise("fill", None, None, self, self.numel(), p);
+    }
+
+    /// self + other (same shapes) without recording: the tape's gradient accumulation.
+    pub(crate) fn add_unrecorded(&self, other: &Tensor) -> Result<Tensor> {
+        if self.shape != other.shape {
+            return Err(Error::Shape {
+                op: "add",
+                lhs: self.shape.clone(),
+                rhs: other.shape.clone(),
+            });
+        }
+        let out = Self::uninit(&self.gpu, self.shape.clone(), "add")?;
+        let n = out.numel();
+        launch_elementwise("add", Some(self), Some(other), &out, n, EwParams::default());
+        Ok(out)
+    }
+
     /// This tensor bound at `@binding(slot)`.
     pub(crate) fn bind(&self, slot: u32) -> Binding<'_> {
         Binding {
@@ -255,4 +283,48 @@ impl Tensor {
             bytes: self.bytes(),
         }
     }
+}
+
+/// The parameter block of the element-wise kernels (`Params` in
+/// `shaders/elementwise.wgsl`, field for field).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct EwParams {
+    /// Elements to write (set by [`launch_elementwise`]).
+    pub n: u32,
+    /// Channels C of the (outer, C, inner) view.
+    pub c: u32,
+    /// H·W.
+    pub inner: u32,
+    /// Per-kernel extras (the channel offsets and totals of `copy_channels`).
+    pub x: [u32; 4],
+    /// The scalar operand (fill value, scale factor).
+    pub s: f32,
+}
+
+/// Launch the element-wise entry point `entry` with one invocation per element of the
+/// `n` it writes into `out`, reading `a` (slot 0) and `b` (slot 1).
+pub(crate) fn launch_elementwise(
+    entry: &'static str,
+    a: Option<&Tensor>,
+    b: Option<&Tensor>,
+    out: &Tensor,
+    n: usize,
+    params: EwParams,
+) {
+    let params = EwParams {
+        n: u32::try_from(n).expect("tensors are bounded by the binding limit"),
+        ..params
+    };
+    let mut bindings = Vec::with_capacity(3);
+    bindings.extend(a.map(|a| a.bind(0)));
+    bindings.extend(b.map(|b| b.bind(1)));
+    bindings.push(out.bind(2));
+    crate::runtime::launch_1d(
+        out.gpu(),
+        &Kernel::new(Shader::Elementwise, entry),
+        &bindings,
+        &params,
+        n,
+    );
 }

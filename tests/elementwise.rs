@@ -28,23 +28,6 @@ fn add_matches_reference_and_gradients() {
 }
 
 #[test]
-fn sub_matches_reference_and_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
-    check_op(
-        &gpu,
-        &mut rng,
-        "sub",
-        &[input(&SHAPE, a), input(&SHAPE, b)],
-        |x| ops::sub(x[0], x[1]),
-        |x| r::sub(&x[0], &x[1]),
-        |_, dy| vec![dy.to_vec(), r::scale(dy, -1.0)],
-        F32,
-    );
-}
-
-#[test]
 fn mul_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();

@@ -12,7 +12,7 @@
 use super::conv1x1::{Matmul, conv1x1};
 use super::reduce::{sum_outer, sum_view};
 use super::{launch_1d, u32_of};
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
@@ -80,7 +80,7 @@ pub fn depthwise_conv2d(x: &Tensor, k: &Tensor) -> Result<Tensor> {
     let d = dw_check(x, k)?;
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), "depthwise_conv2d")?;
     dw_launch(x, k, &y, d, false);
-    record(&[x, k], &y, || Op::DepthwiseConv2d {
+    record(&[x, k], &y, || DepthwiseGrad {
         x: x.clone(),
         k: k.clone(),
     });
@@ -91,7 +91,7 @@ pub fn depthwise_conv2d(x: &Tensor, k: &Tensor) -> Result<Tensor> {
 // y[n,c,i,j] = Σ_{a,b} x[n,c,i+a−K/2,j+b−K/2]·k[c,a,b]
 //   ⇒ dx[n,c,u,v] = Σ_{a,b} dy[n,c,u+a−K/2,v+b−K/2]·k[c,K−1−a,K−1−b]
 //   ⇒ dk[c,a,b]   = Σ_{n,i,j} dy[n,c,i,j]·x[n,c,i+a−K/2,j+b−K/2]
-pub(crate) fn depthwise_conv2d_backward(
+fn depthwise_conv2d_backward(
     x: &Tensor,
     k: &Tensor,
     dy: &Tensor,
@@ -319,7 +319,7 @@ pub fn conv2d(
     .run(w, &col, b, &y, d.cout * p, p);
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    record(&inputs, &y, || Op::Conv2d {
+    record(&inputs, &y, || Conv2dGrad {
         x: x.clone(),
         w: w.clone(),
         stride,
@@ -332,7 +332,7 @@ pub fn conv2d(
 /// Backward of [`conv2d`] (not the 1×1 case, which records `Conv1x1`): (dx, dW, db).
 // y[n] = W·col(x[n]) + b  ⇒  dx[n] = col2im(Wᵀ·dy[n]),  dW = Σ_n dy[n]·col(x[n])ᵀ,
 //                            db = Σ_{n,q} dy[n, :, q]
-pub(crate) fn conv2d_backward(
+fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     dy: &Tensor,
@@ -401,4 +401,34 @@ pub(crate) fn conv2d_backward(
         None
     };
     Ok((dx, dw, db))
+}
+
+/// The depthwise convolution's backward keeps x and k.
+struct DepthwiseGrad {
+    x: Tensor,
+    k: Tensor,
+}
+
+impl Backward for DepthwiseGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let (dx, dk) = depthwise_conv2d_backward(&self.x, &self.k, dy, [need[0], need[1]])?;
+        Ok(vec![dx, dk])
+    }
+}
+
+/// The dense convolution's backward keeps x, W and the geometry.
+struct Conv2dGrad {
+    x: Tensor,
+    w: Tensor,
+    stride: usize,
+    pad: usize,
+    has_bias: bool,
+}
+
+impl Backward for Conv2dGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let want = [need[0], need[1], self.has_bias && need[2]];
+        let (dx, dw, db) = conv2d_backward(&self.x, &self.w, dy, self.stride, self.pad, want)?;
+        Ok(vec![dx, dw, db])
+    }
 }

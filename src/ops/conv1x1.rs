@@ -6,7 +6,7 @@
 
 use super::reduce::{sum_outer, sum_view};
 use super::u32_of;
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
@@ -213,7 +213,7 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     .run(w, x, b, &y, d.cout * p, p);
     let mut inputs = vec![x, w];
     inputs.extend(b);
-    record(&inputs, &y, || Op::Conv1x1 {
+    record(&inputs, &y, || Conv1x1Grad {
         x: x.clone(),
         w: w.clone(),
         has_bias: b.is_some(),
@@ -223,7 +223,7 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 
 /// Backward of [`conv1x1`]: (dx, dW, db).
 // y[n] = W·x[n] + b  ⇒  dx[n] = Wᵀ·dy[n],  dW = Σ_n dy[n]·x[n]ᵀ,  db = Σ_{n,q} dy[n, :, q]
-pub(crate) fn conv1x1_backward(
+fn conv1x1_backward(
     x: &Tensor,
     w: &Tensor,
     dy: &Tensor,
@@ -277,6 +277,21 @@ pub(crate) fn conv1x1_backward(
         None
     };
     Ok((dx, dw, db))
+}
+
+/// The pointwise convolution's backward keeps x and W.
+struct Conv1x1Grad {
+    x: Tensor,
+    w: Tensor,
+    has_bias: bool,
+}
+
+impl Backward for Conv1x1Grad {
+    fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let want = [need[0], need[1], self.has_bias && need[2]];
+        let (dx, dw, db) = conv1x1_backward(&self.x, &self.w, dy, want)?;
+        Ok(vec![dx, dw, db])
+    }
 }
 
 #[cfg(test)]

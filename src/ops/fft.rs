@@ -11,7 +11,7 @@
 //! [`fft2_via`] forces either form (the tests run the global one at small sizes).
 
 use super::{launch_1d, u32_of};
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 
 use crate::runtime::{Binding, Gpu, Kernel, Shader, grid_1d};
@@ -359,7 +359,7 @@ pub fn fft2_via(x: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
         (-1.0, 1.0)
     };
     let y = fft2_raw(x, planes, m, sign, scale, path)?;
-    record(&[x], &y, || Op::Fft2 { inverse, path });
+    record(&[x], &y, || Fft2Grad { inverse, path });
     Ok(y)
 }
 
@@ -368,7 +368,7 @@ pub fn fft2_via(x: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
 /// the other sign with the same scale.
 // y = F x (sign −1, scale 1)              ⇒  dx = Fᴴ dy = (sign +1, scale 1)
 // y = (1/M²) Fᴴ x (sign +1, scale 1/M²)   ⇒  dx = (1/M²) F dy = (sign −1, scale 1/M²)
-pub(crate) fn fft2_backward(dy: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
+fn fft2_backward(dy: &Tensor, inverse: bool, path: FftPath) -> Result<Tensor> {
     let (planes, m) = complex_planes("fft2_backward", dy)?;
     let (sign, scale) = if inverse {
         (-1.0, 1.0 / (m * m) as f32)
@@ -409,4 +409,16 @@ pub(crate) fn real_part(x: &Tensor) -> Result<Tensor> {
         x.gpu(),
     );
     Ok(out)
+}
+
+/// The FFT's backward keeps its direction and path (it is linear: nothing else).
+struct Fft2Grad {
+    inverse: bool,
+    path: FftPath,
+}
+
+impl Backward for Fft2Grad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(fft2_backward(dy, self.inverse, self.path)?)])
+    }
 }

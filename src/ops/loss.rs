@@ -9,7 +9,7 @@
 //! lesion-free (all-zero) masks defined.
 
 use super::u32_of;
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
@@ -95,7 +95,7 @@ pub fn bce_dice_loss_per_sample(logits: &Tensor, mask: &Tensor) -> Result<(Tenso
         &params,
         [1, 1, 1],
     );
-    record(&[logits], &loss, || Op::BceDice {
+    record(&[logits], &loss, || BceDiceGrad {
         z: logits.clone(),
         y: mask.clone(),
         coef,
@@ -112,12 +112,7 @@ pub fn bce_dice_loss(logits: &Tensor, mask: &Tensor) -> Result<Tensor> {
 // loss = (1/N)·Σ_n [½·Σ_i (softplus(z_i) − y_i·z_i)/P + ½·(1 − (2S + ε)/(T + ε))]
 //   ⇒ dz_i = dy/N·[(p_i − y_i)/(2P) + ½·dDice_i·p_i·(1 − p_i)],
 //      dDice_i = −2·[y_i·(T + ε) − p_i·(2S + ε)]/(T + ε)²
-pub(crate) fn bce_dice_backward(
-    z: &Tensor,
-    y: &Tensor,
-    coef: &Tensor,
-    dy: &Tensor,
-) -> Result<Tensor> {
+fn bce_dice_backward(z: &Tensor, y: &Tensor, coef: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let op = "bce_dice_backward";
     let d = check(op, z, y)?;
     let dz = Tensor::uninit(z.gpu(), z.shape().clone(), op)?;
@@ -128,4 +123,20 @@ pub(crate) fn bce_dice_backward(
         [u32_of(d.inner.div_ceil(WG * PER)), u32_of(d.n), 1],
     );
     Ok(dz)
+}
+
+/// The loss's backward keeps the logits z, the mask y and coef (N, 2) = [Σ y·p,
+/// Σ y² + Σ p²] per sample.
+struct BceDiceGrad {
+    z: Tensor,
+    y: Tensor,
+    coef: Tensor,
+}
+
+impl Backward for BceDiceGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(bce_dice_backward(
+            &self.z, &self.y, &self.coef, dy,
+        )?)])
+    }
 }

@@ -17,7 +17,7 @@ pub mod spectral;
 
 pub use conv::{conv2d, depthwise_conv2d};
 pub use conv1x1::conv1x1;
-pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid, sub};
+pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid};
 pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use loss::{bce_dice_loss, bce_dice_loss_per_sample};
 pub use norm::{batch_norm_eval, batch_norm_train};
@@ -30,25 +30,7 @@ pub use spectral::{
     spectral_unpool_via,
 };
 
-use crate::runtime::{Binding, Gpu, Kernel, grid_1d};
-
-/// Threads per workgroup of the one-element-per-invocation kernels.
-pub(crate) const WG: u32 = 256;
-
-/// Launch a kernel with one invocation per element of `n`, on a grid that respects the
-/// per-dimension workgroup limit.
-pub(crate) fn launch_1d(
-    gpu: &Gpu,
-    kernel: &Kernel,
-    bindings: &[Binding<'_>],
-    params: &[u32],
-    n: usize,
-) {
-    let groups = (n as u64).div_ceil(WG as u64);
-    let groups = u32::try_from(groups).expect("tensor too large for a 1-D launch");
-    let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
-    gpu.launch(kernel, bindings, params, grid);
-}
+pub(crate) use crate::runtime::launch_1d;
 
 /// A convolution's bias, when given, must be (Cout); the error names the weight and bias.
 pub(crate) fn check_bias(

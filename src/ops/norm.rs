@@ -17,7 +17,7 @@
 //! affine map y = γ·(x − μ_run)/√(σ²_run + eps) + β and its backward is that map's.
 
 use super::u32_of;
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
@@ -195,7 +195,7 @@ pub fn batch_norm_train(
         d.final_grid(),
     );
     let y = apply(x, gamma, beta, &stats, d)?;
-    record(&[x, gamma, beta], &y, || Op::BatchNorm {
+    record(&[x, gamma, beta], &y, || BatchNormGrad {
         x: x.clone(),
         gamma: gamma.clone(),
         stats,
@@ -223,7 +223,7 @@ pub fn batch_norm_eval(
         d.final_grid(),
     );
     let y = apply(x, gamma, beta, &stats, d)?;
-    record(&[x, gamma, beta], &y, || Op::BatchNorm {
+    record(&[x, gamma, beta], &y, || BatchNormGrad {
         x: x.clone(),
         gamma: gamma.clone(),
         stats,
@@ -236,7 +236,7 @@ pub fn batch_norm_eval(
 // y = γ·x̂ + β, x̂ = (x − mean)·invstd  ⇒  dβ = Σ dy, dγ = Σ dy·x̂, and
 //   train (mean, invstd depend on x): dx = γ·invstd·(dy − (dβ + x̂·dγ)/m), m = N·H·W
 //   eval (running statistics are constants): dx = γ·invstd·dy
-pub(crate) fn batch_norm_backward(
+fn batch_norm_backward(
     x: &Tensor,
     gamma: &Tensor,
     stats: &Tensor,
@@ -297,6 +297,24 @@ pub(crate) fn batch_norm_backward(
         None => (None, None),
     };
     Ok((dx, dgamma, dbeta))
+}
+
+/// Batch norm's backward keeps x, γ and the stats (C, 2) = [mean, invstd] the forward
+/// normalised with; in training mode the statistics depend on x, in eval mode they do not.
+struct BatchNormGrad {
+    x: Tensor,
+    gamma: Tensor,
+    stats: Tensor,
+    train: bool,
+}
+
+impl Backward for BatchNormGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let want = [need[0], need[1], need[2]];
+        let (dx, dg, db) =
+            batch_norm_backward(&self.x, &self.gamma, &self.stats, self.train, dy, want)?;
+        Ok(vec![dx, dg, db])
+    }
 }
 
 #[cfg(test)]

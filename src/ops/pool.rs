@@ -12,7 +12,7 @@
 
 use super::launch_1d;
 use super::u32_of;
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, Piecewise, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::{Shape, Tensor};
@@ -69,13 +69,16 @@ pub fn max_pool_valid(x: &Tensor) -> Result<Tensor> {
     let (ho, wo) = (h / 2, w / 2);
     let y = Tensor::uninit(x.gpu(), [n, c, ho, wo], op)?;
     launch(op, Some(x), None, &y, (h, w), (ho, wo), y.numel());
-    record(&[x], &y, || Op::MaxPoolValid { x: x.clone() });
+    record(&[x], &y, || MaxPoolGrad {
+        x: x.clone(),
+        valid: true,
+    });
     Ok(y)
 }
 
 /// Backward of [`max_pool_valid`]: dx (N, C, H, W).
 // y[i, j] = max x[2i..2i+1, 2j..2j+1]  ⇒  dx[u, v] = dy[u/2, v/2] at the window's first arg-max
-pub(crate) fn max_pool_valid_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+fn max_pool_valid_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw("max_pool_valid_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_valid_backward")?;
     // One invocation per window, counting the partial windows of an odd last row/column.
@@ -100,14 +103,17 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     // One invocation per row strip of 4 outputs (see the shader).
     let strips = n * c * h * w.div_ceil(4);
     launch(op, Some(x), None, &y, (h, w), (h, w), strips);
-    record(&[x], &y, || Op::MaxPoolSame { x: x.clone() });
+    record(&[x], &y, || MaxPoolGrad {
+        x: x.clone(),
+        valid: false,
+    });
     Ok(y)
 }
 
 /// Backward of [`max_pool_same`]: dx (N, C, H, W).
 // y[i, j] = max x[i..i+1, j..j+1] (clipped)
 //   ⇒ dx[u, v] = Σ dy[i, j] over the windows whose first arg-max is (u, v)
-pub(crate) fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
     // One invocation per row strip of 4 pixels (see the shader).
@@ -130,13 +136,13 @@ pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw(op, x)?;
     let y = Tensor::uninit(x.gpu(), [n, c, 2 * h, 2 * w], op)?;
     launch(op, Some(x), None, &y, (h, w), (2 * h, 2 * w), x.numel());
-    record(&[x], &y, || Op::Upsample2x);
+    record(&[x], &y, || UpsampleGrad);
     Ok(y)
 }
 
 /// Backward of [`upsample2x`]: dx (N, C, H, W), shaped `x_shape`.
 // y[i, j] = x[i/2, j/2]  ⇒  dx[u, v] = Σ dy[2u..2u+1, 2v..2v+1]
-pub(crate) fn upsample2x_backward(dy: &Tensor, x_shape: &Shape) -> Result<Tensor> {
+fn upsample2x_backward(dy: &Tensor, x_shape: &Shape) -> Result<Tensor> {
     let (_, _, h, w) = x_shape.nchw().ok_or_else(|| Error::BadShape {
         op: "upsample2x_backward",
         shape: x_shape.clone(),
@@ -154,4 +160,39 @@ pub(crate) fn upsample2x_backward(dy: &Tensor, x_shape: &Shape) -> Result<Tensor
         total,
     );
     Ok(dx)
+}
+
+/// A max pool's backward keeps its input x: each window's arg-max there is its decision
+/// (see `Tape::piecewise_inputs`).
+struct MaxPoolGrad {
+    x: Tensor,
+    /// Stride 2 (else the stride-1 'same' pool).
+    valid: bool,
+}
+
+impl Backward for MaxPoolGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(if self.valid {
+            max_pool_valid_backward(&self.x, dy)?
+        } else {
+            max_pool_same_backward(&self.x, dy)?
+        })])
+    }
+
+    fn piecewise(&self) -> Option<Piecewise> {
+        Some(if self.valid {
+            Piecewise::MaxPoolValid(self.x.clone())
+        } else {
+            Piecewise::MaxPoolSame(self.x.clone())
+        })
+    }
+}
+
+/// Upsampling's backward keeps nothing but the input's shape (from the tape).
+struct UpsampleGrad;
+
+impl Backward for UpsampleGrad {
+    fn backward(&self, dy: &Tensor, inputs: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(upsample2x_backward(dy, &inputs[0].shape)?)])
+    }
 }

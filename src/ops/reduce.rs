@@ -1,9 +1,9 @@
 //! Sums and means: over the whole tensor, or per channel of an NCHW tensor, plus the
 //! summation over an outer axis that finishes split-K matmuls. `shaders/reduce.wgsl`.
 
-use super::elementwise::{Extra, launch};
+use super::elementwise::{EwParams, channel_view, launch_elementwise};
 use super::{launch_1d, u32_of};
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
@@ -81,7 +81,7 @@ fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
 
 fn reduce(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
     let out = sum_view(x, outer, c, inner, s)?;
-    record(&[x], &out, || Op::Sum { c, inner, scale: s });
+    record(&[x], &out, || SumGrad { c, inner, scale: s });
     Ok(out)
 }
 
@@ -107,28 +107,22 @@ pub fn mean_channels(x: &Tensor) -> Result<Tensor> {
     reduce(x, n, c, h * w, 1.0 / (n * h * w) as f32)
 }
 
-/// Backward of a (scaled) per-channel sum: dx[o, c, q] = s · dy[c], shaped like `x`.
-// y[c] = s · Σ_{o,q} x[o, c, q]  ⇒  dx[o, c, q] = s · dy[c]
-pub(crate) fn sum_backward(
-    dy: &Tensor,
-    x_shape: &crate::tensor::Shape,
+/// y[c] = s · Σ_{o,q} x[o, c, q]  ⇒  dx[o, c, q] = s · dy[c], shaped like x. Keeps the
+/// view's C and inner size and s.
+struct SumGrad {
     c: usize,
     inner: usize,
-    s: f32,
-) -> Result<Tensor> {
-    let dx = Tensor::uninit(dy.gpu(), x_shape.clone(), "sum_backward")?;
-    launch(
-        "broadcast_channel",
-        Some(dy),
-        None,
-        &dx,
-        dx.numel(),
-        Extra {
-            c,
-            inner,
-            s,
-            ..Extra::default()
-        },
-    );
-    Ok(dx)
+    scale: f32,
+}
+
+impl Backward for SumGrad {
+    fn backward(&self, dy: &Tensor, inputs: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let dx = Tensor::uninit(dy.gpu(), inputs[0].shape.clone(), "sum_backward")?;
+        let p = EwParams {
+            s: self.scale,
+            ..channel_view(self.c, self.inner)
+        };
+        launch_elementwise("broadcast_channel", Some(dy), None, &dx, dx.numel(), p);
+        Ok(vec![Some(dx)])
+    }
 }

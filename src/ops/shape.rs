@@ -1,8 +1,9 @@
 //! Channel concatenation and its backward, the split: one `copy_channels` launch per
 //! input (`shaders/elementwise.wgsl`).
 
-use super::elementwise::{Extra, launch};
-use crate::autodiff::{Op, record};
+use super::elementwise::{EwParams, channel_view, launch_elementwise};
+use super::u32_of;
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -20,18 +21,17 @@ pub(crate) fn copy_channels(
     outer: usize,
     inner: usize,
 ) {
-    launch(
+    let p = EwParams {
+        x: [src_c, src_off, dst_c, dst_off].map(u32_of),
+        ..channel_view(count, inner)
+    };
+    launch_elementwise(
         "copy_channels",
         Some(src),
         None,
         dst,
         outer * count * inner,
-        Extra {
-            c: count,
-            inner,
-            x: [src_c, src_off, dst_c, dst_off],
-            s: 0.0,
-        },
+        p,
     );
 }
 
@@ -66,21 +66,27 @@ pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
         copy_channels(x, c, 0, &out, total, off, c, n, h * w);
         off += c;
     }
-    record(xs, &out, || Op::Concat { channels });
+    record(xs, &out, || ConcatGrad { channels });
     Ok(out)
 }
 
-/// Backward of [`concat_channels`]: the slices of dy, one per input.
-// y = [x_0 | x_1 | …] along C  ⇒  dx_i = dy[:, off_i .. off_i + c_i]
-pub(crate) fn concat_backward(dy: &Tensor, channels: &[usize]) -> Result<Vec<Tensor>> {
-    let (n, total, h, w) = dy.shape().nchw().expect("concat output is NCHW");
-    let mut off = 0;
-    let mut out = Vec::with_capacity(channels.len());
-    for &c in channels {
-        let dx = Tensor::uninit(dy.gpu(), [n, c, h, w], "concat_backward")?;
-        copy_channels(dy, total, off, &dx, c, 0, c, n, h * w);
-        off += c;
-        out.push(dx);
+/// y = [x_0 | x_1 | …] along C  ⇒  dx_i = dy[:, off_i .. off_i + c_i]. Keeps the inputs'
+/// channel counts.
+struct ConcatGrad {
+    channels: Vec<usize>,
+}
+
+impl Backward for ConcatGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let (n, total, h, w) = dy.shape().nchw().expect("concat output is NCHW");
+        let mut off = 0;
+        let mut out = Vec::with_capacity(self.channels.len());
+        for &c in &self.channels {
+            let dx = Tensor::uninit(dy.gpu(), [n, c, h, w], "concat_backward")?;
+            copy_channels(dy, total, off, &dx, c, 0, c, n, h * w);
+            off += c;
+            out.push(Some(dx));
+        }
+        Ok(out)
     }
-    Ok(out)
 }

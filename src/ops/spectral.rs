@@ -16,7 +16,7 @@
 use super::fft::{
     FftPath, Params, TW_N, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
 };
-use crate::autodiff::{Op, record};
+use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 
@@ -91,7 +91,7 @@ pub fn spectral_crop(x: &Tensor, h: usize) -> Result<Tensor> {
     let (planes, m) = complex_planes("spectral_crop", x)?;
     check_h("spectral_crop", x, m, h)?;
     let y = crop_raw(x, planes, m, h, 1.0)?;
-    record(&[x], &y, || Op::SpectralCrop { m, h });
+    record(&[x], &y, || CropPadGrad { m, h, crop: true });
     Ok(y)
 }
 
@@ -109,13 +109,13 @@ pub fn spectral_pad(x: &Tensor, m: usize) -> Result<Tensor> {
     }
     check_h("spectral_pad", x, m, h)?;
     let y = pad_raw(x, planes, m, h, 1.0)?;
-    record(&[x], &y, || Op::SpectralPad { m, h });
+    record(&[x], &y, || CropPadGrad { m, h, crop: false });
     Ok(y)
 }
 
 /// Backward of [`spectral_crop`] (the pad) and of [`spectral_pad`] (the crop).
 // y = crop(x)  ⇒  dx = cropᵀ(dy) = pad(dy);   y = pad(x)  ⇒  dx = padᵀ(dy) = crop(dy)
-pub(crate) fn crop_pad_backward(dy: &Tensor, m: usize, h: usize, crop: bool) -> Result<Tensor> {
+fn crop_pad_backward(dy: &Tensor, m: usize, h: usize, crop: bool) -> Result<Tensor> {
     let planes = dy.numel() / (2 * if crop { h * h } else { m * m });
     if crop {
         pad_raw(dy, planes, m, h, 1.0)
@@ -294,7 +294,12 @@ pub fn spectral_pool_via(x: &Tensor, h: usize, path: FftPath) -> Result<Tensor> 
     let (n, c, m) = real_planes("spectral_pool", x)?;
     check_h("spectral_pool", x, m, h)?;
     let y = pool_raw(x, n * c, m, h, path)?;
-    record(&[x], &y, || Op::SpectralPool { m, h, path });
+    record(&[x], &y, || PoolGrad {
+        m,
+        h,
+        path,
+        unpool: false,
+    });
     Ok(y)
 }
 
@@ -317,30 +322,60 @@ pub fn spectral_unpool_via(dy: &Tensor, m: usize, path: FftPath) -> Result<Tenso
     }
     check_h("spectral_unpool", dy, m, h)?;
     let x = unpool_raw(dy, n * c, m, h, path)?;
-    record(&[dy], &x, || Op::SpectralUnpool { m, h, path });
+    record(&[dy], &x, || PoolGrad {
+        m,
+        h,
+        path,
+        unpool: true,
+    });
     Ok(x)
 }
 
 /// Backward of [`spectral_pool`]: [`spectral_unpool`] (its adjoint).
 // y = A·x·Aᵀ  ⇒  dx = Aᵀ·dy·A
-pub(crate) fn spectral_pool_backward(
-    dy: &Tensor,
-    m: usize,
-    h: usize,
-    path: FftPath,
-) -> Result<Tensor> {
+fn spectral_pool_backward(dy: &Tensor, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
     let (n, c, _, _) = dy.shape().nchw().expect("checked in forward");
     unpool_raw(dy, n * c, m, h, path)
 }
 
 /// Backward of [`spectral_unpool`]: spectral pooling (the adjoint of the adjoint).
 // x = Aᵀ·dy·A  ⇒  d(dy) = A·dx·Aᵀ
-pub(crate) fn spectral_unpool_backward(
-    dx: &Tensor,
+fn spectral_unpool_backward(dx: &Tensor, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    let (n, c, _, _) = dx.shape().nchw().expect("checked in forward");
+    pool_raw(dx, n * c, m, h, path)
+}
+
+/// The crop's and the pad's backward keep the sizes (both are linear).
+struct CropPadGrad {
+    m: usize,
+    h: usize,
+    crop: bool,
+}
+
+impl Backward for CropPadGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(crop_pad_backward(
+            dy, self.m, self.h, self.crop,
+        )?)])
+    }
+}
+
+/// Spectral pooling's and unpooling's backward keep the sizes and the FFT path (both
+/// are linear, each the other's adjoint).
+struct PoolGrad {
     m: usize,
     h: usize,
     path: FftPath,
-) -> Result<Tensor> {
-    let (n, c, _, _) = dx.shape().nchw().expect("checked in forward");
-    pool_raw(dx, n * c, m, h, path)
+    unpool: bool,
+}
+
+impl Backward for PoolGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let (m, h, path) = (self.m, self.h, self.path);
+        Ok(vec![Some(if self.unpool {
+            spectral_unpool_backward(dy, m, h, path)?
+        } else {
+            spectral_pool_backward(dy, m, h, path)?
+        })])
+    }
 }

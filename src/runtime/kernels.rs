@@ -157,15 +157,37 @@ pub(crate) fn grid_1d(workgroups: u32, max_per_dim: u32) -> [u32; 3] {
     }
 }
 
+/// Invocations per workgroup of the one-element-per-invocation kernels (`WG` in their
+/// shaders).
+pub(crate) const WG: u32 = 256;
+
+/// Launch a kernel with one invocation per element of `n`, on a grid that respects the
+/// per-dimension workgroup limit.
+pub(crate) fn launch_1d<P: bytemuck::Pod>(
+    gpu: &Gpu,
+    kernel: &Kernel,
+    bindings: &[Binding<'_>],
+    params: &P,
+    n: usize,
+) {
+    let groups = (n as u64).div_ceil(u64::from(WG));
+    let groups = u32::try_from(groups).expect("tensor too large for a 1-D launch");
+    let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
+    gpu.launch(kernel, bindings, params, grid);
+}
+
 impl Gpu {
-    /// Record one kernel launch into the pending encoder.
-    pub(crate) fn launch(
+    /// Record one kernel launch into the pending encoder. `params` is the kernel's
+    /// immediate block: a `#[repr(C)]` struct (or array of words) laid out as the WGSL
+    /// struct it fills.
+    pub(crate) fn launch<P: bytemuck::Pod>(
         &self,
         kernel: &Kernel,
         bindings: &[Binding<'_>],
-        immediates: &[u32],
+        params: &P,
         workgroups: [u32; 3],
     ) {
+        let immediates: &[u8] = bytemuck::bytes_of(params);
         let p = self.inner.pipelines.get(&self.inner.device, kernel);
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
@@ -194,7 +216,7 @@ impl Gpu {
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             if !immediates.is_empty() {
-                pass.set_immediates(0, bytemuck::cast_slice(immediates));
+                pass.set_immediates(0, immediates);
             }
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         });

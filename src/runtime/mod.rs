@@ -12,7 +12,7 @@ mod pool;
 mod timer;
 
 pub use adapter::{AdapterReport, driver_hint, list_adapters};
-pub(crate) use kernels::{Binding, grid_1d};
+pub(crate) use kernels::{Binding, grid_1d, launch_1d};
 pub use kernels::{Kernel, Shader};
 pub(crate) use pool::{Kind, size_class};
 pub use pool::{PoolStats, PooledBuffer};
