@@ -10,8 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use rca_gpu::model::{Model, ModelConfig, Variant};
+use rca_gpu::train::budget::largest_buffer_bytes;
 use rca_gpu::train::checkpoint::{load_model, load_optimizer};
-use rca_gpu::train::trainer::{EpochRecord, largest_buffer_bytes};
+use rca_gpu::train::history::EpochRecord;
 use rca_gpu::train::{Adam, train_step};
 use rca_gpu::{AdapterRequest, Gpu, Tensor};
 use serde_json::Value;

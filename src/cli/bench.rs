@@ -10,7 +10,7 @@
 //!   `infer`; the chunk is printed.
 //! - Training: one step (forward, loss, backward, Adam) and the read-back of its loss. A
 //!   batch that cannot fit (train-mode BN couples its samples, so it is not split) is
-//!   lowered to the largest that does (`trainer::largest_batch_that_fits`, as `train`
+//!   lowered to the largest that does (`budget::largest_batch_that_fits`, as `train`
 //!   advises), and the batch actually used is printed.
 //!
 //! Wall time is the host's clock around each repetition. Where the adapter has timestamp
@@ -197,7 +197,7 @@ fn bench_training(
 ) -> anyhow::Result<Measurement> {
     let s = config.size;
     let fits =
-        crate::train::trainer::largest_batch_that_fits(gpu, &Model::new(config), args.train_batch)
+        crate::train::budget::largest_batch_that_fits(gpu, &Model::new(config), args.train_batch)
             .context("even a training batch of 1 exceeds this adapter's binding limit")?;
     if fits < args.train_batch {
         eprintln!(

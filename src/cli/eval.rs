@@ -43,7 +43,7 @@ use crate::metrics::{
     render_text, summary_rows, write_csv,
 };
 use crate::train::checkpoint::load_model;
-use crate::train::trainer::TrainConfig;
+use crate::train::config::TrainConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -21,7 +21,8 @@ use anyhow::{Context, bail};
 use crate::data::Format;
 use crate::model::ModelConfig;
 use crate::train::checkpoint::load_model;
-use crate::train::trainer::{self, Outcome, TrainConfig};
+use crate::train::config::{TrainConfig, file_sha256};
+use crate::train::trainer::{self, Outcome};
 
 /// Defaults of the phantom run (S 64, F 4, 160 phantoms → 79 training / 33 validation
 /// images, batch 4, 20 epochs, BN momentum 0.9). Measured with the release build on lavapipe
@@ -195,7 +196,7 @@ fn apply_init(args: &Args, path: &Path) -> anyhow::Result<TrainConfig> {
             asked.2
         );
     }
-    cfg.init_sha256 = Some(trainer::file_sha256(&abs)?);
+    cfg.init_sha256 = Some(file_sha256(&abs)?);
     cfg.init = Some(abs);
     Ok(cfg)
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use image::{Rgb, RgbImage};
 
-use super::trainer::EpochRecord;
+use super::history::EpochRecord;
 
 /// One panel's size in pixels.
 pub const PANEL_W: u32 = 320;

@@ -1,0 +1,105 @@
+//! What defines a run: [`TrainConfig`], written to the run folder's `config.json`, the
+//! comparison `--resume` makes against it, and the helpers derived from it (the model
+//! configuration, the phantom source, the SHA-256 that pins an `--init` checkpoint).
+//!
+//! Apart from the training loop so that `rca-gpu eval` and `rca-gpu train`'s argument
+//! handling can read a run's configuration without depending on the loop.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Format, PhantomSource};
+use crate::model::{ModelConfig, Variant};
+
+/// Everything that defines a run; written to `config.json`. A resumed run must match it in
+/// every field but `epochs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub variant: String,
+    pub width: usize,
+    pub size: usize,
+    pub batch: usize,
+    pub epochs: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Data-set folder, absolute (so that `--resume` and `eval` work from any directory;
+    /// older runs stored it as given, see `rca-gpu train --resume`); None trains on the
+    /// built-in phantoms.
+    pub data: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub skip_bad: bool,
+    /// Number of phantoms when `data` is None.
+    pub phantoms: usize,
+    /// Epochs without validation-loss improvement before the learning rate is halved.
+    pub patience: usize,
+    /// Epochs without validation-loss improvement before training stops.
+    pub early_stop: usize,
+    /// Training augmentation (flips, rotation, scale, intensity, speckle).
+    pub augment: bool,
+    /// Read the loss back every this many steps (for the progress bar).
+    pub log_every: usize,
+    /// The checkpoint whose weights and BN running statistics the run started from
+    /// (`--init`, fine-tuning), absolute; None starts from the seeded initialisation.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+    /// SHA-256 of the `init` file as it was when the run started (`sha256sum` compatible).
+    #[serde(default)]
+    pub init_sha256: Option<String>,
+    /// BN running-statistics momentum (MODEL.md: 0.99; the phantom demo uses 0.9, see
+    /// `cli::train`). Runs from before the option have 0.99.
+    #[serde(default = "default_bn_momentum")]
+    pub bn_momentum: f32,
+}
+
+fn default_bn_momentum() -> f32 {
+    crate::nn::Bn::MOMENTUM
+}
+
+impl TrainConfig {
+    /// The fields that differ between two configs, as "name: a ≠ b" (ignoring `epochs`).
+    pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
+        let a = serde_json::to_value(self).unwrap_or_default();
+        let b = serde_json::to_value(other).unwrap_or_default();
+        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+            return vec!["(unreadable config)".into()];
+        };
+        a.iter()
+            .filter(|(k, _)| k.as_str() != "epochs")
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: run folder has {v}, asked for {}",
+                    b.get(k.as_str()).cloned().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// The built-in phantoms a run without a data folder trains on (None with `data`); one
+    /// function, so that `rca-gpu eval` regenerates exactly the images the run was split on.
+    pub fn phantom_source(&self) -> Option<PhantomSource> {
+        self.data.is_none().then_some(PhantomSource {
+            seed: self.seed,
+            count: self.phantoms,
+            size: self.size,
+        })
+    }
+
+    pub fn model_config(&self) -> anyhow::Result<ModelConfig> {
+        let variant: Variant = self.variant.parse().map_err(anyhow::Error::msg)?;
+        ModelConfig::new(variant, self.width, self.size).map_err(anyhow::Error::msg)
+    }
+}
+
+/// SHA-256 of a file's bytes, in hex (what `sha256sum` prints).
+pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
