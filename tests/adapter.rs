@@ -1,5 +1,5 @@
-//! Says, visibly, which adapter the GPU tests run on (the other test binaries capture
-//! their output). Under CI (`CI=true`) a missing adapter fails here, first and loudly.
+//! Says, visibly, which adapter the GPU tests run on (the test hub, `tests/tests.rs`,
+//! captures its tests' output). Under CI (`CI=true`) a missing adapter fails here, first and loudly.
 
 use rca_gpu::{AdapterRequest, Gpu};
 

@@ -1,10 +1,9 @@
 //! The tape: what it records, gradient accumulation when a tensor feeds several ops,
 //! no-grad mode, leaves, and errors.
 
-mod common;
-
-use common::{F32, assert_close, to_f64, uniform};
 use rca_gpu::{Tape, Tensor, no_grad, ops, reference as r};
+
+use crate::common::{self, F32, assert_close, to_f64, uniform};
 
 #[test]
 fn gradients_accumulate_when_a_tensor_feeds_several_ops() {

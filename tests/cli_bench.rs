@@ -3,13 +3,11 @@
 //! exactly where the adapter has timestamp queries, and on a device whose binding limit is
 //! too small for the batch it chunks inference and halves the training batch, saying so.
 
-mod common;
-
 use std::process::Command;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+use crate::common::{self, BIN};
 
 fn bench(json: &std::path::Path, env: &[(&str, &str)]) -> (String, Value) {
     let out = Command::new(BIN)

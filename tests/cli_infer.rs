@@ -5,8 +5,6 @@
 //! missing checkpoint, an empty data folder, an undecodable image) fails with a message
 //! naming the file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -15,7 +13,7 @@ use rca_gpu::model::{Model, ModelConfig, Variant};
 use rca_gpu::train::checkpoint::{NamedTensor, save_model};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+use crate::common::{self, BIN};
 
 fn rca(args: &[&str]) -> Output {
     Command::new(BIN)

@@ -3,15 +3,14 @@
 //! saves a checkpoint that resumes mid-epoch, a --data run saves its report and split, and
 //! bad input fails with a clear message.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
 use rca_gpu::train::checkpoint::{load_model, load_optimizer};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+use crate::common::{self, BIN};
+
 const TINY: [&str; 8] = [
     "--size",
     "32",

@@ -4,8 +4,6 @@
 //! buffer exceeds the adapter's binding limit is refused before any step, with the buffer
 //! size computed by a formula that this file checks against what a step really allocates.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -17,7 +15,7 @@ use rca_gpu::train::{Adam, train_step};
 use rca_gpu::{AdapterRequest, Gpu, Tensor};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
+use crate::common::{self, BIN};
 
 fn train(cwd: &Path, args: &[&str]) -> Output {
     Command::new(BIN)

@@ -1,9 +1,8 @@
 //! Channel concatenation and its backward split.
 
-mod common;
-
-use common::{F32, check_op, input, uniform};
 use rca_gpu::{ops, reference as r};
+
+use crate::common::{self, F32, check_op, input, uniform};
 
 #[test]
 fn concat_channels_matches_reference_and_splits_gradients() {

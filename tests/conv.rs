@@ -4,11 +4,10 @@
 //! 2×2 stride-2 convs, odd sizes, no bias, a general stride-2 padded case, and the 1×1
 //! case that delegates to `conv1x1`.
 
-mod common;
-
-use common::{F32, Tol, check_op, input, uniform};
 use rca_gpu::reference::conv::{self as r, Conv2d};
 use rca_gpu::{Tensor, ops};
+
+use crate::common::{self, F32, Tol, check_op, input, uniform};
 
 /// Sums of up to a few hundred products in f32.
 const SUMS: Tol = Tol {

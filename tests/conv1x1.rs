@@ -2,10 +2,9 @@
 //! tiles (sizes not multiples of the 32×64 workgroup tile), batches, no-bias, and a
 //! weight gradient long enough to be split along K.
 
-mod common;
-
-use common::{F32, check_op, input, uniform};
 use rca_gpu::{ops, reference as r};
+
+use crate::common::{self, F32, check_op, input, uniform};
 
 fn check_conv(n: usize, cin: usize, cout: usize, h: usize, w: usize, bias: bool) {
     let Some(gpu) = common::gpu() else { return };

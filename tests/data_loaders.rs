@@ -1,12 +1,13 @@
 //! Loading the three layouts: what is found, what is merged, what is reported,
 //! and which errors name which file.
 
-mod data_support;
-
 use std::path::Path;
 
-use data_support::*;
 use rca_gpu::data::{Class, DataError, Format, LoadOptions, load_dataset};
+
+use crate::common::{
+    busi, busis, pairs, picture, rect_mask, save_corrupt, save_gray, save_rgb, touch,
+};
 
 fn opts(size: usize) -> LoadOptions {
     LoadOptions {

@@ -1,10 +1,9 @@
 //! Element-wise ops against their CPU references, forward and backward, on batched
 //! shapes that are not multiples of the workgroup size (256).
 
-mod common;
-
-use common::{F32, check_op, input, uniform, uniform_away_from_zero};
 use rca_gpu::{ops, reference as r};
+
+use crate::common::{self, F32, check_op, input, uniform, uniform_away_from_zero};
 
 /// Batch 3, 5 channels, 7×9: 945 elements, not a multiple of 256.
 const SHAPE: [usize; 4] = [3, 5, 7, 9];

@@ -2,11 +2,10 @@
 //! (workgroup memory, and global memory forced at small sizes), forward and inverse,
 //! even and odd numbers of radix-2 stages, round trips, and shape errors.
 
-mod common;
-
-use common::{Tol, assert_close, check_op, input, to_f64, uniform};
 use rca_gpu::ops::{self, FftPath};
 use rca_gpu::{Tensor, reference::fft as r};
+
+use crate::common::{self, Tol, assert_close, check_op, input, to_f64, uniform};
 
 /// The error an f32 FFT may make on random data: each output is a sum of M² terms of
 /// size ≤ |x|, rounded through log2(M²) stages, so a few ε·log2(M²) times the RMS size of

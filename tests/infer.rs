@@ -3,8 +3,6 @@
 //! image's original size, and a batch too large for the device's binding limit is split
 //! instead of failing.
 
-mod common;
-
 use std::path::Path;
 
 use rca_gpu::data::{GrayF32, preprocess_image, resize_probability};
@@ -12,6 +10,8 @@ use rca_gpu::infer::Predictor;
 use rca_gpu::model::{Model, ModelConfig, Variant};
 use rca_gpu::train::checkpoint::{NamedTensor, save_model};
 use rca_gpu::{Tensor, metrics::PostProcess};
+
+use crate::common;
 
 /// A checkpoint of the initial weights of `width`/`size` RCA-IUnet.
 fn checkpoint(path: &Path, width: usize, size: usize) {

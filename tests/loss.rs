@@ -3,13 +3,12 @@
 //! reduction chunk; the gradient w.r.t. the logits through the tape against the analytic
 //! CPU gradient, and that against central finite differences in f64 (Eq. 7–9).
 
-mod common;
-
-use common::{F32, Tol, check_op, input, to_f64};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rca_gpu::reference::{finite_diff, loss as r};
 use rca_gpu::{Tensor, ops};
+
+use crate::common::{self, F32, Tol, check_op, input, to_f64};
 
 /// The gradient entries are O(1/(N·P)) ≈ 1e-3: an absolute floor of 1e-5 would hide a 1 %
 /// error, so the floor sits well below them and the relative part does the work.

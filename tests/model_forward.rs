@@ -2,12 +2,12 @@
 //! size, four training steps reduce the loss on a repeated batch, and train mode updates the
 //! BN running statistics while eval mode leaves them alone.
 
-mod common;
-
 use rand::Rng;
 use rca_gpu::model::{Mode, Model, ModelConfig, Variant};
 use rca_gpu::train::{Adam, train_step};
 use rca_gpu::{Tensor, no_grad};
+
+use crate::common;
 
 #[test]
 fn every_variant_runs_forward_and_learns_a_step() {

@@ -23,8 +23,6 @@
 //!   [`cpu::evaluate_following`]): the loss restricted to it is smooth, so a step that
 //!   would cross a kink nearby still estimates the derivative the backward computes.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use rand::Rng;
@@ -35,6 +33,8 @@ use rca_gpu::model::{Block, Mode, Model, ModelConfig, Variant};
 use rca_gpu::nn::layers::{Inception, SepBn};
 use rca_gpu::reference::model as cpu;
 use rca_gpu::{Tape, Tensor, ops};
+
+use crate::common;
 
 const WIDTH: usize = 4;
 const SIZE: usize = 32;

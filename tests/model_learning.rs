@@ -2,12 +2,12 @@
 //! BCE-Dice loss, backward, Adam) on a handful of synthetic images — a bright disc on
 //! speckle noise — reaches a training Dice above 0.9 within a bounded number of steps.
 
-mod common;
-
 use rand::Rng;
 use rca_gpu::model::{Mode, Model, ModelConfig, Variant};
 use rca_gpu::train::{Adam, train_step};
 use rca_gpu::{Tensor, no_grad};
+
+use crate::common;
 
 const SIZE: usize = 32;
 const BATCH: usize = 4;

@@ -3,12 +3,11 @@
 //! gradient), planes larger than one reduction chunk, and data whose mean dwarfs its
 //! spread.
 
-mod common;
-
-use common::{F32, Tol, check_op, input, to_f64, uniform};
 use rand::Rng;
 use rca_gpu::ops::norm::{BN_EPS, BN_MOMENTUM};
 use rca_gpu::{Tensor, ops, reference::norm as r};
+
+use crate::common::{self, F32, Tol, check_op, input, to_f64, uniform};
 
 const EPS: f64 = BN_EPS as f64;
 const MOMENTUM: f64 = BN_MOMENTUM as f64;

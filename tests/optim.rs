@@ -2,12 +2,11 @@
 //! properties the training loop relies on: updates in place, no recompilation when the
 //! learning rate changes, shape and aliasing errors.
 
-mod common;
-
-use common::{F32, to_f64, uniform};
 use rca_gpu::ops::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_LR};
 use rca_gpu::reference::optim::{Adam, adam_step};
 use rca_gpu::{Tensor, ops};
+
+use crate::common::{self, F32, to_f64, uniform};
 
 fn hyper(lr: f32) -> Adam {
     Adam {
@@ -79,7 +78,8 @@ fn adam_first_step_moves_each_parameter_by_about_lr() {
 
 #[test]
 fn adam_with_a_new_learning_rate_compiles_nothing() {
-    let Some(gpu) = common::gpu() else { return };
+    // A device of its own: tests running beside it compile pipelines on the shared one.
+    let Some(gpu) = common::own_gpu() else { return };
     let t = |v: f32| Tensor::full(&gpu, [100], v).unwrap();
     let (param, grad, m, v) = (t(1.0), t(0.5), t(0.0), t(0.0));
     ops::adam_step(

@@ -2,14 +2,13 @@
 //! batches, the clipped right/bottom windows of the 'same' pool, and ties (inputs drawn
 //! from a few values) routed to the first maximum of each window like the reference.
 
-mod common;
-
-use common::{F32, assert_close, check_op, input, to_f64, uniform};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rca_gpu::reference::pool as r;
 use rca_gpu::{Tape, Tensor, ops};
+
+use crate::common::{self, F32, assert_close, check_op, input, to_f64, uniform};
 
 /// n distinct values in [-1, 1), at least 2/n apart, in random order: no window has a
 /// tie, and the finite-difference step never changes an arg-max.

@@ -1,10 +1,9 @@
 //! Sums and means, whole-tensor and per channel, including inputs large enough to take
 //! the two-pass path (more than one chunk of 8192 elements per channel).
 
-mod common;
-
-use common::{F32, check_op, input, uniform};
 use rca_gpu::{ops, reference as r};
+
+use crate::common::{self, F32, check_op, input, uniform};
 
 fn check_sum(shape: [usize; 4], per_channel: bool, mean: bool) {
     let Some(gpu) = common::gpu() else { return };

@@ -2,11 +2,10 @@
 //! operator y = A·x·Aᵀ (forward, and backward dx = Aᵀ·dy·A), the h = M case to its
 //! closed form, and the crop/merge and pad/split kernels to their references.
 
-mod common;
-
-use common::{Tol, assert_close, check_op, input, to_f64, uniform};
 use rca_gpu::ops::FftPath;
 use rca_gpu::{Tape, Tensor, ops, reference::fft as r};
+
+use crate::common::{self, Tol, assert_close, check_op, input, to_f64, uniform};
 
 /// Outputs are O(|x|) = O(1); the two FFTs round to a few ε·log2(M²) of the RMS spectrum
 /// (√(M²)) and the crop and inverse divide it by h², so M/h² of that, times a margin.
