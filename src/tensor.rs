@@ -285,21 +285,23 @@ impl Tensor {
     }
 }
 
-/// The parameter block of the element-wise kernels (`Params` in
-/// `shaders/elementwise.wgsl`, field for field).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct EwParams {
-    /// Elements to write (set by [`launch_elementwise`]).
-    pub n: u32,
-    /// Channels C of the (outer, C, inner) view.
-    pub c: u32,
-    /// H·W.
-    pub inner: u32,
-    /// Per-kernel extras (the channel offsets and totals of `copy_channels`).
-    pub x: [u32; 4],
-    /// The scalar operand (fill value, scale factor).
-    pub s: f32,
+crate::runtime::kernel_params! {
+    /// The parameter block of the element-wise kernels (`shaders/elementwise.wgsl`).
+    pub(crate) struct EwParams for Elementwise {
+        /// Elements to write (set by [`launch_elementwise`]).
+        n: u32,
+        /// Channels C of the (outer, C, inner) view.
+        c: u32,
+        /// H·W.
+        inner: u32,
+        /// Per-kernel extras (the channel offsets and totals of `copy_channels`).
+        x0: u32,
+        x1: u32,
+        x2: u32,
+        x3: u32,
+        /// The scalar operand (fill value, scale factor).
+        s: f32,
+    }
 }
 
 /// Launch the element-wise entry point `entry` with one invocation per element of the

@@ -14,7 +14,7 @@ use super::reduce::{sum_outer, sum_view};
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Outputs per invocation along a row in the kernel gradient, im2col and col2im (`TW`
@@ -39,6 +39,50 @@ struct Dw {
     k: usize,
 }
 
+kernel_params! {
+    /// The block of `shaders/conv.wgsl`, shared by its entries.
+    pub(crate) struct ConvParams for Conv {
+        n: u32,
+        /// Channels (Cin for im2col/col2im).
+        c: u32,
+        h: u32,
+        w: u32,
+        /// Dense kernel rows (dw_conv_kgrad: rows per partial sum; dw_conv: unused).
+        kh: u32,
+        kw: u32,
+        /// Informational: the kernels use the STRIDE override.
+        stride: u32,
+        pad: u32,
+        ho: u32,
+        wo: u32,
+        /// Invocations that do work.
+        total: u32,
+        /// dw_conv_kgrad: partial sums per (c, tap).
+        parts: u32,
+    }
+}
+
+impl Dw {
+    /// The depthwise entries' block: stride 1, 'same' padding K/2, `total` invocations;
+    /// `rows` and `parts` are dw_conv_kgrad's.
+    fn params(&self, total: usize, rows: usize, parts: usize) -> ConvParams {
+        ConvParams {
+            n: u32_of(self.n),
+            c: u32_of(self.c),
+            h: u32_of(self.h),
+            w: u32_of(self.w),
+            kh: u32_of(rows),
+            kw: 0,
+            stride: 1,
+            pad: u32_of(self.k / 2),
+            ho: u32_of(self.h),
+            wo: u32_of(self.w),
+            total: u32_of(total),
+            parts: u32_of(parts),
+        }
+    }
+}
+
 fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
     let op = "depthwise_conv2d";
     let (n, c, h, w) = x.shape().nchw().ok_or_else(|| Error::BadShape {
@@ -61,7 +105,7 @@ fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
 /// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k).
 fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
     let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
-    let params = [d.n, d.c, d.h, d.w, 0, 0, 1, d.k / 2, d.h, d.w, total, 0].map(u32_of);
+    let params = d.params(total, 0, 0);
     let kernel = Kernel::new(Shader::Conv, "dw_conv")
         .with("K", u32_of(d.k))
         .with("FLIP", u32::from(flip));
@@ -118,21 +162,7 @@ fn depthwise_conv2d_backward(
         let taps = d.k * d.k;
         let partial = Tensor::uninit(x.gpu(), [parts * d.c * taps], "depthwise_conv2d_backward")?;
         let total = planes * chunks;
-        let params = [
-            d.n,
-            d.c,
-            d.h,
-            d.w,
-            rows,
-            0,
-            1,
-            d.k / 2,
-            d.h,
-            d.w,
-            total,
-            parts,
-        ]
-        .map(u32_of);
+        let params = d.params(total, rows, parts);
         let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad").with("K", u32_of(d.k));
         launch_1d(
             x.gpu(),
@@ -216,22 +246,21 @@ impl Dense {
         self.ho * self.wo
     }
 
-    fn params(&self, total: usize) -> [u32; 12] {
-        [
-            self.n,
-            self.cin,
-            self.h,
-            self.w,
-            self.kh,
-            self.kw,
-            self.stride,
-            self.pad,
-            self.ho,
-            self.wo,
-            total,
-            0,
-        ]
-        .map(u32_of)
+    fn params(&self, total: usize) -> ConvParams {
+        ConvParams {
+            n: u32_of(self.n),
+            c: u32_of(self.cin),
+            h: u32_of(self.h),
+            w: u32_of(self.w),
+            kh: u32_of(self.kh),
+            kw: u32_of(self.kw),
+            stride: u32_of(self.stride),
+            pad: u32_of(self.pad),
+            ho: u32_of(self.ho),
+            wo: u32_of(self.wo),
+            total: u32_of(total),
+            parts: 0,
+        }
     }
 }
 

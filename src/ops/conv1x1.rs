@@ -8,7 +8,7 @@ use super::reduce::{sum_outer, sum_view};
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Rows and columns of C computed by one workgroup (8×8 invocations of 4×8 outputs).
@@ -20,6 +20,27 @@ const TILE_N: usize = 64;
 const TARGET_WORKGROUPS: usize = 256;
 /// …but never splits K into chunks shorter than this.
 const MIN_KCHUNK: usize = 256;
+
+kernel_params! {
+    /// The block of `shaders/matmul.wgsl`: sizes, split-K and the strides of A, B and C
+    /// (see the shader's header).
+    pub(crate) struct MatmulParams for Matmul {
+        m: u32,
+        n: u32,
+        k: u32,
+        kchunk: u32,
+        splits: u32,
+        a_sb: u32,
+        a_sm: u32,
+        a_sk: u32,
+        b_sb: u32,
+        b_sk: u32,
+        b_sn: u32,
+        c_sb: u32,
+        c_sm: u32,
+        has_bias: u32,
+    }
+}
 
 /// Strides of one batched product C[z] = A[b]·B[b] (see the shader's header).
 #[derive(Clone, Copy, Debug)]
@@ -51,23 +72,22 @@ impl Matmul {
         splits: usize,
         kchunk: usize,
     ) {
-        let params = [
-            self.m,
-            self.n,
-            self.k,
-            kchunk,
-            splits,
-            self.a_sb,
-            self.a_sm,
-            self.a_sk,
-            self.b_sb,
-            self.b_sk,
-            self.b_sn,
-            c_sb,
-            c_sm,
-            usize::from(bias.is_some()),
-        ]
-        .map(u32_of);
+        let params = MatmulParams {
+            m: u32_of(self.m),
+            n: u32_of(self.n),
+            k: u32_of(self.k),
+            kchunk: u32_of(kchunk),
+            splits: u32_of(splits),
+            a_sb: u32_of(self.a_sb),
+            a_sm: u32_of(self.a_sm),
+            a_sk: u32_of(self.a_sk),
+            b_sb: u32_of(self.b_sb),
+            b_sk: u32_of(self.b_sk),
+            b_sn: u32_of(self.b_sn),
+            c_sb: u32_of(c_sb),
+            c_sm: u32_of(c_sm),
+            has_bias: u32::from(bias.is_some()),
+        };
         let grid = [
             u32_of(self.n.div_ceil(TILE_N)),
             u32_of(self.m.div_ceil(TILE_M)),

@@ -14,7 +14,7 @@ use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
 
-use crate::runtime::{Binding, Gpu, Kernel, Shader, grid_1d};
+use crate::runtime::{Binding, Gpu, Kernel, Shader, grid_1d, kernel_params};
 use crate::tensor::{Shape, Tensor};
 
 /// Complex points a workgroup holds in workgroup memory (`TILE` in the shader).
@@ -59,7 +59,7 @@ pub enum FftPath {
     Global,
 }
 
-/// The parameter block of `shaders/fft.wgsl` (16 words; see its header).
+/// What one FFT launch describes, in sizes; [`Params::block`] makes the kernel's block.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Params {
     pub n: usize,
@@ -79,26 +79,49 @@ pub(crate) struct Params {
     pub es_out: usize,
 }
 
+kernel_params! {
+    /// The block of `shaders/fft.wgsl` (see its header), as [`Params::block`] fills it.
+    pub(crate) struct FftParams for Fft {
+        n: u32,
+        m: u32,
+        log2m: u32,
+        lines: u32,
+        lpw: u32,
+        es: u32,
+        ls: u32,
+        half: u32,
+        h: u32,
+        sign: f32,
+        scale: f32,
+        lpp: u32,
+        ps_in: u32,
+        ps_out: u32,
+        ls_out: u32,
+        es_out: u32,
+    }
+}
+
 impl Params {
-    pub(crate) fn words(&self) -> [u32; 16] {
-        [
-            u32_of(self.n),
-            u32_of(self.m),
-            self.m.trailing_zeros(),
-            u32_of(self.lines),
-            u32_of(self.lpw),
-            u32_of(self.es),
-            u32_of(self.ls),
-            u32_of(self.half),
-            u32_of(self.h),
-            self.sign.to_bits(),
-            self.scale.to_bits(),
-            u32_of(self.lpp),
-            u32_of(self.ps_in),
-            u32_of(self.ps_out),
-            u32_of(self.ls_out),
-            u32_of(self.es_out),
-        ]
+    /// The kernel's block: the sizes as u32, with log2(M).
+    pub(crate) fn block(&self) -> FftParams {
+        FftParams {
+            n: u32_of(self.n),
+            m: u32_of(self.m),
+            log2m: self.m.trailing_zeros(),
+            lines: u32_of(self.lines),
+            lpw: u32_of(self.lpw),
+            es: u32_of(self.es),
+            ls: u32_of(self.ls),
+            half: u32_of(self.half),
+            h: u32_of(self.h),
+            sign: self.sign,
+            scale: self.scale,
+            lpp: u32_of(self.lpp),
+            ps_in: u32_of(self.ps_in),
+            ps_out: u32_of(self.ps_out),
+            ls_out: u32_of(self.ls_out),
+            es_out: u32_of(self.es_out),
+        }
     }
 }
 
@@ -113,7 +136,7 @@ pub(crate) fn launch_fft_1d(
         gpu,
         &Kernel::new(Shader::Fft, entry),
         bindings,
-        &p.words(),
+        &p.block(),
         p.n,
     );
 }
@@ -179,7 +202,7 @@ fn pass(
         gpu.launch(
             &Kernel::new(Shader::Fft, entry),
             &bindings,
-            &p.words(),
+            &p.block(),
             grid,
         );
         return Ok(());
@@ -248,7 +271,7 @@ pub(crate) fn launch_wg(
             dst.bind(if dst_real { 3 } else { 1 }),
             bind_table(&tw, 4),
         ],
-        &Params { lpw, ..p }.words(),
+        &Params { lpw, ..p }.block(),
         grid,
     );
     Ok(())

@@ -11,7 +11,7 @@
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Pixels of one sample reduced by one workgroup (a 256×256 mask makes 8 partials).
@@ -28,9 +28,28 @@ struct Dims {
     nchunks: usize,
 }
 
+kernel_params! {
+    /// The block of `shaders/loss.wgsl`.
+    pub(crate) struct LossParams for Loss {
+        /// Batch.
+        n: u32,
+        /// P = H·W.
+        inner: u32,
+        /// Pixels per partial workgroup.
+        chunk: u32,
+        /// Partial workgroups per sample.
+        nchunks: u32,
+    }
+}
+
 impl Dims {
-    fn params(&self) -> [u32; 4] {
-        [self.n, self.inner, self.chunk, self.nchunks].map(u32_of)
+    fn params(&self) -> LossParams {
+        LossParams {
+            n: u32_of(self.n),
+            inner: u32_of(self.inner),
+            chunk: u32_of(self.chunk),
+            nchunks: u32_of(self.nchunks),
+        }
     }
 }
 

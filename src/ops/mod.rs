@@ -54,3 +54,21 @@ pub(crate) fn check_bias(
 pub(crate) fn u32_of(n: usize) -> u32 {
     u32::try_from(n).expect("size fits in u32: tensors are bounded by the binding limit")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::runtime::assert_mirrors_wgsl;
+
+    #[test]
+    fn every_kernel_parameter_block_mirrors_its_shaders_struct() {
+        assert_mirrors_wgsl::<crate::tensor::EwParams>();
+        assert_mirrors_wgsl::<super::conv::ConvParams>();
+        assert_mirrors_wgsl::<super::conv1x1::MatmulParams>();
+        assert_mirrors_wgsl::<super::fft::FftParams>();
+        assert_mirrors_wgsl::<super::loss::LossParams>();
+        assert_mirrors_wgsl::<super::norm::NormParams>();
+        assert_mirrors_wgsl::<super::optim::AdamParams>();
+        assert_mirrors_wgsl::<super::pool::PoolParams>();
+        assert_mirrors_wgsl::<super::reduce::ReduceParams>();
+    }
+}

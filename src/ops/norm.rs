@@ -19,7 +19,7 @@
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Keras' default, and MODEL.md's.
@@ -75,20 +75,44 @@ impl Tiling {
     }
 }
 
+kernel_params! {
+    /// The block of `shaders/norm.wgsl`.
+    pub(crate) struct NormParams for Norm {
+        /// Channels.
+        c: u32,
+        /// P = H·W.
+        inner: u32,
+        /// Pixels of a plane per tile.
+        qspan: u32,
+        /// Tiles along a plane.
+        nq: u32,
+        /// Batch.
+        n: u32,
+        /// Samples per tile.
+        spw: u32,
+        /// Tiles along the batch.
+        ns: u32,
+        /// bn_backward_input: 1 for batch statistics, 0 for running ones.
+        train: u32,
+        eps: f32,
+        momentum: f32,
+    }
+}
+
 impl Dims {
-    fn params(&self, t: Tiling, eps: f32, momentum: f32, train: bool) -> [u32; 10] {
-        [
-            u32_of(self.c),
-            u32_of(self.inner),
-            u32_of(t.qspan),
-            u32_of(t.nq),
-            u32_of(self.n),
-            u32_of(t.spw),
-            u32_of(t.ns),
-            u32::from(train),
-            eps.to_bits(),
-            momentum.to_bits(),
-        ]
+    fn params(&self, t: Tiling, eps: f32, momentum: f32, train: bool) -> NormParams {
+        NormParams {
+            c: u32_of(self.c),
+            inner: u32_of(self.inner),
+            qspan: u32_of(t.qspan),
+            nq: u32_of(t.nq),
+            n: u32_of(self.n),
+            spw: u32_of(t.spw),
+            ns: u32_of(t.ns),
+            train: u32::from(train),
+            eps,
+            momentum,
+        }
     }
 
     fn grid(&self, t: Tiling) -> [u32; 3] {

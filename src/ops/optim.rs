@@ -20,8 +20,23 @@ use std::sync::Arc;
 
 use super::{launch_1d, u32_of};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
+
+kernel_params! {
+    /// The block of `shaders/optim.wgsl`.
+    pub(crate) struct AdamParams for Optim {
+        len: u32,
+        /// t ≥ 1.
+        step: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
 
 /// MODEL.md's training defaults (which are also Keras' Adam defaults).
 pub const ADAM_LR: f32 = 1e-3;
@@ -75,16 +90,15 @@ pub fn adam_step(
         }
     }
     let n = param.numel();
-    let params = [
-        u32_of(n),
+    let params = AdamParams {
+        len: u32_of(n),
         step,
-        lr.to_bits(),
-        beta1.to_bits(),
-        beta2.to_bits(),
-        eps.to_bits(),
-        0,
-        0,
-    ];
+        lr,
+        beta1,
+        beta2,
+        eps,
+        ..AdamParams::default()
+    };
     launch_1d(
         param.gpu(),
         &Kernel::new(Shader::Optim, "adam"),

@@ -14,7 +14,7 @@ use super::launch_1d;
 use super::u32_of;
 use crate::autodiff::{Backward, Input, Piecewise, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::{Shape, Tensor};
 
 fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
@@ -23,6 +23,23 @@ fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
         shape: x.shape().clone(),
         expected: "rank 4 (N, C, H, W)".into(),
     })
+}
+
+kernel_params! {
+    /// The block of `shaders/pool.wgsl`.
+    pub(crate) struct PoolParams for Pool {
+        /// Input H, W.
+        h: u32,
+        w: u32,
+        /// Output H, W.
+        ho: u32,
+        wo: u32,
+        /// Invocations that do work.
+        total: u32,
+        pad0: u32,
+        pad1: u32,
+        pad2: u32,
+    }
 }
 
 /// Launch `entry` with `total` invocations (what each one covers is the entry's business:
@@ -37,7 +54,14 @@ fn launch(
     ohw: (usize, usize),
     total: usize,
 ) {
-    let params = [hw.0, hw.1, ohw.0, ohw.1, total, 0, 0, 0].map(u32_of);
+    let params = PoolParams {
+        h: u32_of(hw.0),
+        w: u32_of(hw.1),
+        ho: u32_of(ohw.0),
+        wo: u32_of(ohw.1),
+        total: u32_of(total),
+        ..PoolParams::default()
+    };
     let mut bindings = Vec::with_capacity(3);
     if let Some(x) = x {
         bindings.push(x.bind(0));

@@ -5,12 +5,29 @@ use super::elementwise::{EwParams, channel_view, launch_elementwise};
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader};
+use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Elements summed by one workgroup before the second pass. Large enough that the
 /// partials are few, small enough that a 256×256 map still spreads over many workgroups.
 const CHUNK: usize = 8192;
+
+kernel_params! {
+    /// The block of `shaders/reduce.wgsl`.
+    pub(crate) struct ReduceParams for Reduce {
+        outer: u32,
+        c: u32,
+        inner: u32,
+        /// Elements per workgroup.
+        chunk: u32,
+        /// Workgroups per channel (= partial results per channel).
+        nchunks: u32,
+        /// Scale applied to the result (1/count for a mean).
+        s: f32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
 
 /// Σ over the (outer, C, inner) view of `x` per channel, times `s`: a (C) tensor.
 pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
@@ -24,16 +41,15 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
     let pass =
         |input: &Tensor, outer: usize, inner: usize, chunk: usize, nchunks: usize, s: f32| {
             let out = Tensor::uninit(gpu, [c * nchunks], "sum")?;
-            let params = [
-                u32_of(outer),
-                u32_of(c),
-                u32_of(inner),
-                u32_of(chunk),
-                u32_of(nchunks),
-                s.to_bits(),
-                0,
-                0,
-            ];
+            let params = ReduceParams {
+                outer: u32_of(outer),
+                c: u32_of(c),
+                inner: u32_of(inner),
+                chunk: u32_of(chunk),
+                nchunks: u32_of(nchunks),
+                s,
+                ..ReduceParams::default()
+            };
             gpu.launch(
                 &kernel,
                 &[input.bind(0), out.bind(1)],
@@ -60,7 +76,13 @@ pub(crate) fn sum_outer(
 ) -> Result<Tensor> {
     debug_assert_eq!(outer * len, x.numel());
     let out = Tensor::uninit(x.gpu(), shape, "sum_outer")?;
-    let params = [u32_of(outer), u32_of(len), 0, 0, 0, s.to_bits(), 0, 0];
+    // sum_outer reads the outer count from `outer` and the length from `c`.
+    let params = ReduceParams {
+        outer: u32_of(outer),
+        c: u32_of(len),
+        s,
+        ..ReduceParams::default()
+    };
     launch_1d(
         x.gpu(),
         &Kernel::new(Shader::Reduce, "sum_outer"),

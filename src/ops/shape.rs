@@ -22,7 +22,10 @@ pub(crate) fn copy_channels(
     inner: usize,
 ) {
     let p = EwParams {
-        x: [src_c, src_off, dst_c, dst_off].map(u32_of),
+        x0: u32_of(src_c),
+        x1: u32_of(src_off),
+        x2: u32_of(dst_c),
+        x3: u32_of(dst_off),
         ..channel_view(count, inner)
     };
     launch_elementwise(

@@ -163,7 +163,7 @@ pub(crate) const WG: u32 = 256;
 
 /// Launch a kernel with one invocation per element of `n`, on a grid that respects the
 /// per-dimension workgroup limit.
-pub(crate) fn launch_1d<P: bytemuck::Pod>(
+pub(crate) fn launch_1d<P: super::KernelParams>(
     gpu: &Gpu,
     kernel: &Kernel,
     bindings: &[Binding<'_>],
@@ -178,15 +178,20 @@ pub(crate) fn launch_1d<P: bytemuck::Pod>(
 
 impl Gpu {
     /// Record one kernel launch into the pending encoder. `params` is the kernel's
-    /// immediate block: a `#[repr(C)]` struct (or array of words) laid out as the WGSL
-    /// struct it fills.
-    pub(crate) fn launch<P: bytemuck::Pod>(
+    /// immediate block, declared with `kernel_params!` to mirror its shader's `Params`.
+    pub(crate) fn launch<P: super::KernelParams>(
         &self,
         kernel: &Kernel,
         bindings: &[Binding<'_>],
         params: &P,
         workgroups: [u32; 3],
     ) {
+        debug_assert_eq!(
+            kernel.shader,
+            P::SHADER,
+            "{}: launched with another shader's parameter block",
+            kernel.entry
+        );
         let immediates: &[u8] = bytemuck::bytes_of(params);
         let p = self.inner.pipelines.get(&self.inner.device, kernel);
         let entries: Vec<wgpu::BindGroupEntry> = bindings

@@ -8,12 +8,16 @@
 
 mod adapter;
 mod kernels;
+mod params;
 mod pool;
 mod timer;
 
 pub use adapter::{AdapterReport, driver_hint, list_adapters};
 pub(crate) use kernels::{Binding, grid_1d, launch_1d};
 pub use kernels::{Kernel, Shader};
+#[cfg(test)]
+pub(crate) use params::assert_mirrors_wgsl;
+pub(crate) use params::{KernelParams, kernel_params};
 pub(crate) use pool::{Kind, size_class};
 pub use pool::{PoolStats, PooledBuffer};
 pub use timer::GpuTimer;
