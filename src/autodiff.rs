@@ -9,7 +9,7 @@
 //! activations a node saved are dropped (their buffers back to the pool) as soon as the
 //! node's backward has run. [`no_grad`] runs a closure without recording (inference).
 //!
-//! The tape knows no op: each op module records a [`Backward`] (what the op keeps and how
+//! The tape knows no op: each op module records a `Backward` (what the op keeps and how
 //! it differentiates) next to its forward, so the tape sits below the ops.
 
 use std::cell::RefCell;

@@ -3,9 +3,12 @@
 //! The engine's layers, bottom up:
 //! - [`runtime`]: adapter, device, pipeline cache, buffer pool, pending encoder;
 //! - [`tensor`]: f32 NCHW tensors on the GPU;
-//! - [`autodiff`]: the tape and `backward`;
-//! - [`ops`]: the primitive ops, each a WGSL kernel with a gradient rule;
-//! - [`reference`]: plain-Rust f64 references of every kernel, which the tests hold them to.
+//! - [`autodiff`]: the tape and `backward` (it knows no op: ops record their rules);
+//! - [`ops`]: the primitive ops, each a WGSL kernel with its gradient rule and f64 reference;
+//! - [`reference`](mod@reference): the f64 references by family, which the tests hold the kernels to, and
+//!   the whole network in f64;
+//! - [`nn`] and [`model`]: the network, written once over a backend trait that the GPU, the
+//!   f64 reference and a counting backend implement.
 //!
 //! Beside the engine, on the CPU: [`data`] (loaders, preprocessing, splits, augmentation,
 //! batching, phantoms) and [`metrics`] (post-processing and the paper's metrics).

@@ -13,7 +13,7 @@ use std::str::FromStr;
 mod forward;
 mod summary;
 
-pub use summary::{Row, group};
+pub use summary::{Count, Meta, Row, group};
 
 pub use crate::nn::Mode;
 

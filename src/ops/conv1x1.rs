@@ -314,6 +314,63 @@ impl Backward for Conv1x1Grad {
     }
 }
 
+/// The f64 reference of this module's kernels, forward and backward: the textbook loop
+/// that the tests hold the WGSL entry points to (and the f64 model is built from).
+pub mod reference {
+    /// 1×1 convolution: x (N, Cin, P), w (Cout, Cin), b (Cout) → (N, Cout, P).
+    pub fn conv1x1(
+        x: &[f64],
+        w: &[f64],
+        b: Option<&[f64]>,
+        n: usize,
+        cin: usize,
+        cout: usize,
+        p: usize,
+    ) -> Vec<f64> {
+        let mut y = vec![0.0; n * cout * p];
+        for i in 0..n {
+            for co in 0..cout {
+                for q in 0..p {
+                    let mut acc = b.map_or(0.0, |b| b[co]);
+                    for ci in 0..cin {
+                        acc += w[co * cin + ci] * x[(i * cin + ci) * p + q];
+                    }
+                    y[(i * cout + co) * p + q] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    /// Backward of [`conv1x1`]: (dx, dw, db).
+    pub fn conv1x1_backward(
+        x: &[f64],
+        w: &[f64],
+        dy: &[f64],
+        n: usize,
+        cin: usize,
+        cout: usize,
+        p: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0.0; n * cin * p];
+        let mut dw = vec![0.0; cout * cin];
+        let mut db = vec![0.0; cout];
+        for i in 0..n {
+            for co in 0..cout {
+                for q in 0..p {
+                    let g = dy[(i * cout + co) * p + q];
+                    db[co] += g;
+                    for ci in 0..cin {
+                        dx[(i * cin + ci) * p + q] += w[co * cin + ci] * g;
+                        dw[co * cin + ci] += g * x[(i * cin + ci) * p + q];
+                    }
+                }
+            }
+        }
+        (dx, dw, db)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Matmul;

@@ -1,6 +1,6 @@
 //! Element-wise ops: add, mul (also broadcasting an (N,1,H,W) map over C channels), scale
 //! by a constant, ReLU, sigmoid, and their backward rules. `shaders/elementwise.wgsl`,
-//! launched through [`launch_elementwise`] with its [`EwParams`] block; the f64
+//! launched through `launch_elementwise` with its `EwParams` block; the f64
 //! references are `crate::reference::{add, mul, mul_bcast, scale, relu, sigmoid}`.
 //!
 //! `mul`, `scale` and the sums of `reduce` are what the tests build scalar losses with
@@ -220,5 +220,75 @@ impl Backward for SigmoidGrad {
             &self.y,
             dy,
         )?)])
+    }
+}
+
+/// The f64 reference of this module's kernels, forward and backward: the textbook loop
+/// that the tests hold the WGSL entry points to (and the f64 model is built from).
+pub mod reference {
+    pub fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+        a.iter().zip(b).map(|(x, y)| x + y).collect()
+    }
+
+    pub fn mul(a: &[f64], b: &[f64]) -> Vec<f64> {
+        a.iter().zip(b).map(|(x, y)| x * y).collect()
+    }
+
+    pub fn scale(a: &[f64], s: f64) -> Vec<f64> {
+        a.iter().map(|x| s * x).collect()
+    }
+
+    /// a (N, C, P) ⊙ b (N, 1, P).
+    pub fn mul_bcast(a: &[f64], b: &[f64], n: usize, c: usize, p: usize) -> Vec<f64> {
+        let mut y = vec![0.0; n * c * p];
+        for i in 0..n {
+            for ch in 0..c {
+                for q in 0..p {
+                    y[(i * c + ch) * p + q] = a[(i * c + ch) * p + q] * b[i * p + q];
+                }
+            }
+        }
+        y
+    }
+
+    /// Backward of [`mul_bcast`]: (da, db).
+    pub fn mul_bcast_backward(
+        a: &[f64],
+        b: &[f64],
+        dy: &[f64],
+        n: usize,
+        c: usize,
+        p: usize,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let da = mul_bcast(dy, b, n, c, p);
+        let mut db = vec![0.0; n * p];
+        for i in 0..n {
+            for ch in 0..c {
+                for q in 0..p {
+                    db[i * p + q] += dy[(i * c + ch) * p + q] * a[(i * c + ch) * p + q];
+                }
+            }
+        }
+        (da, db)
+    }
+
+    pub fn relu(x: &[f64]) -> Vec<f64> {
+        x.iter().map(|&v| v.max(0.0)).collect()
+    }
+
+    pub fn relu_backward(x: &[f64], dy: &[f64]) -> Vec<f64> {
+        x.iter()
+            .zip(dy)
+            .map(|(&v, &g)| if v > 0.0 { g } else { 0.0 })
+            .collect()
+    }
+
+    pub fn sigmoid(x: &[f64]) -> Vec<f64> {
+        x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect()
+    }
+
+    /// Backward of [`sigmoid`] from its output y.
+    pub fn sigmoid_backward(y: &[f64], dy: &[f64]) -> Vec<f64> {
+        y.iter().zip(dy).map(|(&s, &g)| g * s * (1.0 - s)).collect()
     }
 }

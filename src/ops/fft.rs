@@ -445,3 +445,76 @@ impl Backward for Fft2Grad {
         Ok(vec![Some(fft2_backward(dy, self.inverse, self.path)?)])
     }
 }
+
+pub mod reference {
+    //! The f64 reference of this module's kernels, forward and backward: the textbook
+    //! loop that the tests hold the WGSL entry points to (and the f64 model is built
+    //! from).
+    //!
+    //! The 2-D DFT by O(M²) sums per line (spectral pooling's references are
+    //! `crate::ops::spectral::reference`).
+    //!
+    //! Complex data is interleaved (re, im) as in the kernels: a set of planes is
+    //! (planes, M, M, 2) flattened.
+
+    use std::f64::consts::PI;
+
+    /// One 2-D DFT per plane: X[k, l] = scale · Σ_{a,b} x[a, b]·e^{sign·2πi(ka + lb)/M},
+    /// computed as a DFT of every row then of every column (each an O(M²) sum).
+    pub fn dft2(x: &[f64], planes: usize, m: usize, sign: f64, scale: f64) -> Vec<f64> {
+        assert_eq!(x.len(), planes * m * m * 2);
+        // e^{sign·2πi·j/M} for j = k·n mod M: exact angles, no accumulated rounding.
+        let w: Vec<(f64, f64)> = (0..m)
+            .map(|j| {
+                let a = sign * 2.0 * PI * j as f64 / m as f64;
+                (a.cos(), a.sin())
+            })
+            .collect();
+        let mut data = x.to_vec();
+        let mut line = vec![(0.0, 0.0); m];
+        // Rows (points 1 apart, lines m apart) then columns (points m apart, lines 1 apart).
+        for (es, ls) in [(1, m), (m, 1)] {
+            for p in 0..planes {
+                for l in 0..m {
+                    let at = |i: usize| 2 * (p * m * m + l * ls + i * es);
+                    for (k, out) in line.iter_mut().enumerate() {
+                        let (mut re, mut im) = (0.0, 0.0);
+                        for i in 0..m {
+                            let (c, s) = w[(k * i) % m];
+                            let (xr, xi) = (data[at(i)], data[at(i) + 1]);
+                            re += xr * c - xi * s;
+                            im += xr * s + xi * c;
+                        }
+                        *out = (re, im);
+                    }
+                    for (i, &(re, im)) in line.iter().enumerate() {
+                        data[at(i)] = re;
+                        data[at(i) + 1] = im;
+                    }
+                }
+            }
+        }
+        data.iter_mut().for_each(|v| *v *= scale);
+        data
+    }
+
+    /// The forward 2-D DFT (unnormalised) of complex planes.
+    pub fn fft2(x: &[f64], planes: usize, m: usize) -> Vec<f64> {
+        dft2(x, planes, m, -1.0, 1.0)
+    }
+
+    /// The inverse 2-D DFT, normalised by 1/M².
+    pub fn ifft2(x: &[f64], planes: usize, m: usize) -> Vec<f64> {
+        dft2(x, planes, m, 1.0, 1.0 / (m * m) as f64)
+    }
+
+    /// Backward of [`fft2`] (or [`ifft2`] when `inverse`): the conjugate transpose, i.e. the
+    /// transform of the other sign with the same scale.
+    pub fn fft2_backward(dy: &[f64], planes: usize, m: usize, inverse: bool) -> Vec<f64> {
+        if inverse {
+            dft2(dy, planes, m, -1.0, 1.0 / (m * m) as f64)
+        } else {
+            dft2(dy, planes, m, 1.0, 1.0)
+        }
+    }
+}

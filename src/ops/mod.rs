@@ -1,7 +1,8 @@
-//! The primitive ops. Each op checks its shapes, launches its WGSL kernel(s), and, when a
-//! tape is recording and an input is tracked, records itself with what its backward needs.
-//! The backward rules live next to the forwards (`*_backward` functions) and are called
-//! from the single `match` in [`crate::autodiff`].
+//! The primitive ops, one module per family, each holding for its ops: the kernels'
+//! parameter blocks (`kernel_params!`, mirroring the WGSL structs), the launchers, the
+//! forwards, which check shapes, launch and, when a tape records and an input is tracked,
+//! record a `crate::autodiff::Backward` (what the backward keeps, and its rule), and the
+//! f64 references (`<module>::reference`).
 
 pub mod conv;
 pub mod conv1x1;

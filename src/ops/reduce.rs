@@ -148,3 +148,33 @@ impl Backward for SumGrad {
         Ok(vec![Some(dx)])
     }
 }
+
+/// The f64 reference of this module's kernels, forward and backward: the textbook loop
+/// that the tests hold the WGSL entry points to (and the f64 model is built from).
+pub mod reference {
+    /// s · Σ per channel of the (outer, C, inner) view: a (C) vector.
+    pub fn sum_view(x: &[f64], outer: usize, c: usize, inner: usize, s: f64) -> Vec<f64> {
+        let mut y = vec![0.0; c];
+        for o in 0..outer {
+            for (ch, yc) in y.iter_mut().enumerate() {
+                for q in 0..inner {
+                    *yc += x[(o * c + ch) * inner + q];
+                }
+            }
+        }
+        y.iter().map(|v| s * v).collect()
+    }
+
+    /// Backward of [`sum_view`]: dx[o, c, q] = s · dy[c].
+    pub fn sum_view_backward(dy: &[f64], outer: usize, c: usize, inner: usize, s: f64) -> Vec<f64> {
+        let mut dx = vec![0.0; outer * c * inner];
+        for o in 0..outer {
+            for ch in 0..c {
+                for q in 0..inner {
+                    dx[(o * c + ch) * inner + q] = s * dy[ch];
+                }
+            }
+        }
+        dx
+    }
+}

@@ -93,3 +93,50 @@ impl Backward for ConcatGrad {
         Ok(out)
     }
 }
+
+/// The f64 reference of this module's kernels, forward and backward: the textbook loop
+/// that the tests hold the WGSL entry points to (and the f64 model is built from).
+pub mod reference {
+    /// Concatenate (N, C_i, P) blocks along C.
+    pub fn concat_channels(xs: &[&[f64]], channels: &[usize], n: usize, p: usize) -> Vec<f64> {
+        let total: usize = channels.iter().sum();
+        let mut y = vec![0.0; n * total * p];
+        let mut off = 0;
+        for (x, &c) in xs.iter().zip(channels) {
+            for i in 0..n {
+                for ch in 0..c {
+                    for q in 0..p {
+                        y[(i * total + off + ch) * p + q] = x[(i * c + ch) * p + q];
+                    }
+                }
+            }
+            off += c;
+        }
+        y
+    }
+
+    /// Backward of [`concat_channels`]: the channel slices of dy.
+    pub fn concat_channels_backward(
+        dy: &[f64],
+        channels: &[usize],
+        n: usize,
+        p: usize,
+    ) -> Vec<Vec<f64>> {
+        let total: usize = channels.iter().sum();
+        let mut off = 0;
+        let mut out = Vec::new();
+        for &c in channels {
+            let mut dx = vec![0.0; n * c * p];
+            for i in 0..n {
+                for ch in 0..c {
+                    for q in 0..p {
+                        dx[(i * c + ch) * p + q] = dy[(i * total + off + ch) * p + q];
+                    }
+                }
+            }
+            off += c;
+            out.push(dx);
+        }
+        out
+    }
+}

@@ -24,7 +24,7 @@ use super::loss::{bce_dice, bce_dice_backward};
 use super::norm::{batch_norm_apply, batch_norm_train_backward, batch_stats};
 use super::pool::{
     max_pool_same, max_pool_same_backward, max_pool_valid, max_pool_valid_backward, upsample2x,
-    upsample2x_backward,
+    upsample2x_backward, window_argmax,
 };
 use super::{
     concat_channels, concat_channels_backward, conv1x1, conv1x1_backward, mul_bcast,
@@ -111,21 +111,6 @@ pub struct Backward {
     /// for a bias or β, Σ|∂L/∂y·x̂| for γ). A gradient much smaller than its mass has
     /// cancelled, and its round-off in f32 is a fraction of the mass, not of itself.
     mass: Vec<Option<Vec<f64>>>,
-}
-
-/// Row-major index within the plane of the first maximum of the 2×2 window at (r0, c0),
-/// clipped at the right/bottom border: the rule of `super::pool`, repeated here to
-/// record which element each window picked.
-fn window_argmax(x: &[f64], w: usize, h: usize, r0: usize, c0: usize) -> usize {
-    let mut best = r0 * w + c0;
-    for r in r0..(r0 + 2).min(h) {
-        for c in c0..(c0 + 2).min(w) {
-            if x[r * w + c] > x[best] {
-                best = r * w + c;
-            }
-        }
-    }
-    best
 }
 
 /// The pattern entries of a ReLU of `x`: 1 where x > 0 (where it passes its gradient).
