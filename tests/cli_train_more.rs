@@ -255,9 +255,15 @@ fn the_largest_buffer_formula_is_what_a_training_step_allocates() {
     }
     // A device of its own, so that no other test's tensors enter its pool statistics.
     let gpu = Gpu::new(&AdapterRequest::from_env()).unwrap();
-    // Smallest first: the statistic keeps the largest request ever made.
-    for (variant, n) in [(Variant::Unet, 1), (Variant::RcaIunet, 2)] {
-        let model = Model::new(ModelConfig::new(variant, 2, 32).unwrap());
+    // Every variant at batch 1 and 2, smallest count first: the statistic keeps the
+    // largest request ever made, so each step must raise it to exactly its own count.
+    let mut cases: Vec<(Model, usize)> = Variant::ALL
+        .into_iter()
+        .flat_map(|v| [1, 2].map(|n| (Model::new(ModelConfig::new(v, 2, 32).unwrap()), n)))
+        .collect();
+    cases.sort_by_key(|(model, n)| largest_buffer_bytes(model, *n));
+    for (model, n) in cases {
+        let variant = model.config.variant;
         let mut params = model.spec.init(&gpu, 7).unwrap();
         let mut adam = Adam::new(&params, 1e-3).unwrap();
         let plane = vec![0.5; n * 32 * 32];
