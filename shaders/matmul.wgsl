@@ -196,3 +196,82 @@ fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
         C4[row / 4u + 1u] = hi + vec4<f32>(bv);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// matmul_cpu: the product shaped for CPU adapters (lavapipe). There, 8 consecutive
+// invocations are the lanes of one AVX2 register and every load instruction costs about
+// the same, so what counts is loads per FMA, not tiles. Each invocation computes 16 rows
+// × 4 columns of C: per step of k it loads one vec4 of B (4 consecutive columns) and four
+// vec4 of A (16 consecutive rows), 5 loads for 64 FMAs, and consecutive invocations take
+// consecutive column quads, so a B load is one contiguous run across the lanes. No
+// workgroup memory, no barriers, no split-K (splits = 1).
+//   A is given as K×M (a_sm = 1, a_sk the row stride), B as K×N (b_sn = 1); M, N and every
+//   stride are multiples of 4 (the caller checks). Grid: (N/4 / 64, M/16, batch).
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
+              @builtin(workgroup_id) wid: vec3<u32>) {
+    let n0 = gid.x * 4u;
+    if (n0 >= p.n) { return; }
+    let m0 = wid.y * 16u;
+    let z = wid.z;
+    // Row quads clamped into the matrix (M % 4 == 0): a quad past the end recomputes the
+    // last one and is not stored.
+    let last = p.m - 4u;
+    let ab = z * p.a_sb;
+    let pa0 = ab + min(m0, last);
+    let pa1 = ab + min(m0 + 4u, last);
+    let pa2 = ab + min(m0 + 8u, last);
+    let pa3 = ab + min(m0 + 12u, last);
+    var pb = z * p.b_sb + n0;
+    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
+    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
+    var ka = 0u;
+    for (var k = 0u; k < p.k; k++) {
+        let b = B4[pb / 4u];
+        let a0 = A4[(pa0 + ka) / 4u];
+        let a1 = A4[(pa1 + ka) / 4u];
+        let a2 = A4[(pa2 + ka) / 4u];
+        let a3 = A4[(pa3 + ka) / 4u];
+        c0 = fma(vec4<f32>(a0.x), b, c0); c1 = fma(vec4<f32>(a0.y), b, c1);
+        c2 = fma(vec4<f32>(a0.z), b, c2); c3 = fma(vec4<f32>(a0.w), b, c3);
+        c4 = fma(vec4<f32>(a1.x), b, c4); c5 = fma(vec4<f32>(a1.y), b, c5);
+        c6 = fma(vec4<f32>(a1.z), b, c6); c7 = fma(vec4<f32>(a1.w), b, c7);
+        c8 = fma(vec4<f32>(a2.x), b, c8); c9 = fma(vec4<f32>(a2.y), b, c9);
+        c10 = fma(vec4<f32>(a2.z), b, c10); c11 = fma(vec4<f32>(a2.w), b, c11);
+        c12 = fma(vec4<f32>(a3.x), b, c12); c13 = fma(vec4<f32>(a3.y), b, c13);
+        c14 = fma(vec4<f32>(a3.z), b, c14); c15 = fma(vec4<f32>(a3.w), b, c15);
+        pb += p.b_sk;
+        ka += p.a_sk;
+    }
+    let cz = z * p.c_sb + n0;
+    store_quad(cz, m0, c0, c1, c2, c3);
+    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
+    store_quad(cz, m0 + 8u, c8, c9, c10, c11);
+    store_quad(cz, m0 + 12u, c12, c13, c14, c15);
+}
+
+// Rows m..m+3 of one column quad (m % 4 == 0 and M % 4 == 0: all four exist or none).
+fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
+    if (m >= p.m) { return; }
+    var bv = vec4<f32>(0.0);
+    if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
+    let row = cz + m * p.c_sm;
+    C4[row / 4u] = r0 + vec4<f32>(bv.x);
+    C4[(row + p.c_sm) / 4u] = r1 + vec4<f32>(bv.y);
+    C4[(row + 2u * p.c_sm) / 4u] = r2 + vec4<f32>(bv.z);
+    C4[(row + 3u * p.c_sm) / 4u] = r3 + vec4<f32>(bv.w);
+}
+
+// transpose_matrix: C (N × M) = Aᵀ for A given M×N row-major (a_sm its row stride); one
+// invocation per element of C, 64 per workgroup on a 2-D grid (m along x). For the CPU
+// product's K×M operand when the weights are stored M×K.
+@compute @workgroup_size(64, 1, 1)
+fn transpose_matrix(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m = gid.x;
+    let n = gid.y;
+    if (m >= p.m || n >= p.n) { return; }
+    C[n * p.c_sm + m] = A[m * p.a_sm + n];
+}

@@ -43,6 +43,9 @@ pub(crate) struct Input {
 
 struct Node {
     op: Box<dyn Backward>,
+    /// The network block the forward ran in, while a profile records: its backward's
+    /// dispatches are labelled with it too.
+    block: Option<String>,
     inputs: Vec<Input>,
     out: u64,
 }
@@ -100,6 +103,7 @@ pub(crate) fn record<B: Backward + 'static>(
         state.tracked.insert(out.id());
         state.nodes.push(Node {
             op: Box::new(op),
+            block: out.gpu().current_block(),
             inputs,
             out: out.id(),
         });
@@ -194,6 +198,9 @@ impl Tape {
             let Some(dy) = grads.remove(&node.out) else {
                 continue;
             };
+            if let Some(block) = &node.block {
+                dy.gpu().set_block(block);
+            }
             let need: Vec<bool> = node.inputs.iter().map(|i| i.needs_grad).collect();
             let dxs = node.op.backward(&dy, &node.inputs, &need)?;
             for (input, dx) in node.inputs.iter().zip(dxs) {

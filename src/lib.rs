@@ -33,5 +33,5 @@ pub mod train;
 
 pub use autodiff::{Grads, Tape, no_grad};
 pub use error::{Error, Result};
-pub use runtime::{AdapterRequest, Gpu};
+pub use runtime::{AdapterRequest, Gpu, KernelClass};
 pub use tensor::{Shape, Tensor};

@@ -10,8 +10,13 @@ use serde_json::Value;
 use crate::common::{self, BIN};
 
 fn bench(json: &std::path::Path, env: &[(&str, &str)]) -> (String, Value) {
+    bench_with(json, env, &[])
+}
+
+fn bench_with(json: &std::path::Path, env: &[(&str, &str)], extra: &[&str]) -> (String, Value) {
     let out = Command::new(BIN)
         .args(["bench", "--size", "32", "--width", "2", "--reps", "2"])
+        .args(extra)
         .arg("--json")
         .arg(json)
         .envs(env.iter().copied())
@@ -83,4 +88,56 @@ fn bench_chunks_inference_and_halves_training_when_the_batch_cannot_fit() {
     assert_eq!(train["batch_asked"], 8);
     assert!(train["batch"].as_u64().unwrap() < 8, "{train}");
     assert!(stdout.contains("(asked 8)"), "{stdout}");
+}
+
+#[test]
+fn bench_profile_gives_time_per_kernel_and_the_slowest_dispatches() {
+    let Some(gpu) = common::gpu() else { return };
+    if !gpu.info().timestamp_queries {
+        return; // refused with a clear error: see the runtime test of the profile
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, report) = bench_with(
+        &dir.path().join("b.json"),
+        &[],
+        &["--profile", "--batches", "1", "--train-batch", "2"],
+    );
+    let profiles = report["profiles"].as_array().unwrap();
+    let tasks: Vec<(&str, u64)> = profiles
+        .iter()
+        .map(|p| (p["task"].as_str().unwrap(), p["batch"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(tasks, [("inference", 1), ("training", 2)]);
+    for p in profiles {
+        let kernels = p["kernels"].as_array().unwrap();
+        let shares: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "shares add up to 1: {shares}");
+        let count: u64 = kernels
+            .iter()
+            .map(|k| k["dispatches"].as_u64().unwrap())
+            .sum();
+        assert_eq!(count, p["dispatches"].as_u64().unwrap());
+        // The products declare their FLOPs, so their rows have a GFLOP/s.
+        assert!(
+            kernels
+                .iter()
+                .any(|k| k["kernel"].as_str().unwrap().starts_with("matmul")
+                    && k["gflop_per_s"].is_number()),
+            "{p}"
+        );
+        let slowest = p["slowest"].as_array().unwrap();
+        assert_eq!(slowest.len(), 10);
+        assert!(
+            slowest
+                .iter()
+                .all(|d| !d["block"].as_str().unwrap().is_empty())
+        );
+    }
+    for line in [
+        "inference profile, batch 1",
+        "training profile, batch 2",
+        "slowest dispatches",
+    ] {
+        assert!(stdout.contains(line), "{line} missing from:\n{stdout}");
+    }
 }

@@ -2,12 +2,31 @@
 //! tiles (sizes not multiples of the 32×64 workgroup tile), batches, no-bias, and a
 //! weight gradient long enough to be split along K.
 
-use rca_gpu::{ops, reference as r};
+use rca_gpu::{KernelClass, ops, reference as r};
 
 use crate::common::{self, F32, check_op, input, uniform};
 
+/// Both kernel variants (the CPU-shaped and the tiled GPU-shaped products) against the
+/// reference.
 fn check_conv(n: usize, cin: usize, cout: usize, h: usize, w: usize, bias: bool) {
-    let Some(gpu) = common::gpu() else { return };
+    for class in [KernelClass::Cpu, KernelClass::Gpu] {
+        check_conv_on(class, n, cin, cout, h, w, bias);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_conv_on(
+    class: KernelClass,
+    n: usize,
+    cin: usize,
+    cout: usize,
+    h: usize,
+    w: usize,
+    bias: bool,
+) {
+    let Some(gpu) = common::gpu_with(class) else {
+        return;
+    };
     let mut rng = common::rng();
     let p = h * w;
     let mut inputs = vec![
@@ -20,7 +39,7 @@ fn check_conv(n: usize, cin: usize, cout: usize, h: usize, w: usize, bias: bool)
     check_op(
         &gpu,
         &mut rng,
-        &format!("conv1x1 n{n} {cin}->{cout} {h}x{w} bias={bias}"),
+        &format!("conv1x1 ({class} kernels) n{n} {cin}->{cout} {h}x{w} bias={bias}"),
         &inputs,
         |x| ops::conv1x1(x[0], x[1], x.get(2).copied()),
         |x| {
@@ -90,4 +109,12 @@ fn conv1x1_names_both_shapes_on_a_channel_mismatch() {
         e,
         "shape mismatch in conv1x1: lhs (1, 3, 4, 4), rhs (8, 4, 1, 1)"
     );
+}
+
+#[test]
+fn conv1x1_cpu_kernel_across_row_blocks_and_a_partial_workgroup() {
+    // Every size a multiple of 4 (the CPU-shaped product for the forward and the input
+    // gradient): Cout 36 is two whole 16-row blocks and a clamped one, H·W 260 is 65
+    // column quads, one past a 64-invocation workgroup.
+    check_conv(2, 24, 36, 10, 26, true);
 }

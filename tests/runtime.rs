@@ -185,3 +185,37 @@ fn the_gpu_timer_measures_work_between_its_marks_within_the_wall_time() {
     let empty = timer.elapsed_ms(&gpu).unwrap();
     assert!(empty >= 0.0 && empty < ms, "empty {empty} ms, work {ms} ms");
 }
+
+#[test]
+fn a_profile_times_every_dispatch_with_its_kernel_block_and_flops() {
+    let Some(gpu) = common::own_gpu() else { return };
+    // lavapipe and every GPU we target have timestamp queries; an adapter without them
+    // refuses a profile with a clear error instead.
+    if !gpu.info().timestamp_queries {
+        let e = gpu.start_profile().unwrap_err().to_string();
+        assert!(e.contains("timestamp"), "{e}");
+        return;
+    }
+    let x = Tensor::full(&gpu, [2, 8, 6, 6], 0.5).unwrap();
+    let w = Tensor::full(&gpu, [4, 8, 1, 1], 0.25).unwrap();
+    gpu.start_profile().unwrap();
+    gpu.set_block("enc1");
+    let y = ops::conv1x1(&x, &w, None).unwrap();
+    gpu.set_block("enc2");
+    let z = ops::relu(&y).unwrap();
+    let dispatches = gpu.finish_profile().unwrap();
+    assert!(!gpu.profiling());
+    let matmul = dispatches
+        .iter()
+        .find(|d| d.kernel.starts_with("matmul"))
+        .expect("the product was profiled");
+    assert_eq!(matmul.block, "enc1");
+    assert_eq!(matmul.flops, Some((2 * 2 * 4 * 8 * 36) as f64));
+    let last = dispatches.last().unwrap();
+    assert_eq!((last.kernel, last.block.as_str()), ("relu", "enc2"));
+    assert!(last.bytes >= 2 * z.bytes(), "binds its input and output");
+    assert!(dispatches.iter().all(|d| d.ms.is_finite() && d.ms >= 0.0));
+    // Nothing is recorded once the profile is finished.
+    ops::relu(&z).unwrap();
+    assert!(gpu.finish_profile().unwrap().is_empty());
+}

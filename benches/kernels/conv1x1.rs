@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rca_gpu::{Tensor, ops};
+use rca_gpu::{KernelClass, Tensor, ops};
 
-use super::{gpu, timed};
+use super::{gpu_with, timed};
 
 /// (name, N, Cin, Cout, H, W): the 512×512×512 matmul, and pointwise convs of the model.
 const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
@@ -16,9 +16,17 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("sepconv 16->16 @256x256 batch 8", 8, 16, 16, 256, 256),
 ];
 
+/// Both kernel variants on the bench's adapter, side by side in one run: the CPU-shaped
+/// product (`matmul_cpu`) and the tiled GPU-shaped one (`matmul`/`matmul4`).
 pub fn benches(c: &mut Criterion) {
-    let gpu = gpu();
-    let mut group = c.benchmark_group("conv1x1 forward (GFLOP/s)");
+    for class in [KernelClass::Cpu, KernelClass::Gpu] {
+        benches_on(c, class);
+    }
+}
+
+fn benches_on(c: &mut Criterion, class: KernelClass) {
+    let gpu = gpu_with(class);
+    let mut group = c.benchmark_group(format!("conv1x1 forward, {class} kernels (GFLOP/s)"));
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(3));
@@ -43,7 +51,7 @@ pub fn benches(c: &mut Criterion) {
         .as_secs_f64()
             / reps as f64;
         println!(
-            "conv1x1 {name}: {:.2} ms, {:.2} GFLOP/s on {}",
+            "conv1x1 {name} ({class} kernels): {:.2} ms, {:.2} GFLOP/s on {}",
             s * 1e3,
             flops as f64 / s / 1e9,
             gpu.info().name

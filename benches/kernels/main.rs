@@ -13,7 +13,7 @@ mod norm;
 mod pool;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rca_gpu::{AdapterRequest, Gpu};
+use rca_gpu::{AdapterRequest, Gpu, KernelClass};
 
 /// The device every group runs on, opened once.
 pub fn gpu() -> Gpu {
@@ -24,6 +24,22 @@ pub fn gpu() -> Gpu {
         eprintln!("adapter: {}", gpu.info());
         gpu
     })
+    .clone()
+}
+
+/// A device on the same adapter that runs the kernel variants of `class`, opened once
+/// per class (to compare both variants in one run).
+pub fn gpu_with(class: KernelClass) -> Gpu {
+    static DEVICES: std::sync::OnceLock<[Gpu; 2]> = std::sync::OnceLock::new();
+    let open = |class| {
+        Gpu::new(&AdapterRequest {
+            kernels: Some(class),
+            ..AdapterRequest::from_env()
+        })
+        .expect("a GPU adapter (see `rca-gpu devices`)")
+    };
+    DEVICES.get_or_init(|| [open(KernelClass::Cpu), open(KernelClass::Gpu)])
+        [usize::from(class == KernelClass::Gpu)]
     .clone()
 }
 

@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::data::{generate_phantom, preprocess_image};
 use crate::infer::Predictor;
 use crate::model::{Model, ModelConfig};
-use crate::runtime::GpuTimer;
+use crate::runtime::{Dispatch, GpuTimer};
 use crate::train::{Adam, train_step};
 use crate::{Error, Gpu, Tensor};
 
@@ -57,6 +57,11 @@ pub struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also profile one inference (the first batch size) and one training step: GPU time
+    /// per kernel, with GFLOP/s or GB/s and share, and the ten slowest dispatches
+    /// (timestamp queries; in the JSON too).
+    #[arg(long)]
+    pub profile: bool,
     #[command(flatten)]
     pub adapter: super::AdapterArgs,
 }
@@ -123,6 +128,148 @@ pub struct Report {
     /// Seconds since the Unix epoch when the bench started.
     pub started_unix_s: u64,
     pub results: Vec<Measurement>,
+    /// With `--profile`: one inference and one training step, dispatch by dispatch.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<Profile>,
+}
+
+/// One profiled run: its GPU time per kernel and its slowest dispatches.
+#[derive(Clone, Debug, Serialize)]
+pub struct Profile {
+    /// "inference" or "training".
+    pub task: &'static str,
+    pub batch: usize,
+    pub dispatches: usize,
+    /// Σ of the dispatches' GPU times.
+    pub gpu_ms: f64,
+    /// One row per kernel entry point, slowest first.
+    pub kernels: Vec<KernelRow>,
+    /// The ten slowest dispatches.
+    pub slowest: Vec<Dispatch>,
+}
+
+/// The dispatches of one kernel entry point in a profiled run.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    pub kernel: &'static str,
+    pub dispatches: usize,
+    pub ms: f64,
+    /// Of the run's GPU time.
+    pub share: f64,
+    /// Where every dispatch declares its FLOPs (the matmuls).
+    pub gflop_per_s: Option<f64>,
+    /// Bytes bound per second: an upper bound of the traffic.
+    pub gb_per_s: f64,
+}
+
+impl Profile {
+    fn of(task: &'static str, batch: usize, dispatches: Vec<Dispatch>) -> Self {
+        let gpu_ms: f64 = dispatches.iter().map(|d| d.ms).sum();
+        let mut kernels: Vec<KernelRow> = Vec::new();
+        let mut flops: Vec<Option<f64>> = Vec::new();
+        let mut bytes: Vec<f64> = Vec::new();
+        for d in &dispatches {
+            let i = match kernels.iter().position(|k| k.kernel == d.kernel) {
+                Some(i) => i,
+                None => {
+                    kernels.push(KernelRow {
+                        kernel: d.kernel,
+                        dispatches: 0,
+                        ms: 0.0,
+                        share: 0.0,
+                        gflop_per_s: None,
+                        gb_per_s: 0.0,
+                    });
+                    flops.push(Some(0.0));
+                    bytes.push(0.0);
+                    kernels.len() - 1
+                }
+            };
+            kernels[i].dispatches += 1;
+            kernels[i].ms += d.ms;
+            flops[i] = flops[i].zip(d.flops).map(|(a, b)| a + b);
+            bytes[i] += d.bytes as f64;
+        }
+        for ((k, f), b) in kernels.iter_mut().zip(flops).zip(bytes) {
+            let s = (k.ms / 1e3).max(1e-12);
+            k.share = k.ms / gpu_ms.max(1e-12);
+            k.gflop_per_s = f.map(|f| f / s / 1e9);
+            k.gb_per_s = b / s / 1e9;
+        }
+        kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        let mut slowest = dispatches.clone();
+        slowest.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        slowest.truncate(10);
+        Self {
+            task,
+            batch,
+            dispatches: dispatches.len(),
+            gpu_ms,
+            kernels,
+            slowest,
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{} profile, batch {}: {} dispatches, {:.1} ms of GPU time\n",
+            self.task, self.batch, self.dispatches, self.gpu_ms
+        );
+        let _ = writeln!(
+            out,
+            "| kernel | dispatches | ms | share | GFLOP/s | GB/s bound |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+        for k in &self.kernels {
+            let gflops = k
+                .gflop_per_s
+                .map_or_else(|| "".to_string(), |g| format!("{g:.1}"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {:.1} % | {gflops} | {:.1} |",
+                k.kernel,
+                k.dispatches,
+                k.ms,
+                100.0 * k.share,
+                k.gb_per_s
+            );
+        }
+        let _ = writeln!(out, "\nslowest dispatches:\n");
+        let _ = writeln!(
+            out,
+            "| kernel | block | workgroups | MB bound | ms | GFLOP/s |"
+        );
+        let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+        for d in &self.slowest {
+            let gflops = d.flops.map_or_else(
+                || "".to_string(),
+                |f| format!("{:.1}", f / (d.ms / 1e3) / 1e9),
+            );
+            let _ = writeln!(
+                out,
+                "| {} | {} | {}×{}×{} | {:.1} | {:.2} | {gflops} |",
+                d.kernel,
+                d.block,
+                d.grid[0],
+                d.grid[1],
+                d.grid[2],
+                d.bytes as f64 / 1e6,
+                d.ms
+            );
+        }
+        out
+    }
+}
+
+/// The dispatches of one run of `f`, after the caller's warm-up.
+fn profile_once(gpu: &Gpu, f: impl FnOnce() -> crate::Result<()>) -> crate::Result<Vec<Dispatch>> {
+    gpu.sync();
+    gpu.start_profile()?;
+    let result = f();
+    let dispatches = gpu.finish_profile()?;
+    result.map(|()| dispatches)
 }
 
 /// Time `reps` runs of `f` after `warmup` untimed ones: wall and (if `timer`) GPU ms.
@@ -194,7 +341,7 @@ fn bench_training(
     config: ModelConfig,
     args: &Args,
     timer: Option<&GpuTimer>,
-) -> anyhow::Result<Measurement> {
+) -> anyhow::Result<(Measurement, Option<Profile>)> {
     let s = config.size;
     let fits =
         crate::train::budget::largest_batch_that_fits(gpu, &Model::new(config), args.train_batch)
@@ -219,14 +366,17 @@ fn bench_training(
         });
         match result {
             Ok((wall, on_gpu)) => {
-                return Ok(measurement(
-                    "training",
-                    args.train_batch,
-                    batch,
-                    batch,
-                    &wall,
-                    &on_gpu,
-                ));
+                let m = measurement("training", args.train_batch, batch, batch, &wall, &on_gpu);
+                let profile = if args.profile {
+                    let dispatches = profile_once(gpu, || {
+                        let (loss, _) = train_step(&model, &mut params, &mut adam, &x, &y)?;
+                        loss.to_scalar().map(drop)
+                    })?;
+                    Some(Profile::of("training", batch, dispatches))
+                } else {
+                    None
+                };
+                return Ok((m, profile));
             }
             Err(e @ Error::TooLarge { .. }) if batch > 1 => {
                 eprintln!(
@@ -282,6 +432,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let gpu = args.adapter.open()?;
+    if args.profile && !gpu.info().timestamp_queries {
+        anyhow::bail!(
+            "--profile needs timestamp queries, which this adapter ({}) does not offer",
+            gpu.info().name
+        );
+    }
     let timer = gpu.timer();
     let model = Model::new(config);
     let parameters = model.spec.trainable_count() + model.spec.non_trainable_count();
@@ -301,6 +457,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let info = gpu.info().clone();
     let mut results = Vec::new();
+    let mut profiles = Vec::new();
     let params = model.spec.init(&gpu, 42)?;
     let mut predictor = Predictor::from_params(&gpu, model, params);
     let batches: &[usize] = if args.no_infer { &[] } else { &args.batches };
@@ -318,16 +475,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.ms_per_image, args.reps
         );
         results.push(m);
+        if args.profile && profiles.is_empty() {
+            let dispatches = profile_once(&gpu, || predictor.probabilities(&images, b).map(drop))?;
+            profiles.push(Profile::of("inference", b, dispatches));
+        }
     }
     drop(predictor);
     gpu.trim_pool();
     if !args.no_train {
-        let m = bench_training(&gpu, config, &args, timer.as_ref())?;
+        let (m, profile) = bench_training(&gpu, config, &args, timer.as_ref())?;
         eprintln!(
             "training batch {}: {:.2} images/s (median of {})",
             m.batch, m.images_per_s, args.reps
         );
         results.push(m);
+        profiles.extend(profile);
     }
     let report = Report {
         adapter: info.name.clone(),
@@ -342,12 +504,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warmup: args.warmup,
         started_unix_s,
         results,
+        profiles,
     };
     println!(
         "{} F={} S={} on {} ({}, {})",
         report.variant, report.width, report.size, report.adapter, report.backend, report.driver
     );
     print!("{}", render(&report));
+    for p in &report.profiles {
+        print!("{}", p.render());
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
         crate::atomic::write(path, text)

@@ -65,6 +65,7 @@ impl Model {
     /// `no_grad` for inference).
     pub fn forward(&self, params: &mut Params, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut gpu = GpuBackend {
+            gpu: x.gpu(),
             params,
             mode,
             momentum: self.bn_momentum,

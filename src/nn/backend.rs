@@ -98,6 +98,8 @@ pub trait Backend {
 /// recording. In training mode batch norm uses batch statistics and writes its updated
 /// running statistics into `params`; in eval mode it uses the running statistics.
 pub struct GpuBackend<'a> {
+    /// The device (a profile labels its dispatches with the block they run in).
+    pub gpu: &'a crate::Gpu,
     pub params: &'a mut Params,
     pub mode: Mode,
     /// Weight of the old running statistics in training mode (`Model::bn_momentum`).
@@ -183,5 +185,9 @@ impl Backend for GpuBackend<'_> {
 
     fn spectral_pool(&mut self, x: &Tensor, h: usize) -> Result<Tensor> {
         ops::spectral_pool(x, h)
+    }
+
+    fn enter(&mut self, name: &str) {
+        self.gpu.set_block(name);
     }
 }

@@ -8,7 +8,7 @@ use super::reduce::{sum_outer, sum_view};
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader, kernel_params};
+use crate::runtime::{Kernel, KernelClass, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Rows and columns of C computed by one workgroup (8×8 invocations of 4×8 outputs).
@@ -20,6 +20,9 @@ const TILE_N: usize = 64;
 const TARGET_WORKGROUPS: usize = 256;
 /// …but never splits K into chunks shorter than this.
 const MIN_KCHUNK: usize = 256;
+/// `matmul_cpu`: rows of C per invocation, and invocations (column quads) per workgroup.
+const CPU_ROWS: usize = 16;
+const CPU_GROUP: usize = 64;
 
 kernel_params! {
     /// The block of `shaders/matmul.wgsl`: sizes, split-K and the strides of A, B and C
@@ -72,22 +75,7 @@ impl Matmul {
         splits: usize,
         kchunk: usize,
     ) {
-        let params = MatmulParams {
-            m: u32_of(self.m),
-            n: u32_of(self.n),
-            k: u32_of(self.k),
-            kchunk: u32_of(kchunk),
-            splits: u32_of(splits),
-            a_sb: u32_of(self.a_sb),
-            a_sm: u32_of(self.a_sm),
-            a_sk: u32_of(self.a_sk),
-            b_sb: u32_of(self.b_sb),
-            b_sk: u32_of(self.b_sk),
-            b_sn: u32_of(self.b_sn),
-            c_sb: u32_of(c_sb),
-            c_sm: u32_of(c_sm),
-            has_bias: u32::from(bias.is_some()),
-        };
+        let params = self.params(c_sb, c_sm, splits, kchunk, bias.is_some());
         let grid = [
             u32_of(self.n.div_ceil(TILE_N)),
             u32_of(self.m.div_ceil(TILE_M)),
@@ -111,6 +99,38 @@ impl Matmul {
             &params,
             grid,
         );
+        a.gpu().note_flops(self.flops());
+    }
+
+    /// 2·M·N·K per batch: what a profile reports GFLOP/s from.
+    fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+
+    fn params(
+        &self,
+        c_sb: usize,
+        c_sm: usize,
+        splits: usize,
+        kchunk: usize,
+        has_bias: bool,
+    ) -> MatmulParams {
+        MatmulParams {
+            m: u32_of(self.m),
+            n: u32_of(self.n),
+            k: u32_of(self.k),
+            kchunk: u32_of(kchunk),
+            splits: u32_of(splits),
+            a_sb: u32_of(self.a_sb),
+            a_sm: u32_of(self.a_sm),
+            a_sk: u32_of(self.a_sk),
+            b_sb: u32_of(self.b_sb),
+            b_sk: u32_of(self.b_sk),
+            b_sn: u32_of(self.b_sn),
+            c_sb: u32_of(c_sb),
+            c_sm: u32_of(c_sm),
+            has_bias: u32::from(has_bias),
+        }
     }
 
     /// Whether the vec4 kernel applies, and with which operand layouts: every row it
@@ -142,7 +162,20 @@ impl Matmul {
         Some((a_rows, b_rows))
     }
 
-    /// C[b] = A[b]·B[b] (+ bias per row), written as (batch, M, N) with rows `c_sm` apart.
+    /// Whether `matmul_cpu` applies: A given K×M (m contiguous), B as K×N (n contiguous),
+    /// M, N and every stride a multiple of 4 (its vec4 loads and stores).
+    pub(crate) fn cpu_layout(&self, c_sb: usize, c_sm: usize) -> bool {
+        let aligned = |xs: &[usize]| xs.iter().all(|x| x % 4 == 0);
+        self.a_sm == 1
+            && self.b_sn == 1
+            && self.m >= 4
+            && aligned(&[self.m, self.n, self.a_sk, self.a_sb, self.b_sk, self.b_sb])
+            && aligned(&[c_sb, c_sm])
+    }
+
+    /// C[b] = A[b]·B[b] (+ bias per row), written as (batch, M, N) with rows `c_sm` apart:
+    /// with `matmul_cpu` on a CPU-class device when the layout allows, else the tiled
+    /// kernels.
     pub(crate) fn run(
         &self,
         a: &Tensor,
@@ -152,7 +185,37 @@ impl Matmul {
         c_sb: usize,
         c_sm: usize,
     ) {
-        self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1));
+        if a.gpu().info().kernels == KernelClass::Cpu && self.cpu_layout(c_sb, c_sm) {
+            self.launch_cpu(a, b, bias, c, c_sb, c_sm);
+        } else {
+            self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1));
+        }
+    }
+
+    /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
+    /// along the columns.
+    fn launch_cpu(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        c: &Tensor,
+        c_sb: usize,
+        c_sm: usize,
+    ) {
+        let params = self.params(c_sb, c_sm, 1, self.k, bias.is_some());
+        let grid = [
+            u32_of((self.n / 4).div_ceil(CPU_GROUP)),
+            u32_of(self.m.div_ceil(CPU_ROWS)),
+            u32_of(self.batch),
+        ];
+        a.gpu().launch(
+            &Kernel::new(Shader::Matmul, "matmul_cpu"),
+            &[a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)],
+            &params,
+            grid,
+        );
+        a.gpu().note_flops(self.flops());
     }
 
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
@@ -175,6 +238,26 @@ impl Matmul {
         self.launch(a, b, None, &partial, mn, self.n, splits, kchunk);
         sum_outer(&partial, parts, mn, 1.0, shape)
     }
+}
+
+/// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded).
+fn transpose(a: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
+    let t = Tensor::uninit(a.gpu(), [cols, rows], "transpose")?;
+    let params = MatmulParams {
+        m: u32_of(rows),
+        n: u32_of(cols),
+        a_sm: u32_of(cols),
+        c_sm: u32_of(rows),
+        ..MatmulParams::default()
+    };
+    let grid = [u32_of(rows.div_ceil(64)), u32_of(cols), 1];
+    a.gpu().launch(
+        &Kernel::new(Shader::Matmul, "transpose_matrix"),
+        &[a.bind(0), t.bind(3)],
+        &params,
+        grid,
+    );
+    Ok(t)
 }
 
 struct Dims {
@@ -218,7 +301,7 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let p = d.h * d.w;
     let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.h, d.w], "conv1x1")?;
     // y[n] (Cout × P) = W (Cout × Cin) · x[n] (Cin × P)
-    Matmul {
+    let product = Matmul {
         m: d.cout,
         n: p,
         k: d.cin,
@@ -229,8 +312,19 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         b_sb: d.cin * p,
         b_sk: p,
         b_sn: 1,
+    };
+    // The CPU kernel reads A as K×M: it takes Wᵀ (Cin × Cout), one small transpose.
+    let k_major = Matmul {
+        a_sm: 1,
+        a_sk: d.cout,
+        ..product
+    };
+    if x.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(d.cout * p, p) {
+        let wt = transpose(w, d.cout, d.cin)?;
+        k_major.run(&wt, x, b, &y, d.cout * p, p);
+    } else {
+        product.run(w, x, b, &y, d.cout * p, p);
     }
-    .run(w, x, b, &y, d.cout * p, p);
     let mut inputs = vec![x, w];
     inputs.extend(b);
     record(&inputs, &y, || Conv1x1Grad {

@@ -1,7 +1,7 @@
 //! Adapter choice: a real GPU before a software one, a user's name filter first of all,
 //! and an error that says what was tried and how to get a driver when nothing is found.
 
-use super::{AdapterRequest, DeviceInfo};
+use super::{AdapterRequest, DeviceInfo, KernelClass};
 use crate::error::{Error, Result};
 
 /// One adapter as `rca-gpu devices` shows it.
@@ -54,6 +54,11 @@ pub(crate) fn device_info(adapter: &wgpu::Adapter) -> DeviceInfo {
         max_storage_binding: limits.max_storage_buffer_binding_size,
         max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        kernels: if info.device_type == wgpu::DeviceType::Cpu {
+            KernelClass::Cpu
+        } else {
+            KernelClass::Gpu
+        },
     }
 }
 

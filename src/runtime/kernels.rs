@@ -213,10 +213,25 @@ impl Gpu {
                 layout: &p.layout,
                 entries: &entries,
             });
+        // While a profile records, the pass writes the clock at its begin and end.
+        let mut profile = self.inner.profile.lock().expect("profile lock");
+        let slot = profile.as_mut().map(|p| {
+            let bytes = bindings.iter().map(|b| b.bytes).sum();
+            p.next(&self.inner.device, kernel.entry, workgroups, bytes)
+        });
+        let timestamp_writes =
+            profile
+                .as_ref()
+                .zip(slot)
+                .map(|(p, (set, index))| wgpu::ComputePassTimestampWrites {
+                    query_set: p.set(set),
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: Some(index + 1),
+                });
         self.with_encoder(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel.entry),
-                timestamp_writes: None,
+                timestamp_writes,
             });
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);

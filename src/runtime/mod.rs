@@ -10,6 +10,7 @@ mod adapter;
 mod kernels;
 mod params;
 mod pool;
+mod profile;
 mod timer;
 
 pub use adapter::{AdapterReport, driver_hint, list_adapters};
@@ -20,6 +21,7 @@ pub(crate) use params::assert_mirrors_wgsl;
 pub(crate) use params::{KernelParams, kernel_params};
 pub(crate) use pool::{Kind, size_class};
 pub use pool::{PoolStats, PooledBuffer};
+pub use profile::Dispatch;
 pub use timer::GpuTimer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +39,40 @@ pub struct AdapterRequest {
     /// or reproduce what happens there (inference splits its batches; training refuses a
     /// batch that cannot fit).
     pub max_binding: Option<u64>,
+    /// Run the kernel variants of this adapter class instead of the adapter's own
+    /// (`RCA_GPU_KERNELS=cpu|gpu`): the tests hold both variants of every kernel to the
+    /// reference on one adapter.
+    pub kernels: Option<KernelClass>,
+}
+
+/// Which shape of the hot kernels a device runs. A CPU adapter (lavapipe) executes 8
+/// consecutive invocations as the lanes of one vector register, pays about the same for
+/// every load instruction and much for barriers; a GPU wants workgroup tiles and coalesced
+/// loads. Chosen from the adapter's type when the device is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelClass {
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for KernelClass {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(KernelClass::Cpu),
+            "gpu" => Ok(KernelClass::Gpu),
+            other => Err(format!("unknown kernel class '{other}' (cpu or gpu)")),
+        }
+    }
+}
+
+impl std::fmt::Display for KernelClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelClass::Cpu => "cpu",
+            KernelClass::Gpu => "gpu",
+        })
+    }
 }
 
 impl AdapterRequest {
@@ -50,6 +86,9 @@ impl AdapterRequest {
             max_binding: std::env::var("RCA_GPU_MAX_BINDING")
                 .ok()
                 .and_then(|s| s.trim().parse().ok()),
+            kernels: std::env::var("RCA_GPU_KERNELS")
+                .ok()
+                .and_then(|s| s.parse().ok()),
         }
     }
 }
@@ -65,14 +104,16 @@ pub struct DeviceInfo {
     pub max_storage_binding: u64,
     pub max_workgroups_per_dim: u32,
     pub timestamp_queries: bool,
+    /// The kernel variants this device runs.
+    pub kernels: KernelClass,
 }
 
 impl std::fmt::Display for DeviceInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}, {}, driver: {})",
-            self.name, self.backend, self.device_type, self.driver
+            "{} ({}, {}, driver: {}; {} kernels)",
+            self.name, self.backend, self.device_type, self.driver, self.kernels
         )
     }
 }
@@ -99,6 +140,8 @@ pub(crate) struct GpuInner {
     /// uploaded once, kept as long as the device. Plain buffers, not tensors, because a
     /// tensor holds its device and would keep it alive from inside.
     tables: Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
+    /// The per-dispatch profile being recorded, if any ([`Gpu::start_profile`]).
+    profile: Mutex<Option<profile::Profile>>,
 }
 
 #[derive(Default)]
@@ -125,6 +168,9 @@ impl Gpu {
         let (adapter, mut info) = adapter::choose(request)?;
         if let Some(cap) = request.max_binding {
             info.max_storage_binding = info.max_storage_binding.min(cap);
+        }
+        if let Some(class) = request.kernels {
+            info.kernels = class;
         }
         let features = adapter.features();
         if !features.contains(wgpu::Features::IMMEDIATES) {
@@ -164,6 +210,7 @@ impl Gpu {
                 poison: AtomicBool::new(false),
                 submits: AtomicU64::new(0),
                 tables: Mutex::default(),
+                profile: Mutex::default(),
             }),
         })
     }

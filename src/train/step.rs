@@ -73,8 +73,10 @@ pub fn train_step(
 ) -> Result<(Tensor, Tensor)> {
     let tape = Tape::start();
     let logits = model.forward(params, images, Mode::Train)?;
+    images.gpu().set_block("loss");
     let loss = ops::bce_dice_loss(&logits, masks)?;
     let grads = tape.backward(&loss)?;
+    images.gpu().set_block("adam");
     adam.update(params, grads)?;
     Ok((loss, logits))
 }

@@ -1,7 +1,8 @@
 //! The set-up shared by every module of the test hub (`tests/tests.rs`):
 //! - one device for the whole test binary, in NaN-poison mode (an output element a kernel
-//!   never writes reads back as NaN and fails the comparison), and `own_gpu` for a test
-//!   that asserts on device-wide counters, which the tests running beside it would move;
+//!   never writes reads back as NaN and fails the comparison), `gpu_with` for one that
+//!   runs the kernel variants of the other adapter class, and `own_gpu` for a test that
+//!   asserts on device-wide counters, which the tests running beside it would move;
 //! - a fresh random seed per test (printed, and fixed by `RCA_TEST_SEED` to replay);
 //! - `assert_close` with atol and rtol that reports the worst element;
 //! - `check_op`: one call tests an op's forward against its CPU reference, its GPU
@@ -18,7 +19,7 @@ use std::sync::OnceLock;
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rca_gpu::{AdapterRequest, Gpu, Shape, Tape, Tensor, ops};
+use rca_gpu::{AdapterRequest, Gpu, KernelClass, Shape, Tape, Tensor, ops};
 
 /// The `rca-gpu` executable, for the tests of its commands.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rca-gpu");
@@ -47,6 +48,25 @@ pub fn gpu() -> Option<Gpu> {
         }
     })
     .clone()
+}
+
+/// A shared device on the same adapter that runs the kernel variants of `class` (see
+/// `KernelClass`), or `None` when [`gpu`] is: the tests hold the CPU-shaped and the
+/// GPU-shaped variant of a kernel to the reference on whatever adapter they run on.
+pub fn gpu_with(class: KernelClass) -> Option<Gpu> {
+    static DEVICES: OnceLock<[Option<Gpu>; 2]> = OnceLock::new();
+    gpu()?;
+    let open = |class| {
+        let g = Gpu::new(&AdapterRequest {
+            kernels: Some(class),
+            ..AdapterRequest::from_env()
+        })
+        .expect("a second device on the adapter of the shared one");
+        g.set_poison(true);
+        Some(g)
+    };
+    let devices = DEVICES.get_or_init(|| [open(KernelClass::Cpu), open(KernelClass::Gpu)]);
+    devices[usize::from(class == KernelClass::Gpu)].clone()
 }
 
 /// A device of the calling test's own, set up like the shared one, or `None` when
