@@ -87,18 +87,21 @@ impl Matmul {
                 .with("B_ROWS", u32::from(b_rows)),
             None => Kernel::new(Shader::Matmul, "matmul"),
         };
-        a.gpu().launch(
-            &kernel,
-            &[
-                a.bind(0),
-                b.bind(1),
-                // Unused when there is no bias, but the binding must exist.
-                bias.unwrap_or(a).bind(2),
-                c.bind(3),
-            ],
-            &params,
-            grid,
-        );
+        self.dispatch(&kernel, [a, b, c], bias, &params, grid);
+    }
+
+    /// Bind A, B, the bias and C, launch, and declare the FLOPs to a profile.
+    fn dispatch(
+        &self,
+        kernel: &Kernel,
+        [a, b, c]: [&Tensor; 3],
+        bias: Option<&Tensor>,
+        params: &MatmulParams,
+        grid: [u32; 3],
+    ) {
+        // The bias binding must exist even when unused.
+        let bindings = [a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)];
+        a.gpu().launch(kernel, &bindings, params, grid);
         a.gpu().note_flops(self.flops());
     }
 
@@ -209,13 +212,8 @@ impl Matmul {
             u32_of(self.m.div_ceil(CPU_ROWS)),
             u32_of(self.batch),
         ];
-        a.gpu().launch(
-            &Kernel::new(Shader::Matmul, "matmul_cpu"),
-            &[a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)],
-            &params,
-            grid,
-        );
-        a.gpu().note_flops(self.flops());
+        let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
+        self.dispatch(&kernel, [a, b, c], bias, &params, grid);
     }
 
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
