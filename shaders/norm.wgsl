@@ -153,6 +153,10 @@ fn bn_stats_eval(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(3) var<storage, read> abeta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> ay: array<f32>;
 
+// With RELU, the ReLU that follows batch norm in most of the network, fused into the store:
+// y = max(0, ·), one pass over the data instead of two.
+override RELU: bool = false;
+
 // x, y are (N, C, P), tiled like the reductions:
 // y = gamma[c]·(x − mean[c])·invstd[c] + beta[c], folded into one multiply-add.
 @compute @workgroup_size(256)
@@ -166,7 +170,12 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     for (var n = wid.z * p.spw; n < n_end; n++) {
         let plane = (n * p.c + c) * p.inner;
         for (var q = q_begin + lid; q < q_end; q += WG) {
-            ay[plane + q] = a * ax[plane + q] + b;
+            let v = a * ax[plane + q] + b;
+            if (RELU) {
+                ay[plane + q] = max(v, 0.0);
+            } else {
+                ay[plane + q] = v;
+            }
         }
     }
 }

@@ -293,3 +293,87 @@ fn batch_norm_names_both_shapes_when_gamma_does_not_match_the_channels() {
         "{e}"
     );
 }
+
+/// ReLU's reference, and dy masked where its output is 0 (the fused ops' backward).
+fn relu_then(y: Vec<f64>) -> Vec<f64> {
+    y.iter().map(|&v| v.max(0.0)).collect()
+}
+
+fn masked(z: &[f64], dy: &[f64]) -> Vec<f64> {
+    z.iter()
+        .zip(dy)
+        .map(|(&z, &g)| if z > 0.0 { g } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn batch_norm_train_relu_is_relu_of_batch_norm_with_its_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, c, h, w) = (3, 4, 9, 7);
+    let p = h * w;
+    let x = uniform(&mut rng, n * c * p);
+    let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
+    let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
+    let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+    let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+    let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+    let z = |x: &[Vec<f64>]| {
+        r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
+    };
+    check_op(
+        &gpu,
+        &mut rng,
+        "batch_norm_train_relu",
+        &[
+            input(&[n, c, h, w], x),
+            input(&[c], gamma),
+            input(&[c], beta),
+        ],
+        |x| {
+            ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
+                .map(|(y, _, _)| y)
+        },
+        |x| relu_then(z(x)),
+        |x, dy| {
+            let dz = masked(&z(x), dy);
+            let (dx, dg, db) = r::batch_norm_train_backward(&x[0], &x[1], &dz, n, c, p, EPS);
+            vec![dx, dg, db]
+        },
+        F32,
+    );
+}
+
+#[test]
+fn batch_norm_eval_relu_is_relu_of_batch_norm_with_its_gradients() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    let (n, c, h, w) = (2, 3, 10, 11);
+    let p = h * w;
+    let x = uniform(&mut rng, n * c * p);
+    let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
+    let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
+    let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+    let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+    let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+    let z = |x: &[Vec<f64>]| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS);
+    check_op(
+        &gpu,
+        &mut rng,
+        "batch_norm_eval_relu",
+        &[
+            input(&[n, c, h, w], x),
+            input(&[c], gamma),
+            input(&[c], beta),
+        ],
+        |x| ops::batch_norm_eval_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
+        |x| relu_then(z(x)),
+        |x, dy| {
+            let dz = masked(&z(x), dy);
+            let (dx, dg, db) =
+                r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, &dz, n, c, p, EPS);
+            vec![dx, dg, db]
+        },
+        F32,
+    );
+}

@@ -106,6 +106,30 @@ pub struct GpuBackend<'a> {
     pub momentum: f32,
 }
 
+impl GpuBackend<'_> {
+    /// Batch norm in the backend's mode, with the ReLU fused when `relu`; in training mode
+    /// the updated running statistics go into `params`.
+    fn bn(&mut self, x: &Tensor, l: &Bn, relu: bool) -> Result<Tensor> {
+        let (g, b) = (self.param(l.gamma)?, self.param(l.beta)?);
+        let (rm, rv) = (self.param(l.running_mean)?, self.param(l.running_var)?);
+        match self.mode {
+            Mode::Train => {
+                let train = if relu {
+                    ops::batch_norm_train_relu
+                } else {
+                    ops::batch_norm_train
+                };
+                let (y, m, v) = train(x, &g, &b, &rm, &rv, self.momentum, Bn::EPS)?;
+                self.params.set(l.running_mean, m);
+                self.params.set(l.running_var, v);
+                Ok(y)
+            }
+            Mode::Eval if relu => ops::batch_norm_eval_relu(x, &g, &b, &rm, &rv, Bn::EPS),
+            Mode::Eval => ops::batch_norm_eval(x, &g, &b, &rm, &rv, Bn::EPS),
+        }
+    }
+}
+
 impl Backend for GpuBackend<'_> {
     type T = Tensor;
 
@@ -138,17 +162,12 @@ impl Backend for GpuBackend<'_> {
     }
 
     fn batch_norm(&mut self, x: &Tensor, l: &Bn) -> Result<Tensor> {
-        let (g, b) = (self.param(l.gamma)?, self.param(l.beta)?);
-        let (rm, rv) = (self.param(l.running_mean)?, self.param(l.running_var)?);
-        match self.mode {
-            Mode::Train => {
-                let (y, m, v) = ops::batch_norm_train(x, &g, &b, &rm, &rv, self.momentum, Bn::EPS)?;
-                self.params.set(l.running_mean, m);
-                self.params.set(l.running_var, v);
-                Ok(y)
-            }
-            Mode::Eval => ops::batch_norm_eval(x, &g, &b, &rm, &rv, Bn::EPS),
-        }
+        self.bn(x, l, false)
+    }
+
+    /// One kernel for both (`ops::batch_norm_train_relu` / `batch_norm_eval_relu`).
+    fn bn_relu(&mut self, x: &Tensor, l: &Bn) -> Result<Tensor> {
+        self.bn(x, l, true)
     }
 
     fn relu(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -21,7 +21,7 @@ pub use conv1x1::conv1x1;
 pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid};
 pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use loss::{bce_dice_loss, bce_dice_loss_per_sample};
-pub use norm::{batch_norm_eval, batch_norm_train};
+pub use norm::{batch_norm_eval, batch_norm_eval_relu, batch_norm_train, batch_norm_train_relu};
 pub use optim::adam_step;
 pub use pool::{max_pool_same, max_pool_valid, upsample2x};
 pub use reduce::{mean, mean_channels, sum, sum_channels};

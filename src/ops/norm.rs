@@ -17,10 +17,11 @@
 //! affine map y = γ·(x − μ_run)/√(σ²_run + eps) + β and its backward is that map's.
 
 use super::u32_of;
-use crate::autodiff::{Backward, Input, record};
+use crate::autodiff::{Backward, Input, Piecewise, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
+use crate::tensor::{EwParams, launch_elementwise};
 
 /// Keras' default, and MODEL.md's.
 pub const BN_EPS: f32 = 1e-3;
@@ -162,11 +163,19 @@ fn check(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<Dims> 
     })
 }
 
-/// y = γ·(x − mean)·invstd + β from stats (C, 2) = [mean, invstd].
-fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, stats: &Tensor, d: Dims) -> Result<Tensor> {
+/// y = γ·(x − mean)·invstd + β from stats (C, 2) = [mean, invstd], then max(y, 0) when
+/// `relu`.
+fn apply(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    stats: &Tensor,
+    d: Dims,
+    relu: bool,
+) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), "batch_norm")?;
     x.gpu().launch(
-        &Kernel::new(Shader::Norm, "bn_apply"),
+        &Kernel::new(Shader::Norm, "bn_apply").with("RELU", u32::from(relu)),
         &[
             x.bind(0),
             stats.bind(1),
@@ -191,7 +200,56 @@ pub fn batch_norm_train(
     momentum: f32,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let op = "batch_norm_train";
+    train(
+        x,
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        momentum,
+        eps,
+        false,
+    )
+}
+
+/// [`batch_norm_train`] followed by ReLU, in one pass: y = max(0, BN(x)).
+pub fn batch_norm_train_relu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    train(
+        x,
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        momentum,
+        eps,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    momentum: f32,
+    eps: f32,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = if relu {
+        "batch_norm_train_relu"
+    } else {
+        "batch_norm_train"
+    };
     let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
     let gpu = x.gpu();
     let params = d.params(d.reduce, eps, momentum, true);
@@ -218,12 +276,13 @@ pub fn batch_norm_train(
         &params,
         d.final_grid(),
     );
-    let y = apply(x, gamma, beta, &stats, d)?;
+    let y = apply(x, gamma, beta, &stats, d, relu)?;
     record(&[x, gamma, beta], &y, || BatchNormGrad {
         x: x.clone(),
         gamma: gamma.clone(),
         stats,
         train: true,
+        relu_out: relu.then(|| y.clone()),
     });
     Ok((y, new_mean, new_var))
 }
@@ -237,7 +296,35 @@ pub fn batch_norm_eval(
     running_var: &Tensor,
     eps: f32,
 ) -> Result<Tensor> {
-    let op = "batch_norm_eval";
+    eval(x, gamma, beta, running_mean, running_var, eps, false)
+}
+
+/// [`batch_norm_eval`] followed by ReLU, in one pass: y = max(0, BN(x)).
+pub fn batch_norm_eval_relu(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
+    eval(x, gamma, beta, running_mean, running_var, eps, true)
+}
+
+fn eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+    relu: bool,
+) -> Result<Tensor> {
+    let op = if relu {
+        "batch_norm_eval_relu"
+    } else {
+        "batch_norm_eval"
+    };
     let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
     let stats = Tensor::uninit(x.gpu(), [d.c, 2], op)?;
     x.gpu().launch(
@@ -246,12 +333,13 @@ pub fn batch_norm_eval(
         &d.params(d.reduce, eps, 0.0, false),
         d.final_grid(),
     );
-    let y = apply(x, gamma, beta, &stats, d)?;
+    let y = apply(x, gamma, beta, &stats, d, relu)?;
     record(&[x, gamma, beta], &y, || BatchNormGrad {
         x: x.clone(),
         gamma: gamma.clone(),
         stats,
         train: false,
+        relu_out: relu.then(|| y.clone()),
     });
     Ok(y)
 }
@@ -325,19 +413,37 @@ fn batch_norm_backward(
 
 /// Batch norm's backward keeps x, γ and the stats (C, 2) = [mean, invstd] the forward
 /// normalised with; in training mode the statistics depend on x, in eval mode they do not.
+/// With a fused ReLU it also keeps the output y: y = max(0, z) passes dy where y > 0,
+/// which is where z > 0, and y's signs are the ReLU's decisions.
 struct BatchNormGrad {
     x: Tensor,
     gamma: Tensor,
     stats: Tensor,
     train: bool,
+    relu_out: Option<Tensor>,
 }
 
 impl Backward for BatchNormGrad {
     fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let want = [need[0], need[1], need[2]];
+        let masked;
+        let dz = match &self.relu_out {
+            Some(y) => {
+                masked = Tensor::uninit(dy.gpu(), dy.shape().clone(), "batch_norm_relu_backward")?;
+                let n = masked.numel();
+                let p = EwParams::default();
+                launch_elementwise("relu_backward", Some(y), Some(dy), &masked, n, p);
+                &masked
+            }
+            None => dy,
+        };
         let (dx, dg, db) =
-            batch_norm_backward(&self.x, &self.gamma, &self.stats, self.train, dy, want)?;
+            batch_norm_backward(&self.x, &self.gamma, &self.stats, self.train, dz, want)?;
         Ok(vec![dx, dg, db])
+    }
+
+    fn piecewise(&self) -> Option<Piecewise> {
+        self.relu_out.clone().map(Piecewise::Relu)
     }
 }
 
