@@ -157,3 +157,20 @@ fn copy_channels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let q = r % p.inner;
     out[(o * p.x2 + p.x3 + c) * p.inner + q] = a[(o * p.x0 + p.x1 + c) * p.inner + q];
 }
+
+// copy_channels for blocks of whole vec4s (inner % 4 == 0): 4 consecutive elements per
+// invocation, and the outer index from the grid's z instead of a division (lavapipe has no
+// vector integer division, so the scalar form's two divisions and two remainders per
+// element cost more than the copy). p.n is the block's vec4 count, c·inner/4.
+@group(0) @binding(0) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn copy_channels4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let r = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (r >= p.n) { return; }
+    let o = wid.z;
+    let q4 = p.inner / 4u;
+    out4[(o * p.x2 + p.x3) * q4 + r] = a4[(o * p.x0 + p.x1) * q4 + r];
+}

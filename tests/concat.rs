@@ -6,10 +6,19 @@ use crate::common::{self, F32, check_op, input, uniform};
 
 #[test]
 fn concat_channels_matches_reference_and_splits_gradients() {
+    // 63-pixel planes: the scalar copy.
+    check_concat(3, 7, 9, &[2, 5, 1]);
+}
+
+#[test]
+fn concat_of_whole_vec4_planes_matches_reference_and_splits_gradients() {
+    // 60-pixel planes: the vec4 copy, one grid layer per sample.
+    check_concat(3, 6, 10, &[2, 5, 1]);
+}
+
+fn check_concat(n: usize, h: usize, w: usize, channels: &[usize]) {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, h, w) = (3, 7, 9);
-    let channels = [2usize, 5, 1];
     let inputs: Vec<_> = channels
         .iter()
         .map(|&c| input(&[n, c, h, w], uniform(&mut rng, n * c * h * w)))
@@ -22,9 +31,9 @@ fn concat_channels_matches_reference_and_splits_gradients() {
         ops::concat_channels,
         |x| {
             let refs: Vec<&[f64]> = x.iter().map(|v| v.as_slice()).collect();
-            r::concat_channels(&refs, &channels, n, h * w)
+            r::concat_channels(&refs, channels, n, h * w)
         },
-        |_, dy| r::concat_channels_backward(dy, &channels, n, h * w),
+        |_, dy| r::concat_channels_backward(dy, channels, n, h * w),
         F32,
     );
 }

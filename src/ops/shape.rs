@@ -1,10 +1,11 @@
 //! Channel concatenation and its backward, the split: one `copy_channels` launch per
-//! input (`shaders/elementwise.wgsl`).
+//! input (`shaders/elementwise.wgsl`; `copy_channels4` when the planes are whole vec4s).
 
 use super::elementwise::{EwParams, channel_view, launch_elementwise};
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader, WG, grid_1d};
 use crate::tensor::Tensor;
 
 /// Copy channels `src_off..src_off + count` of `src` (outer, src_c, inner) into channels
@@ -28,14 +29,23 @@ pub(crate) fn copy_channels(
         x3: u32_of(dst_off),
         ..channel_view(count, inner)
     };
-    launch_elementwise(
-        "copy_channels",
-        Some(src),
-        None,
-        dst,
-        outer * count * inner,
-        p,
-    );
+    let gpu = src.gpu();
+    let max = gpu.info().max_workgroups_per_dim;
+    if inner.is_multiple_of(4) && outer <= max as usize {
+        // Whole vec4s per channel: one grid layer per outer index, no division.
+        let n = count * inner / 4;
+        let [x, y, _] = grid_1d(u32_of(n.div_ceil(WG as usize)), max);
+        let p = EwParams { n: u32_of(n), ..p };
+        gpu.launch(
+            &Kernel::new(Shader::Elementwise, "copy_channels4"),
+            &[src.bind(0), dst.bind(2)],
+            &p,
+            [x, y, u32_of(outer)],
+        );
+        return;
+    }
+    let n = outer * count * inner;
+    launch_elementwise("copy_channels", Some(src), None, dst, n, p);
 }
 
 /// Concatenate NCHW tensors along C. All inputs share N, H and W.

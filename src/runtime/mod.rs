@@ -14,7 +14,7 @@ mod profile;
 mod timer;
 
 pub use adapter::{AdapterReport, driver_hint, list_adapters};
-pub(crate) use kernels::{Binding, grid_1d, launch_1d};
+pub(crate) use kernels::{Binding, WG, grid_1d, launch_1d};
 pub use kernels::{Kernel, Shader};
 #[cfg(test)]
 pub(crate) use params::assert_mirrors_wgsl;
