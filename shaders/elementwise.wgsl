@@ -174,3 +174,58 @@ fn copy_channels4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let q4 = p.inner / 4u;
     out4[(o * p.x2 + p.x3) * q4 + r] = a4[(o * p.x0 + p.x1) * q4 + r];
 }
+
+// ---------------------------------------------------------------------------------------
+// The simple maps over whole vec4s (n % 4 == 0; p.n counts vec4s): 4 elements per
+// invocation, so a fourth of the invocations and load instructions, which is what a CPU
+// adapter pays for. Each is its scalar entry's formula, component-wise.
+
+@group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn fill4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = vec4<f32>(p.s);
+}
+
+@compute @workgroup_size(256)
+fn add4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = a4[i] + b4[i];
+}
+
+@compute @workgroup_size(256)
+fn mul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = a4[i] * b4[i];
+}
+
+@compute @workgroup_size(256)
+fn scale4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = p.s * a4[i];
+}
+
+@compute @workgroup_size(256)
+fn relu4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = max(a4[i], vec4<f32>(0.0));
+}
+
+@compute @workgroup_size(256)
+fn relu_backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let i = flat(wid, nwg, lid);
+    if (i >= p.n) { return; }
+    out4[i] = select(vec4<f32>(0.0), b4[i], a4[i] > vec4<f32>(0.0));
+}

@@ -304,8 +304,22 @@ crate::runtime::kernel_params! {
     }
 }
 
+/// The entry point that computes `entry` over whole vec4s, if it has one.
+fn vec4_twin(entry: &str) -> Option<&'static str> {
+    Some(match entry {
+        "fill" => "fill4",
+        "add" => "add4",
+        "mul" => "mul4",
+        "scale" => "scale4",
+        "relu" => "relu4",
+        "relu_backward" => "relu_backward4",
+        _ => return None,
+    })
+}
+
 /// Launch the element-wise entry point `entry` with one invocation per element of the
-/// `n` it writes into `out`, reading `a` (slot 0) and `b` (slot 1).
+/// `n` it writes into `out` (per vec4 when `n` is a multiple of 4 and the entry has a
+/// vec4 twin), reading `a` (slot 0) and `b` (slot 1).
 pub(crate) fn launch_elementwise(
     entry: &'static str,
     a: Option<&Tensor>,
@@ -314,6 +328,11 @@ pub(crate) fn launch_elementwise(
     n: usize,
     params: EwParams,
 ) {
+    // The simple maps have a twin over whole vec4s (see the shader).
+    let (entry, n) = match vec4_twin(entry) {
+        Some(twin) if n.is_multiple_of(4) => (twin, n / 4),
+        _ => (entry, n),
+    };
     let params = EwParams {
         n: u32::try_from(n).expect("tensors are bounded by the binding limit"),
         ..params

@@ -5,42 +5,51 @@ use rca_gpu::{ops, reference as r};
 
 use crate::common::{self, F32, check_op, input, uniform, uniform_away_from_zero};
 
-/// Batch 3, 5 channels, 7×9: 945 elements, not a multiple of 256.
-const SHAPE: [usize; 4] = [3, 5, 7, 9];
+/// Batch 3, 5 channels, 7×9: 945 elements, not a multiple of 256 (nor of 4: the scalar
+/// kernels); and 3×5×7×8 = 840, whole vec4s (the vec4 twins of the simple maps), 210 of
+/// them, not a multiple of 256 either.
+const SHAPES: [[usize; 4]; 2] = [[3, 5, 7, 9], [3, 5, 7, 8]];
+const SHAPE: [usize; 4] = SHAPES[0];
 const N: usize = 3 * 5 * 7 * 9;
 
 #[test]
 fn add_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
-    check_op(
-        &gpu,
-        &mut rng,
-        "add",
-        &[input(&SHAPE, a), input(&SHAPE, b)],
-        |x| ops::add(x[0], x[1]),
-        |x| r::add(&x[0], &x[1]),
-        |_, dy| vec![dy.to_vec(), dy.to_vec()],
-        F32,
-    );
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut rng = common::rng();
+        let (a, b) = (uniform(&mut rng, n), uniform(&mut rng, n));
+        check_op(
+            &gpu,
+            &mut rng,
+            "add",
+            &[input(&shape, a), input(&shape, b)],
+            |x| ops::add(x[0], x[1]),
+            |x| r::add(&x[0], &x[1]),
+            |_, dy| vec![dy.to_vec(), dy.to_vec()],
+            F32,
+        );
+    }
 }
 
 #[test]
 fn mul_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    let (a, b) = (uniform(&mut rng, N), uniform(&mut rng, N));
-    check_op(
-        &gpu,
-        &mut rng,
-        "mul",
-        &[input(&SHAPE, a), input(&SHAPE, b)],
-        |x| ops::mul(x[0], x[1]),
-        |x| r::mul(&x[0], &x[1]),
-        |x, dy| vec![r::mul(dy, &x[1]), r::mul(dy, &x[0])],
-        F32,
-    );
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut rng = common::rng();
+        let (a, b) = (uniform(&mut rng, n), uniform(&mut rng, n));
+        check_op(
+            &gpu,
+            &mut rng,
+            "mul",
+            &[input(&shape, a), input(&shape, b)],
+            |x| ops::mul(x[0], x[1]),
+            |x| r::mul(&x[0], &x[1]),
+            |x, dy| vec![r::mul(dy, &x[1]), r::mul(dy, &x[0])],
+            F32,
+        );
+    }
 }
 
 #[test]
@@ -77,37 +86,43 @@ fn mul_bcast_rejects_a_map_with_several_channels() {
 #[test]
 fn scale_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    let a = uniform(&mut rng, N);
-    let s = -1.75f32;
-    check_op(
-        &gpu,
-        &mut rng,
-        "scale",
-        &[input(&SHAPE, a)],
-        |x| ops::scale(x[0], s),
-        |x| r::scale(&x[0], f64::from(s)),
-        |_, dy| vec![r::scale(dy, f64::from(s))],
-        F32,
-    );
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut rng = common::rng();
+        let a = uniform(&mut rng, n);
+        let s = -1.75f32;
+        check_op(
+            &gpu,
+            &mut rng,
+            "scale",
+            &[input(&shape, a)],
+            |x| ops::scale(x[0], s),
+            |x| r::scale(&x[0], f64::from(s)),
+            |_, dy| vec![r::scale(dy, f64::from(s))],
+            F32,
+        );
+    }
 }
 
 #[test]
 fn relu_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    // Away from the kink, where finite differences are meaningful.
-    let a = uniform_away_from_zero(&mut rng, N, 1e-3);
-    check_op(
-        &gpu,
-        &mut rng,
-        "relu",
-        &[input(&SHAPE, a)],
-        |x| ops::relu(x[0]),
-        |x| r::relu(&x[0]),
-        |x, dy| vec![r::relu_backward(&x[0], dy)],
-        F32,
-    );
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let mut rng = common::rng();
+        // Away from the kink, where finite differences are meaningful.
+        let a = uniform_away_from_zero(&mut rng, n, 1e-3);
+        check_op(
+            &gpu,
+            &mut rng,
+            "relu",
+            &[input(&shape, a)],
+            |x| ops::relu(x[0]),
+            |x| r::relu(&x[0]),
+            |x, dy| vec![r::relu_backward(&x[0], dy)],
+            F32,
+        );
+    }
 }
 
 #[test]

@@ -33,9 +33,12 @@ fn fresh_buffers_are_nan_in_poison_mode() {
 #[test]
 fn fill_writes_every_element() {
     let Some(gpu) = common::gpu() else { return };
-    // 1000 is not a multiple of the workgroup size.
-    let t = Tensor::full(&gpu, [10, 100], 2.5).unwrap();
-    assert!(t.to_vec().unwrap().iter().all(|&v| v == 2.5));
+    // 1000 is not a multiple of the workgroup size (250 vec4s: the vec4 fill); 999
+    // elements are not whole vec4s (the scalar fill).
+    for shape in [[10, 100], [9, 111]] {
+        let t = Tensor::full(&gpu, shape, 2.5).unwrap();
+        assert!(t.to_vec().unwrap().iter().all(|&v| v == 2.5), "{shape:?}");
+    }
 }
 
 /// One training-like step: forward, loss, backward through every kind of op.
@@ -212,7 +215,8 @@ fn a_profile_times_every_dispatch_with_its_kernel_block_and_flops() {
     assert_eq!(matmul.block, "enc1");
     assert_eq!(matmul.flops, Some((2 * 2 * 4 * 8 * 36) as f64));
     let last = dispatches.last().unwrap();
-    assert_eq!((last.kernel, last.block.as_str()), ("relu", "enc2"));
+    // 288 elements: the ReLU's vec4 twin.
+    assert_eq!((last.kernel, last.block.as_str()), ("relu4", "enc2"));
     assert!(last.bytes >= 2 * z.bytes(), "binds its input and output");
     assert!(dispatches.iter().all(|d| d.ms.is_finite() && d.ms >= 0.0));
     // Nothing is recorded once the profile is finished.
