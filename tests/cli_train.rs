@@ -321,3 +321,74 @@ fn a_resumed_run_ends_bit_for_bit_where_an_uninterrupted_one_does() {
         }
     }
 }
+
+#[test]
+fn a_second_writer_on_a_run_folder_is_refused_at_once_naming_the_holders_pid() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    // This test process holds the folder, as a running `train` would.
+    let lock = rca_gpu::train::lock::RunLock::acquire(&out).unwrap();
+    let o = train(&out, &["--epochs", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a second writer ran: {err}");
+    assert!(
+        err.contains("is in use") && err.contains(&format!("PID {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!out.join("config.json").exists(), "it wrote nothing");
+    drop(lock);
+    ok(&train(&out, &["--epochs", "1"]));
+}
+
+#[test]
+fn a_killed_run_does_not_block_and_resuming_it_says_what_exists_and_what_to_do() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // Large enough that its first epoch takes far longer than this test's steps.
+    let mut first = Command::new(BIN)
+        .args(["train", "--size", "128", "--epochs", "50", "--out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot run rca-gpu");
+    let t0 = std::time::Instant::now();
+    while !(out.join(".lock.pid").exists() && out.join("config.json").exists()) {
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the first run never took its folder"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A --resume with the first run's own settings reaches the lock, and is refused.
+    let resume = || {
+        Command::new(BIN)
+            .args(["train", "--resume", "--out"])
+            .arg(&out)
+            .output()
+            .expect("cannot run rca-gpu")
+    };
+    let o = resume();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&format!("PID {}", first.id())), "{err}");
+    // kill -9 before the first checkpoint: the OS drops the lock.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let o = resume();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(!err.contains("is in use"), "a stale lock blocked: {err}");
+    assert!(
+        err.contains("has no last.safetensors")
+            && err.contains("config.json")
+            && err.contains("without --resume"),
+        "{err}"
+    );
+}

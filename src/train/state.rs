@@ -68,6 +68,9 @@ impl Start {
     ) -> anyhow::Result<Start> {
         let last = out.join("last.safetensors");
         let (params, adam, state, history) = if resume {
+            if !last.exists() {
+                bail!("{}", nothing_to_resume(out));
+            }
             let ck = load_model(&last, Some(mc))?;
             let params = model
                 .spec
@@ -192,4 +195,39 @@ pub fn save_last(
         },
     )?;
     Ok(())
+}
+
+/// Why a run folder without `last.safetensors` cannot be resumed, what it holds, and what
+/// to do instead: the run stopped before it finished its first epoch (or lost the file).
+fn nothing_to_resume(out: &Path) -> String {
+    let mut held: Vec<String> = std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    held.sort();
+    let holds = if held.is_empty() {
+        "nothing".to_string()
+    } else {
+        held.join(", ")
+    };
+    let best = out.join("best.safetensors");
+    let advice = if best.exists() {
+        format!(
+            "fine-tune from its best weights into a new folder (rca-gpu train --init {} --out NEW), \
+             or start the run again without --resume",
+            best.display()
+        )
+    } else {
+        "start the run again: the same command without --resume (it reuses the folder)".to_string()
+    };
+    format!(
+        "--resume: {} has no last.safetensors to resume from: the run stopped before its \
+         first checkpoint (it holds: {holds}). To go on, {advice}",
+        out.display()
+    )
 }

@@ -47,6 +47,7 @@ use super::budget::check_batch_fits;
 use super::checkpoint::{named_tensors, save_model};
 use super::config::TrainConfig;
 use super::history::{self, EpochRecord, MetricSums};
+use super::lock::RunLock;
 use super::state::{LoopState, Start, save_last};
 use super::step::{Adam, train_step};
 use crate::data::{
@@ -185,6 +186,8 @@ pub struct Trainer<'a> {
     pub state: LoopState,
     /// The finished epochs (what [`run`] returns).
     pub history: Vec<EpochRecord>,
+    /// The run folder's lock, held as long as the trainer.
+    _lock: RunLock,
 }
 
 impl<'a> Trainer<'a> {
@@ -201,6 +204,8 @@ impl<'a> Trainer<'a> {
         model.bn_momentum = cfg.bn_momentum;
         check_batch_fits(gpu, &model, cfg.batch)?;
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        // Before anything in the folder is read or written: one writer per run folder.
+        let lock = RunLock::acquire(out)?;
         let data = prepare_data(cfg, out, resume)?;
         let config_path = out.join("config.json");
         crate::atomic::write(&config_path, serde_json::to_string_pretty(cfg)?)
@@ -242,6 +247,7 @@ impl<'a> Trainer<'a> {
             adam,
             state,
             history,
+            _lock: lock,
         })
     }
 
