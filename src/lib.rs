@@ -28,6 +28,7 @@ pub mod nn;
 pub mod ops;
 pub mod reference;
 pub mod runtime;
+pub mod selftest;
 pub mod tensor;
 pub mod train;
 

@@ -74,5 +74,7 @@ mod pool;
 mod reduce;
 // The runtime: read-back, NaN poisoning, buffer pool, pipeline cache, GPU timer, adapters.
 mod runtime;
+// `rca-gpu selftest`: passes here in both kernel shapes, fails on a planted wrong kernel.
+mod selftest;
 // Spectral pooling and unpooling against the dense operator.
 mod spectral_pool;

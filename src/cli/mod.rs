@@ -7,6 +7,7 @@ pub mod devices;
 pub mod eval;
 pub mod infer;
 pub mod metrics;
+pub mod selftest;
 pub mod summary;
 pub mod synth;
 pub mod train;
@@ -41,6 +42,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Time inference (ms/image at batch 1 and 8) and training (images/s) on the adapter.
     Bench(bench::Args),
+    /// Check every kernel against its CPU reference on the adapter (run it on a new GPU).
+    Selftest(selftest::Args),
 }
 
 /// A data folder that exists and holds something, checked before the GPU is opened so that a
@@ -166,5 +169,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Selftest(a) => selftest::run(a),
     }
 }

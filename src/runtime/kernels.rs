@@ -138,6 +138,24 @@ impl PipelineCache {
     }
 }
 
+impl PipelineCache {
+    /// Compile `source` in place of `shader`'s own, dropping the pipelines built from it.
+    fn replace(&self, device: &wgpu::Device, shader: Shader, source: &str) {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(&format!("{shader:?} (replaced)")),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        self.modules
+            .lock()
+            .expect("module lock")
+            .insert(shader, Arc::new(module));
+        self.pipelines
+            .lock()
+            .expect("pipeline lock")
+            .retain(|k, _| k.shader != shader);
+    }
+}
+
 /// A buffer bound to one `@binding` slot of a kernel.
 pub(crate) struct Binding<'a> {
     pub slot: u32,
@@ -177,6 +195,15 @@ pub(crate) fn launch_1d<P: super::KernelParams>(
 }
 
 impl Gpu {
+    /// Run `shader` from `source` on this device from now on: for testing that a wrong
+    /// kernel is caught (the self-test's own test plants one), never for real work.
+    #[doc(hidden)]
+    pub fn replace_shader_source(&self, shader: Shader, source: &str) {
+        self.inner
+            .pipelines
+            .replace(&self.inner.device, shader, source);
+    }
+
     /// Record one kernel launch into the pending encoder. `params` is the kernel's
     /// immediate block, declared with `kernel_params!` to mirror its shader's `Params`.
     pub(crate) fn launch<P: super::KernelParams>(

@@ -49,7 +49,8 @@ pub struct AdapterRequest {
 /// consecutive invocations as the lanes of one vector register, pays about the same for
 /// every load instruction and much for barriers; a GPU wants workgroup tiles and coalesced
 /// loads. Chosen from the adapter's type when the device is created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KernelClass {
     Cpu,
     Gpu,
