@@ -32,6 +32,17 @@ pub enum DataError {
     EmptyImage { path: PathBuf },
 
     #[error(
+        "image {path} declares {w}×{h} pixels, more than the {max_megapixels} megapixels \
+         rca-gpu decodes (no ultrasound scan is that large): the file is damaged or not a scan"
+    )]
+    TooManyPixels {
+        path: PathBuf,
+        w: u32,
+        h: u32,
+        max_megapixels: u64,
+    },
+
+    #[error(
         "size mismatch: image {image} is {image_w}×{image_h} but its mask {mask} is {mask_w}×{mask_h}"
     )]
     SizeMismatch {

@@ -73,13 +73,36 @@ pub fn has_image_extension(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The most pixels an input may declare: 100 megapixels, ten times a 3000×3000 scan and
+/// more than the 9000×9000 images users have fed it.
+const MAX_PIXELS: u64 = 100_000_000;
+
 /// Decodes a file, guessing the format from its content first (a `.png` that is
 /// really a JPEG still loads) and from the extension second.
 fn decode(path: &Path) -> Result<(DynamicImage, Option<ImageFormat>), DataError> {
-    let reader = ImageReader::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = reader
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
+    let open = || -> Result<ImageReader<_>, DataError> {
+        ImageReader::open(path)
+            .map_err(|e| DataError::io(path, e))?
+            .with_guessed_format()
+            .map_err(|e| DataError::io(path, e))
+    };
+    // The header first: a file that declares an absurd size is refused before anything
+    // is allocated for it.
+    let (w, h) = open()?
+        .into_dimensions()
+        .map_err(|source| DataError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if u64::from(w) * u64::from(h) > MAX_PIXELS {
+        return Err(DataError::TooManyPixels {
+            path: path.to_path_buf(),
+            w,
+            h,
+            max_megapixels: MAX_PIXELS / 1_000_000,
+        });
+    }
+    let reader = open()?;
     let format = reader.format();
     let img = reader.decode().map_err(|source| DataError::Decode {
         path: path.to_path_buf(),
@@ -225,6 +248,45 @@ pub fn save_mask(path: &Path, mask: &GrayF32) -> Result<(), DataError> {
 mod tests {
     use super::*;
     use image::{GrayAlphaImage, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
+
+    #[test]
+    fn a_file_declaring_a_huge_image_is_refused_before_decoding_naming_its_size() {
+        // A valid PNG header for 100,000 × 100,000 grey pixels and a token of data.
+        fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            // The chunks' CRC-32 over type and data (PNG's polynomial).
+            let mut crc = !0u32;
+            for &b in kind.iter().chain(data) {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        0xEDB8_8320 ^ (crc >> 1)
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            c.extend_from_slice(&(!crc).to_be_bytes());
+            c
+        }
+        let mut ihdr = 100_000u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.png");
+        std::fs::write(&path, png).unwrap();
+        let e = load_image_gray(&path).unwrap_err().to_string();
+        assert!(e.contains("100000×100000") && e.contains("huge.png"), "{e}");
+    }
 
     #[test]
     fn rgb_converts_with_rec601_luma() {
