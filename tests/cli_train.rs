@@ -392,3 +392,29 @@ fn a_killed_run_does_not_block_and_resuming_it_says_what_exists_and_what_to_do()
         "{err}"
     );
 }
+
+#[test]
+fn an_unknown_variant_is_refused_listing_the_seven_and_help_names_no_internal_file() {
+    let o = Command::new(BIN)
+        .args(["train", "--variant", "resnet", "--out"])
+        .arg(tempfile::tempdir().unwrap().path().join("r"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown variant 'resnet'") && err.contains("unet+csa+ric, rca-iunet"),
+        "{err}"
+    );
+    for cmd in ["train", "infer", "eval", "bench", "data", "selftest"] {
+        let help = Command::new(BIN).args([cmd, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(
+            !text.contains("MODEL.md"),
+            "{cmd} --help names MODEL.md:\n{text}"
+        );
+    }
+    // data --write-split draws the split train would: the same default seed.
+    let help = Command::new(BIN).args(["data", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("[default: 42]"));
+}

@@ -42,8 +42,8 @@ pub struct DataArgs {
     /// must exist; files the split does not list are reported.
     #[arg(long)]
     pub split: Option<PathBuf>,
-    /// Seed for --write-split.
-    #[arg(long, default_value_t = 0)]
+    /// Seed for --write-split (train's default, so both make the same split).
+    #[arg(long, default_value_t = super::DEFAULT_SEED)]
     pub seed: u64,
 }
 

@@ -61,6 +61,10 @@ pub fn check_data_folder(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The seed of every command that draws: `train`'s split, weights, batch order and
+/// augmentation, and `data --write-split`'s split (so both make the same split).
+pub const DEFAULT_SEED: u64 = 42;
+
 /// The model a subcommand builds: variant, input side and base width.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -82,7 +86,7 @@ impl ModelArgs {
     }
 }
 
-/// How probabilities become masks (MODEL.md's post-processing), shared by `infer` and
+/// How probabilities become masks (the paper's post-processing), shared by `infer` and
 /// `eval`: the threshold, then hole filling and small-region removal.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PostProcessArgs {

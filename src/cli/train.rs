@@ -33,13 +33,13 @@ pub const DEFAULT_SIZE: usize = 64;
 pub const DEFAULT_WIDTH: usize = 4;
 pub const DEFAULT_PHANTOMS: usize = 160;
 pub const DEFAULT_EPOCHS: usize = 20;
-/// BN momentum of the phantom run. MODEL.md's 0.99 averages the batch statistics over the
+/// BN momentum of the phantom run. The paper's (Keras') 0.99 averages the batch statistics over the
 /// last ~100 updates; the whole default run has a few hundred, so eval-mode validation
 /// would judge the weights with statistics of much earlier ones (the validation Dice
 /// stayed at the share of lesion-free images, 0.15, for 15 epochs at 0.99). 0.9 averages
 /// over ~10 updates.
 pub const DEFAULT_PHANTOM_BN_MOMENTUM: f32 = 0.9;
-/// Batch 4 on phantoms (8 with --data, MODEL.md): twice the updates per epoch of batch 8
+/// Batch 4 on phantoms (8 with --data, the paper's): twice the updates per epoch of batch 8
 /// in the same time on lavapipe, which the short run needs more than larger batches.
 pub const DEFAULT_PHANTOM_BATCH: usize = 4;
 
@@ -51,9 +51,10 @@ pub struct Args {
     /// Layout of --data; detected when omitted.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Model variant (rca-iunet, unet, unet+ric, ...).
+    /// Model variant: unet, unet+ric, unet+csa, unet+ric+hp, unet+csa+hp, unet+csa+ric or
+    /// rca-iunet [default: rca-iunet].
     #[arg(long)]
-    pub variant: Option<String>,
+    pub variant: Option<crate::model::Variant>,
     /// Input side S, a power of two ≥ 32 [default: 64 on phantoms, 256 with --data].
     #[arg(long)]
     pub size: Option<usize>,
@@ -101,7 +102,7 @@ pub struct Args {
     #[arg(long, value_name = "CHECKPOINT", conflicts_with = "resume")]
     pub init: Option<PathBuf>,
     /// BN running-statistics momentum, the weight of the old value [default: 0.9 on
-    /// phantoms, 0.99 (MODEL.md, Keras) with --data].
+    /// phantoms, 0.99 (Keras' default, as in the paper) with --data].
     #[arg(long)]
     pub bn_momentum: Option<f32>,
     #[command(flatten)]
@@ -123,7 +124,7 @@ impl Args {
         TrainConfig {
             variant: self
                 .variant
-                .clone()
+                .map(|v| v.name().to_string())
                 .or_else(|| base.map(|b| b.variant.clone()))
                 .or_else(|| init.map(|m| m.variant.name().to_string()))
                 .unwrap_or_else(|| "rca-iunet".into()),
@@ -142,7 +143,10 @@ impl Args {
             batch: pick(self.batch, base.map(|b| b.batch), DEFAULT_PHANTOM_BATCH, 8),
             epochs: pick(self.epochs, base.map(|b| b.epochs), DEFAULT_EPOCHS, 100),
             lr: self.lr.or(base.map(|b| b.lr)).unwrap_or(1e-3),
-            seed: self.seed.or(base.map(|b| b.seed)).unwrap_or(42),
+            seed: self
+                .seed
+                .or(base.map(|b| b.seed))
+                .unwrap_or(super::DEFAULT_SEED),
             format: self.format.or(base.and_then(|b| b.format)),
             skip_bad: self.skip_bad || base.is_some_and(|b| b.skip_bad),
             phantoms: pick(self.phantoms, base.map(|b| b.phantoms), DEFAULT_PHANTOMS, 0),
