@@ -62,6 +62,23 @@ fn spectral_pool_small_and_quartering_sizes() {
 }
 
 #[test]
+fn spectral_pool_at_full_size_in_closed_form_at_every_multiple_of_four() {
+    // h = M with M a multiple of 4 takes the two-pass closed form (Auto); M = 2 the FFTs.
+    check_pool(3, 1, 4, 4);
+    check_pool(1, 2, 8, 8);
+    check_pool(2, 2, 64, 64);
+    check_pool(1, 1, 256, 256);
+    check_pool(2, 1, 2, 2);
+}
+
+#[test]
+fn spectral_pool_at_full_size_through_the_fft_passes() {
+    // The forced paths keep the transforms at h = M, so those kernels stay tested.
+    check_pool_via(2, 3, 16, 16, FftPath::Workgroup);
+    check_pool_via(1, 2, 4, 4, FftPath::Workgroup);
+}
+
+#[test]
 fn spectral_pool_through_global_memory_passes() {
     // The FFTs' global form, with the real→complex and real-part kernels around it.
     check_pool_via(2, 3, 16, 8, FftPath::Global);

@@ -51,7 +51,8 @@ fn bind_table(table: &wgpu::Buffer, slot: u32) -> Binding<'_> {
 /// Which form of the FFT pass to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FftPath {
-    /// Workgroup memory when a line fits (M ≤ 1024), global memory otherwise.
+    /// Workgroup memory when a line fits (M ≤ 1024), global memory otherwise; spectral
+    /// pooling at h = M (M a multiple of 4) takes its closed form, no transform at all.
     Auto,
     /// All stages of a line in one workgroup (needs M ≤ 1024).
     Workgroup,

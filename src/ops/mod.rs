@@ -71,5 +71,6 @@ mod tests {
         assert_mirrors_wgsl::<super::optim::AdamParams>();
         assert_mirrors_wgsl::<super::pool::PoolParams>();
         assert_mirrors_wgsl::<super::reduce::ReduceParams>();
+        assert_mirrors_wgsl::<super::spectral::FullParams>();
     }
 }

@@ -8,6 +8,13 @@
 //! when h = M that bin is only scaled by √2. The map is real-linear and separable,
 //! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
 //!
+//! At h = M (the hybrid pools inside every inception block) the crop keeps every bin and
+//! only scales the Nyquist row and column by √2, so A = I + c·v·vᵀ with v = (−1)^n and
+//! c = (√2 − 1)/M, and y = A·x·Aᵀ takes two memory-bound passes instead of four FFT passes
+//! (`shaders/spectral.wgsl`, [`reference::spectral_pool_full_size`]); A is symmetric, so
+//! the backward is the same map. [`FftPath::Auto`] takes it whenever M is a multiple of 4;
+//! the forced FFT paths keep the transforms.
+//!
 //! On the workgroup-memory path the crop is fused into the M-point passes: the row pass
 //! keeps h of the M columns (merged), so the column pass transforms h columns, and the
 //! backward mirrors it with the pad fused into the loads. The global-memory path runs the
@@ -16,9 +23,59 @@
 use super::fft::{
     FftPath, Params, TW_N, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
 };
+use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader, grid_1d, kernel_params};
 use crate::tensor::{Shape, Tensor};
+
+kernel_params! {
+    /// The block of `shaders/spectral.wgsl` (spectral pooling at h = M in closed form).
+    pub(crate) struct FullParams for Spectral {
+        /// N·C planes.
+        planes: u32,
+        /// Plane side M, a multiple of 4.
+        m: u32,
+        /// (√2 − 1)/M.
+        c: f32,
+        /// vec4s of the output, planes·M·M/4.
+        total: u32,
+    }
+}
+
+/// Whether pooling M×M planes to h×h along `path` takes the closed form at full size.
+fn closed_form(m: usize, h: usize, path: FftPath) -> bool {
+    h == m && m.is_multiple_of(4) && path == FftPath::Auto
+}
+
+/// y = A·x·Aᵀ for h = M: per plane the alternating row and column sums and their total
+/// (one workgroup per plane), then y from x and the sums (one invocation per vec4).
+fn full_size_raw(x: &Tensor, planes: usize, m: usize) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let sums = Tensor::uninit(gpu, [planes, 2 * m + 4], "spectral_sums")?;
+    let total = planes * m * m / 4;
+    let params = FullParams {
+        planes: u32_of(planes),
+        m: u32_of(m),
+        c: ((std::f64::consts::SQRT_2 - 1.0) / m as f64) as f32,
+        total: u32_of(total),
+    };
+    gpu.launch(
+        &Kernel::new(Shader::Spectral, "full_sums"),
+        &[x.bind(0), sums.bind(1)],
+        &params,
+        grid_1d(u32_of(planes), gpu.info().max_workgroups_per_dim),
+    );
+    let y = Tensor::uninit(gpu, x.shape().clone(), "spectral_pool")?;
+    launch_1d(
+        gpu,
+        &Kernel::new(Shader::Spectral, "full_apply"),
+        &[x.bind(0), sums.bind(2), y.bind(3)],
+        &params,
+        total,
+    );
+    Ok(y)
+}
 
 fn bad(op: &'static str, x: &Tensor, expected: &str) -> Error {
     Error::BadShape {
@@ -143,8 +200,11 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
 /// The largest buffer, in floats, that spectral pooling of (N, C, M, M) to h×h allocates
 /// inside its forward or its backward (the gradient of [`pool_raw`] is [`unpool_raw`]): on
 /// the workgroup path the (N, C, M, h) complex half-transform, on the global path the
-/// (N, C, M, M) complex spectrum. The memory budget (`crate::model::Count`) reads it.
+/// (N, C, M, M) complex spectrum, in closed form the sums (N, C, 2M + 4). The memory budget (`crate::model::Count`) reads it.
 pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
+    if closed_form(m, h, FftPath::Auto) {
+        return n * c * (2 * m + 4);
+    }
     let cols = if m > super::fft::TILE { m } else { h };
     2 * n * c * m * cols
 }
@@ -152,6 +212,9 @@ pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
 /// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
 /// FFT (unnormalised), real part.
 fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    if closed_form(m, h, path) {
+        return full_size_raw(x, planes, m);
+    }
     let (n, c, _, _) = x.shape().nchw().expect("checked by the caller");
     if !use_global(x, m, path)? {
         // The crop fused into the stores of the M-point passes: the row pass keeps h of
@@ -221,6 +284,10 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
 // (Re and the real→complex inclusion are adjoint to each other; Fᴴ is the unnormalised
 // inverse DFT, sign +1 and scale 1.)
 fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    if closed_form(m, h, path) {
+        // A is symmetric: Aᵀ·dy·A = A·dy·Aᵀ.
+        return full_size_raw(dy, planes, m);
+    }
     let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
     let (n, c, _, _) = dy.shape().nchw().expect("checked by the caller");
     if !use_global(dy, m, path)? {

@@ -22,6 +22,7 @@ pub enum Shader {
     Conv,
     Pool,
     Fft,
+    Spectral,
 }
 
 impl Shader {
@@ -36,6 +37,7 @@ impl Shader {
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Fft => include_str!("../../shaders/fft.wgsl"),
+            Shader::Spectral => include_str!("../../shaders/spectral.wgsl"),
         }
     }
 
@@ -50,6 +52,7 @@ impl Shader {
             Shader::Conv,
             Shader::Pool,
             Shader::Fft,
+            Shader::Spectral,
         ]
     }
 }
