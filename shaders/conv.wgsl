@@ -38,12 +38,17 @@ var<immediate> p: Params;
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+// vec4 views of src and dst (dw_conv_cpu).
+@group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 /// Outputs per invocation along a row: dw_conv_kgrad, im2col, col2im…
 const TW: u32 = 4u;
 /// …and dw_conv, whose window of K + 7 inputs per row fits in registers.
 const DW_TW: u32 = 8u;
+/// Output rows per invocation of dw_conv_cpu.
+const DW_R: u32 = 4u;
 
 /// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll.
 override K: u32 = 3u;
@@ -103,6 +108,72 @@ fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let vals = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var m = 0u; m < DW_TW; m++) {
         if (j0 + m < p.w) { dst[o + m] = vals[m]; }
+    }
+}
+
+// The same as dw_conv, shaped for CPU adapters (lavapipe runs 8 invocations as one
+// vector, and every load instruction costs about the same): a block of DW_R rows × 8
+// columns per invocation, W a multiple of 8. Each input row under the block is read once,
+// as the four aligned vec4s of columns j0 − 4 .. j0 + 11 (zeros outside the map), and
+// feeds up to K output rows; the K·K taps are read once; the outputs leave as vec4s.
+@compute @workgroup_size(256)
+fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let q = p.w / 4u;                        // vec4s per row
+    let strips = p.w / DW_TW;
+    let blocks = (p.h + DW_R - 1u) / DW_R;
+    let js = t % strips;
+    let u = t / strips;
+    let rb = u % blocks;
+    let pl = u / blocks;                     // n·C + c
+    let c = pl % p.c;
+    let i0 = rb * DW_R;
+    let q0 = i32(js * 2u) - 1;               // the vec4 of columns j0 − 4
+    let half = i32(K / 2u);
+    var taps: array<f32, 25>;
+    for (var tap = 0u; tap < K * K; tap++) {
+        var src_tap = tap;
+        if (FLIP) { src_tap = K * K - 1u - tap; }
+        taps[tap] = wt[c * K * K + src_tap];
+    }
+    var acc: array<vec4<f32>, 8>;            // (lo, hi) of each of the DW_R rows
+    for (var m = 0u; m < 2u * DW_R; m++) { acc[m] = vec4<f32>(0.0); }
+    for (var v = 0u; v < DW_R + K - 1u; v++) {
+        let ii = i32(i0) + i32(v) - half;
+        if (ii < 0 || ii >= i32(p.h)) { continue; }
+        let row = (pl * p.h + u32(ii)) * q;
+        var win: array<f32, 16>;
+        for (var g = 0; g < 4; g++) {
+            let qq = q0 + g;
+            let inside = qq >= 0 && qq < i32(q);
+            let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
+            win[4 * g] = x4.x;
+            win[4 * g + 1] = x4.y;
+            win[4 * g + 2] = x4.z;
+            win[4 * g + 3] = x4.w;
+        }
+        // Output row i0 + r reads this input row through kernel row a = v − r.
+        for (var r = 0u; r < DW_R; r++) {
+            let a = i32(v) - i32(r);
+            if (a < 0 || a >= i32(K)) { continue; }
+            for (var b = 0u; b < K; b++) {
+                let kv = vec4<f32>(taps[u32(a) * K + b]);
+                let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
+                acc[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
+                                  acc[2u * r]);
+                acc[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],
+                                                     win[s + 7u]), acc[2u * r + 1u]);
+            }
+        }
+    }
+    for (var r = 0u; r < DW_R; r++) {
+        if (i0 + r < p.h) {
+            let o = (pl * p.h + i0 + r) * q + js * 2u;
+            dst4[o] = acc[2u * r];
+            dst4[o + 1u] = acc[2u * r + 1u];
+        }
     }
 }
 

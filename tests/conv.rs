@@ -1,11 +1,12 @@
-//! The k×k convolutions against their references: depthwise for every supported K (odd
-//! widths so the 4-wide strips end partial, heights spanning several kernel-gradient row
+//! The k×k convolutions against their references: depthwise for every supported K on
+//! both kernel classes (odd widths so the 4-wide strips end partial, widths of whole
+//! 8-column strips for the CPU class's row blocks, heights spanning several kernel-gradient row
 //! chunks, maps smaller than the kernel) and dense for the model's 3×3 stride-1 pad-1 and
 //! 2×2 stride-2 convs, odd sizes, no bias, a general stride-2 padded case, and the 1×1
 //! case that delegates to `conv1x1`.
 
 use rca_gpu::reference::conv::{self as r, Conv2d};
-use rca_gpu::{Tensor, ops};
+use rca_gpu::{KernelClass, Tensor, ops};
 
 use crate::common::{self, F32, Tol, check_op, input, uniform};
 
@@ -15,8 +16,17 @@ const SUMS: Tol = Tol {
     rtol: F32.rtol,
 };
 
+/// Both kernel classes: the CPU class takes `dw_conv_cpu` where W is a multiple of 8.
 fn check_depthwise(n: usize, c: usize, h: usize, w: usize, k: usize) {
-    let Some(gpu) = common::gpu() else { return };
+    for class in [KernelClass::Cpu, KernelClass::Gpu] {
+        check_depthwise_on(class, n, c, h, w, k);
+    }
+}
+
+fn check_depthwise_on(class: KernelClass, n: usize, c: usize, h: usize, w: usize, k: usize) {
+    let Some(gpu) = common::gpu_with(class) else {
+        return;
+    };
     let mut rng = common::rng();
     let inputs = [
         input(&[n, c, h, w], uniform(&mut rng, n * c * h * w)),
@@ -25,7 +35,7 @@ fn check_depthwise(n: usize, c: usize, h: usize, w: usize, k: usize) {
     check_op(
         &gpu,
         &mut rng,
-        &format!("depthwise_conv2d n{n} c{c} {h}x{w} k{k}"),
+        &format!("depthwise_conv2d ({class} kernels) n{n} c{c} {h}x{w} k{k}"),
         &inputs,
         |x| ops::depthwise_conv2d(x[0], x[1]),
         |x| r::depthwise_conv2d(&x[0], &x[1], n, c, h, w, k),
@@ -56,6 +66,18 @@ fn depthwise_1x1_is_a_per_channel_scale() {
 fn depthwise_kernel_gradient_sums_several_row_chunks() {
     // 37 rows: three 16-row partials per plane, the last one short.
     check_depthwise(2, 2, 37, 13, 3);
+}
+
+#[test]
+fn depthwise_on_widths_of_whole_vec4_strips() {
+    // W a multiple of 8: the CPU class's row blocks, with a last block of 1–3 rows (the
+    // heights 9, 5 and 2), every K, and a plane narrower than the 16-column window.
+    for k in [1, 3, 5] {
+        check_depthwise(2, 3, 9, 16, k);
+        check_depthwise(1, 2, 5, 8, k);
+    }
+    check_depthwise(1, 2, 2, 24, 5);
+    check_depthwise(1, 1, 12, 32, 3);
 }
 
 #[test]

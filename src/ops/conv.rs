@@ -14,7 +14,7 @@ use super::reduce::{sum_outer, sum_view};
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader, kernel_params};
+use crate::runtime::{Kernel, KernelClass, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Outputs per invocation along a row in the kernel gradient, im2col and col2im (`TW`
@@ -22,6 +22,8 @@ use crate::tensor::Tensor;
 const TW: usize = 4;
 /// …and in the depthwise forward and input gradient (`DW_TW`).
 const DW_TW: usize = 8;
+/// Output rows per invocation of the CPU-shaped depthwise kernel (`DW_R`).
+const DW_R: usize = 4;
 /// The depthwise kernel gradient aims at about this many invocations (enough to fill a
 /// GPU), each summing a chunk of rows of one 4-column strip…
 const KG_INVOCATIONS: usize = 16384;
@@ -102,20 +104,22 @@ fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
     }
 }
 
-/// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k).
+/// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k). CPU adapters take
+/// `dw_conv_cpu` (blocks of `DW_R` rows, rows read as vec4s) when W is a multiple of 8.
 fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
-    let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
+    let cpu = src.gpu().info().kernels == KernelClass::Cpu && d.w.is_multiple_of(DW_TW);
+    let (entry, total, bindings) = if cpu {
+        let total = d.n * d.c * d.h.div_ceil(DW_R) * (d.w / DW_TW);
+        ("dw_conv_cpu", total, [src.bind(3), k.bind(1), dst.bind(4)])
+    } else {
+        let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
+        ("dw_conv", total, [src.bind(0), k.bind(1), dst.bind(2)])
+    };
     let params = d.params(total, 0, 0);
-    let kernel = Kernel::new(Shader::Conv, "dw_conv")
+    let kernel = Kernel::new(Shader::Conv, entry)
         .with("K", u32_of(d.k))
         .with("FLIP", u32::from(flip));
-    launch_1d(
-        src.gpu(),
-        &kernel,
-        &[src.bind(0), k.bind(1), dst.bind(2)],
-        &params,
-        total,
-    );
+    launch_1d(src.gpu(), &kernel, &bindings, &params, total);
 }
 
 /// Depthwise k×k convolution, stride 1, 'same' zero padding, no bias:
