@@ -214,14 +214,18 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             atol: ATOL,
         });
     }
-    out.push(Case {
-        name: "sum_channels 2x3x5x6".into(),
-        inputs: vec![(vec![n, c, h, w], uniform(rng, n * c * p))],
-        gpu: Box::new(|x| ops::sum_channels(x[0])),
-        fwd: Box::new(move |x| r::sum_view(&x[0], n, c, p, 1.0)),
-        bwd: Box::new(move |_, dy| vec![r::sum_view_backward(dy, n, c, p, 1.0)]),
-        atol: ATOL_SUMS,
-    });
+    // Per-channel sums: planes of odd size (one pass) and of whole vec4s (the row kernel).
+    for (hh, ww) in [(h, w), (6, 8)] {
+        let pp = hh * ww;
+        out.push(Case {
+            name: format!("sum_channels {n}x{c}x{hh}x{ww}"),
+            inputs: vec![(vec![n, c, hh, ww], uniform(rng, n * c * pp))],
+            gpu: Box::new(|x| ops::sum_channels(x[0])),
+            fwd: Box::new(move |x| r::sum_view(&x[0], n, c, pp, 1.0)),
+            bwd: Box::new(move |_, dy| vec![r::sum_view_backward(dy, n, c, pp, 1.0)]),
+            atol: ATOL_SUMS,
+        });
+    }
     // The 1×1 convolution: an odd shape (tiled kernels only) and one of whole vec4s (the
     // CPU-shaped product on CPU adapters).
     for (nn, cin, cout, hh, ww) in [(2, 5, 6, 7, 9), (2, 12, 20, 6, 10)] {
@@ -242,8 +246,10 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             atol: ATOL_SUMS,
         });
     }
-    for k in [3, 5] {
-        let (nn, cc, hh, ww) = (2, 3, 9, 11);
+    // Depthwise: an odd width (dw_conv) and whole 8-column strips (dw_conv_cpu on CPU
+    // adapters).
+    for (k, ww) in [(3, 11), (5, 11), (3, 16), (5, 16)] {
+        let (nn, cc, hh) = (2, 3, 9);
         out.push(Case {
             name: format!("depthwise_conv2d k{k} {nn}x{cc}x{hh}x{ww}"),
             inputs: vec![

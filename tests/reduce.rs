@@ -76,6 +76,17 @@ fn mean_per_channel_larger_than_one_chunk() {
 }
 
 #[test]
+fn sums_over_rows_of_whole_vec4s() {
+    // Planes of a multiple of 4 take the vec4 row kernel: several rows per channel, a row
+    // split in chunks with a short last one (96·100 = 9600 > 8192), one long row.
+    check_sum([3, 4, 8, 12], true, false);
+    check_sum([2, 3, 96, 100], true, false);
+    check_sum([2, 3, 96, 100], true, true);
+    check_sum([1, 1, 96, 100], false, false);
+    check_sum([2, 3, 96, 100], false, true);
+}
+
+#[test]
 fn sum_channels_rejects_a_non_nchw_tensor() {
     let Some(gpu) = common::gpu() else { return };
     let x = rca_gpu::Tensor::zeros(&gpu, [6, 7]).unwrap();

@@ -58,6 +58,30 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
             );
             Ok::<Tensor, Error>(out)
         };
+    if inner.is_multiple_of(4) && (outer > 1 || nchunks > 1) && outer <= max_groups {
+        // Rows as vec4s, one workgroup per (chunk of a row, row, channel), then the
+        // partials of each channel summed.
+        let chunk = CHUNK.max(inner.div_ceil(max_groups).next_multiple_of(4));
+        let row_chunks = inner.div_ceil(chunk);
+        let parts = outer * row_chunks;
+        let partial = Tensor::uninit(gpu, [c * parts], "sum")?;
+        let params = ReduceParams {
+            outer: u32_of(outer),
+            c: u32_of(c),
+            inner: u32_of(inner),
+            chunk: u32_of(chunk),
+            nchunks: u32_of(row_chunks),
+            s: 1.0,
+            ..ReduceParams::default()
+        };
+        gpu.launch(
+            &Kernel::new(Shader::Reduce, "sum_rows4"),
+            &[x.bind(2), partial.bind(1)],
+            &params,
+            [u32_of(row_chunks), u32_of(outer), u32_of(c)],
+        );
+        return pass(&partial, 1, parts, parts, 1, s);
+    }
     if nchunks == 1 {
         return pass(x, outer, inner, chunk, 1, s);
     }
