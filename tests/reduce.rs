@@ -80,6 +80,8 @@ fn sums_over_rows_of_whole_vec4s() {
     // Planes of a multiple of 4 take the vec4 row kernel: several rows per channel, a row
     // split in chunks with a short last one (96·100 = 9600 > 8192), one long row.
     check_sum([3, 4, 8, 12], true, false);
+    check_sum([1, 4, 8, 12], true, true);
+    check_sum([1, 1, 8, 12], false, true);
     check_sum([2, 3, 96, 100], true, false);
     check_sum([2, 3, 96, 100], true, true);
     check_sum([1, 1, 96, 100], false, false);

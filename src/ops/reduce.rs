@@ -58,9 +58,9 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
             );
             Ok::<Tensor, Error>(out)
         };
-    if inner.is_multiple_of(4) && (outer > 1 || nchunks > 1) && outer <= max_groups {
+    if inner.is_multiple_of(4) && outer <= max_groups {
         // Rows as vec4s, one workgroup per (chunk of a row, row, channel), then the
-        // partials of each channel summed.
+        // partials of each channel summed (unless each channel is one chunk of one row).
         let chunk = CHUNK.max(inner.div_ceil(max_groups).next_multiple_of(4));
         let row_chunks = inner.div_ceil(chunk);
         let parts = outer * row_chunks;
@@ -71,7 +71,7 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
             inner: u32_of(inner),
             chunk: u32_of(chunk),
             nchunks: u32_of(row_chunks),
-            s: 1.0,
+            s: if parts == 1 { s } else { 1.0 },
             ..ReduceParams::default()
         };
         gpu.launch(
@@ -80,6 +80,9 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
             &params,
             [u32_of(row_chunks), u32_of(outer), u32_of(c)],
         );
+        if parts == 1 {
+            return Ok(partial);
+        }
         return pass(&partial, 1, parts, parts, 1, s);
     }
     if nchunks == 1 {
