@@ -1,6 +1,6 @@
 // Batched, strided matrix product, register-blocked: the engine of every 1×1 convolution.
 //
-//   C[z, m, n] = sum_{k in chunk(z)} A[b, m, k] · B[b, k, n]  (+ bias[m])
+//   C[z, m, n] = sum_{k in chunk(z)} A[b, m, k] · B[b, k, n]  (+ bias[m])  (+ C[z, m, n]: ACC)
 //
 // with b = z / splits and chunk(z) the (z % splits)-th slice of K of length kchunk
 // (split-K: the caller sums the `splits` partial products). A and B are addressed through
@@ -33,6 +33,15 @@ var<immediate> p: Params;
 
 const TM: u32 = 4u;
 const TN: u32 = 8u;
+
+/// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
+/// concatenation taken input by input, `ops::conv1x1_cat`).
+override ACC: bool = false;
+
+fn acc1(i: u32) -> f32 {
+    if (ACC) { return C[i]; }
+    return 0.0;
+}
 
 @compute @workgroup_size(8, 8, 1)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -93,7 +102,7 @@ fn store_row(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var j = 0u; j < TN; j++) {
         if (n0 + j < p.n) {
-            C[row + n0 + j] = v[j] + bv;
+            C[row + n0 + j] = acc1(row + n0 + j) + v[j] + bv;
         }
     }
 }
@@ -113,6 +122,11 @@ override B_ROWS: bool = true;
 @group(0) @binding(0) var<storage, read> A4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> B4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> C4: array<vec4<f32>>;
+
+fn acc4(i: u32) -> vec4<f32> {
+    if (ACC) { return C4[i]; }
+    return vec4<f32>(0.0);
+}
 
 @compute @workgroup_size(8, 8, 1)
 fn matmul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -191,9 +205,9 @@ fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     var bv = 0.0;
     if (p.has_bias != 0u) { bv = bias[m]; }
     let row = cz + m * p.c_sm + n0;
-    C4[row / 4u] = lo + vec4<f32>(bv);
+    C4[row / 4u] = acc4(row / 4u) + lo + vec4<f32>(bv);
     if (n0 + 4u < p.n) {
-        C4[row / 4u + 1u] = hi + vec4<f32>(bv);
+        C4[row / 4u + 1u] = acc4(row / 4u + 1u) + hi + vec4<f32>(bv);
     }
 }
 
@@ -253,16 +267,76 @@ fn matmul_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
     store_quad(cz, m0 + 12u, c12, c13, c14, c15);
 }
 
+// ---------------------------------------------------------------------------------------
+// matmul_nt_cpu: C = Σ_k A[b, m, k]·B[b, n, k] with k contiguous in both (the weight
+// gradients dY·Xᵀ), shaped for CPU adapters. Each invocation computes a 4×4 block of C
+// over one chunk of K, four steps of k at a time: four vec4 of A, the same for the 8
+// invocations that are one vector on lavapipe (they share the block's rows, so the loads
+// are uniform), and four vec4 of B, each invocation its own four columns: 64
+// multiply-adds (as dot products) per 4 uniform and 4 varying loads. C gets one block per
+// (batch, chunk) — split-K, added up by the caller. K, M, N and the strides are multiples
+// of 4 (the caller checks). Grid: (N/4 / 8, M/4 / 8, batch · chunks), `splits` = chunks.
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_nt_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(workgroup_id) wid: vec3<u32>) {
+    let n0 = gid.x * 4u;
+    let m0 = gid.y * 8u;
+    if (n0 >= p.n || m0 >= p.m) { return; }
+    let z = wid.z;
+    let batch = z / p.splits;
+    let k_begin = (z % p.splits) * p.kchunk;
+    let k_end = min(p.k, k_begin + p.kchunk);
+    let sa = p.a_sm / 4u;
+    let sb = p.b_sn / 4u;
+    // Rows past M (M % 8 == 4) recompute the last four and are not stored.
+    let pa = (batch * p.a_sb + m0 * p.a_sm) / 4u;
+    let hi = select(0u, 4u, m0 + 4u < p.m);
+    let pa_hi = pa + hi * sa;
+    let pb = (batch * p.b_sb + n0 * p.b_sn) / 4u;
+    var r0 = vec4<f32>(0.0); var r1 = vec4<f32>(0.0);
+    var r2 = vec4<f32>(0.0); var r3 = vec4<f32>(0.0);
+    var r4 = vec4<f32>(0.0); var r5 = vec4<f32>(0.0);
+    var r6 = vec4<f32>(0.0); var r7 = vec4<f32>(0.0);
+    for (var q = k_begin / 4u; q < k_end / 4u; q++) {
+        let b0 = B4[pb + q]; let b1 = B4[pb + sb + q];
+        let b2 = B4[pb + 2u * sb + q]; let b3 = B4[pb + 3u * sb + q];
+        let a0 = A4[pa + q]; let a1 = A4[pa + sa + q];
+        let a2 = A4[pa + 2u * sa + q]; let a3 = A4[pa + 3u * sa + q];
+        r0 += vec4<f32>(dot(a0, b0), dot(a0, b1), dot(a0, b2), dot(a0, b3));
+        r1 += vec4<f32>(dot(a1, b0), dot(a1, b1), dot(a1, b2), dot(a1, b3));
+        r2 += vec4<f32>(dot(a2, b0), dot(a2, b1), dot(a2, b2), dot(a2, b3));
+        r3 += vec4<f32>(dot(a3, b0), dot(a3, b1), dot(a3, b2), dot(a3, b3));
+        let a4 = A4[pa_hi + q]; let a5 = A4[pa_hi + sa + q];
+        let a6 = A4[pa_hi + 2u * sa + q]; let a7 = A4[pa_hi + 3u * sa + q];
+        r4 += vec4<f32>(dot(a4, b0), dot(a4, b1), dot(a4, b2), dot(a4, b3));
+        r5 += vec4<f32>(dot(a5, b0), dot(a5, b1), dot(a5, b2), dot(a5, b3));
+        r6 += vec4<f32>(dot(a6, b0), dot(a6, b1), dot(a6, b2), dot(a6, b3));
+        r7 += vec4<f32>(dot(a7, b0), dot(a7, b1), dot(a7, b2), dot(a7, b3));
+    }
+    let row = z * p.c_sb + m0 * p.c_sm + n0;
+    C4[row / 4u] = r0;
+    C4[(row + p.c_sm) / 4u] = r1;
+    C4[(row + 2u * p.c_sm) / 4u] = r2;
+    C4[(row + 3u * p.c_sm) / 4u] = r3;
+    if (hi != 0u) {
+        C4[(row + 4u * p.c_sm) / 4u] = r4;
+        C4[(row + 5u * p.c_sm) / 4u] = r5;
+        C4[(row + 6u * p.c_sm) / 4u] = r6;
+        C4[(row + 7u * p.c_sm) / 4u] = r7;
+    }
+}
+
 // Rows m..m+3 of one column quad (m % 4 == 0 and M % 4 == 0: all four exist or none).
 fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
     if (m >= p.m) { return; }
     var bv = vec4<f32>(0.0);
     if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
     let row = cz + m * p.c_sm;
-    C4[row / 4u] = r0 + vec4<f32>(bv.x);
-    C4[(row + p.c_sm) / 4u] = r1 + vec4<f32>(bv.y);
-    C4[(row + 2u * p.c_sm) / 4u] = r2 + vec4<f32>(bv.z);
-    C4[(row + 3u * p.c_sm) / 4u] = r3 + vec4<f32>(bv.w);
+    C4[row / 4u] = acc4(row / 4u) + r0 + vec4<f32>(bv.x);
+    C4[(row + p.c_sm) / 4u] = acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y);
+    C4[(row + 2u * p.c_sm) / 4u] = acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z);
+    C4[(row + 3u * p.c_sm) / 4u] = acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w);
 }
 
 // transpose_matrix: C (N × M) = Aᵀ for A given M×N row-major (a_sm its row stride); one

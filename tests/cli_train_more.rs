@@ -224,8 +224,8 @@ fn a_batch_beyond_the_binding_limit_is_refused_before_any_step() {
     let limit = info.max_storage_binding.min(info.max_buffer_size);
     let model = Model::new(ModelConfig::new(Variant::RcaIunet, 16, 256).unwrap());
     let per_image = largest_buffer_bytes(&model, 1);
-    // The paper's model at 256×256: 6·16 floats per pixel of one image (25 MB).
-    assert_eq!(per_image, 6 * 16 * 256 * 256 * 4);
+    // The paper's model at 256×256: 3·16 floats per pixel of one image (12.6 MB).
+    assert_eq!(per_image, 3 * 16 * 256 * 256 * 4);
     let fits = limit / per_image;
     let batch = (fits + 1).to_string();
     let dir = tempfile::tempdir().unwrap();

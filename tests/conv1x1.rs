@@ -100,6 +100,13 @@ fn conv1x1_vec4_kernel_with_split_k() {
 }
 
 #[test]
+fn conv1x1_weight_gradient_in_several_chunks_of_k() {
+    // 128·200 pixels: the CPU class's weight gradient splits K in three chunks, the last
+    // one short, and adds the blocks of both samples.
+    check_conv(2, 4, 8, 128, 200, true);
+}
+
+#[test]
 fn conv1x1_names_both_shapes_on_a_channel_mismatch() {
     let Some(gpu) = common::gpu() else { return };
     let x = rca_gpu::Tensor::zeros(&gpu, [1, 3, 4, 4]).unwrap();
@@ -117,4 +124,138 @@ fn conv1x1_cpu_kernel_across_row_blocks_and_a_partial_workgroup() {
     // gradient): Cout 36 is two whole 16-row blocks and a clamped one, H·W 260 is 65
     // column quads, one past a 64-invocation workgroup.
     check_conv(2, 24, 36, 10, 26, true);
+}
+
+/// The inputs of a `conv1x1_cat` check: (xs, scale, w, b).
+type CatArgs<'a> = (
+    Vec<&'a [f64]>,
+    Option<&'a [f64]>,
+    &'a [f64],
+    Option<&'a [f64]>,
+);
+
+fn split_cat(x: &[Vec<f64>], k: usize, scaled: bool, bias: bool) -> CatArgs<'_> {
+    let xs = x[..k].iter().map(Vec::as_slice).collect();
+    let s = scaled.then(|| x[k].as_slice());
+    let w = x[k + usize::from(scaled)].as_slice();
+    let b = bias.then(|| x[k + usize::from(scaled) + 1].as_slice());
+    (xs, s, w, b)
+}
+
+/// `conv1x1_cat` on both kernel classes: inputs of `channels` (N, C_i, H, W), optionally
+/// scaled per input channel and with a bias, against the f64 concat → scale → conv1x1.
+fn check_cat(
+    n: usize,
+    channels: &[usize],
+    cout: usize,
+    hw: (usize, usize),
+    scaled: bool,
+    bias: bool,
+) {
+    for class in [KernelClass::Cpu, KernelClass::Gpu] {
+        let Some(gpu) = common::gpu_with(class) else {
+            return;
+        };
+        let mut rng = common::rng();
+        let p = hw.0 * hw.1;
+        let cin: usize = channels.iter().sum();
+        let mut inputs: Vec<_> = channels
+            .iter()
+            .map(|&c| input(&[n, c, hw.0, hw.1], uniform(&mut rng, n * c * p)))
+            .collect();
+        let k = channels.len();
+        if scaled {
+            inputs.push(input(&[cin, 1, 1, 1], uniform(&mut rng, cin)));
+        }
+        inputs.push(input(&[cout, cin, 1, 1], uniform(&mut rng, cout * cin)));
+        if bias {
+            inputs.push(input(&[cout], uniform(&mut rng, cout)));
+        }
+        let chans = channels.to_vec();
+        check_op(
+            &gpu,
+            &mut rng,
+            &format!(
+                "conv1x1_cat ({class} kernels) n{n} {channels:?}->{cout} {hw:?} scaled={scaled} bias={bias}"
+            ),
+            &inputs,
+            |x| {
+                let s = scaled.then(|| x[k]);
+                let w = x[k + usize::from(scaled)];
+                let b = bias.then(|| x[k + usize::from(scaled) + 1]);
+                ops::conv1x1_cat(&x[..k], s, w, b)
+            },
+            |x| {
+                let (xs, s, w, b) = split_cat(x, k, scaled, bias);
+                r::conv1x1_cat(&xs, &chans, s, w, b, (n, cout, p))
+            },
+            |x, dy| {
+                let (xs, s, w, _) = split_cat(x, k, scaled, bias);
+                let (dxs, ds, dw, db) =
+                    r::conv1x1_cat_backward(&xs, &chans, s, w, dy, (n, cout, p));
+                let mut out = dxs;
+                out.extend(ds);
+                out.push(dw);
+                if bias {
+                    out.push(db);
+                }
+                out
+            },
+            common::Tol {
+                atol: 1e-4,
+                rtol: F32.rtol,
+            },
+        );
+    }
+}
+
+#[test]
+fn conv1x1_cat_of_aligned_inputs_scaled_with_bias() {
+    // The inception merge: four inputs, each a multiple of 4 channels (the CPU product).
+    check_cat(2, &[4, 8, 4, 12], 8, (6, 8), true, true);
+}
+
+#[test]
+fn conv1x1_cat_of_odd_inputs_and_without_scale_or_bias() {
+    // One input channel (the first inception block's pool branch), odd sizes: the tiled
+    // kernels; the hybrid pool's merge: two inputs, no scale.
+    check_cat(2, &[1, 3, 5], 6, (5, 7), true, true);
+    check_cat(1, &[4, 4], 4, (4, 4), false, true);
+    check_cat(2, &[3, 2], 5, (3, 5), false, false);
+}
+
+#[test]
+fn conv1x1_cat_of_one_input_is_conv1x1_with_a_scale() {
+    check_cat(2, &[8], 4, (4, 8), true, false);
+}
+
+#[test]
+fn conv1x1_cat_weight_gradient_split_along_k() {
+    // 50·32 pixels per sample: each block's weight gradient splits K.
+    check_cat(2, &[4, 8], 8, (50, 32), true, true);
+}
+
+#[test]
+fn conv1x1_cat_names_the_mismatch() {
+    let Some(gpu) = common::gpu() else { return };
+    let a = rca_gpu::Tensor::zeros(&gpu, [1, 3, 4, 4]).unwrap();
+    let b = rca_gpu::Tensor::zeros(&gpu, [1, 2, 4, 5]).unwrap();
+    let w = rca_gpu::Tensor::zeros(&gpu, [8, 5, 1, 1]).unwrap();
+    let e = ops::conv1x1_cat(&[&a, &b], None, &w, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in conv1x1_cat: lhs (1, 3, 4, 4), rhs (1, 2, 4, 5)"
+    );
+    let w6 = rca_gpu::Tensor::zeros(&gpu, [8, 6, 1, 1]).unwrap();
+    let e = ops::conv1x1_cat(&[&a, &a], None, &w6, None);
+    assert!(e.is_ok());
+    let e = ops::conv1x1_cat(&[&a, &a], None, &w, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "shape mismatch in conv1x1_cat: lhs (1, 6, 4, 4), rhs (8, 5, 1, 1)"
+    );
 }

@@ -8,7 +8,7 @@
 //! per element for element-wise work (batch norm 4, sigmoid 4, a 2×2 max 3 compares).
 
 use crate::error::Result;
-use crate::nn::{Backend, Bn, ParamId, ParamSpec};
+use crate::nn::{Backend, Bn, Conv, ParamId, ParamSpec, SepConv};
 use crate::ops;
 
 use super::Model;
@@ -44,7 +44,8 @@ pub struct Count<'a> {
     /// The largest single buffer, in bytes, that a training step on this input allocates:
     /// every op's output (a gradient has the shape of its value, so the backward allocates
     /// nothing larger), the scratch buffers the op's forward or backward makes inside
-    /// (`ops::conv::Dense::scratch_floats`, `ops::spectral::scratch_floats`), and the parameters
+    /// (`ops::conv::Dense::scratch_floats`, `ops::conv::depthwise_scratch_floats`,
+    /// `ops::spectral::scratch_floats`), and the parameters
     /// (whose gradients and Adam moments have their shapes). Small per-workgroup partial
     /// sums are not counted; `tests/` holds the figure to what a real step allocates.
     pub largest_buffer: u64,
@@ -87,6 +88,12 @@ impl<'a> Count<'a> {
     }
 }
 
+/// The shape of the channel concatenation of `xs`, without counting one.
+fn concat_meta(xs: &[&Meta]) -> Meta {
+    let [n, _, h, w] = xs[0].0;
+    Meta([n, xs.iter().map(|x| x.0[1]).sum(), h, w])
+}
+
 fn fft_flops(n: usize) -> f64 {
     5.0 * n as f64 * (n as f64).log2()
 }
@@ -108,7 +115,9 @@ impl Backend for Count<'_> {
     fn depthwise(&mut self, x: &Meta, k: &Meta) -> Result<Meta> {
         let kk = k.0[2] * k.0[3];
         let flops = 2 * kk * x.numel();
-        Ok(self.op(x.0, x.numel() + k.numel(), flops as f64, 0))
+        let [n, c, h, w] = x.0;
+        let scratch = ops::conv::depthwise_scratch_floats(n, c, h, w, k.0[2]);
+        Ok(self.op(x.0, x.numel() + k.numel(), flops as f64, scratch))
     }
 
     fn conv1x1(&mut self, x: &Meta, w: &Meta, b: &Meta) -> Result<Meta> {
@@ -182,6 +191,35 @@ impl Backend for Count<'_> {
         let flops = planes * (fft_flops(m * m) + fft_flops(h * h));
         let scratch = ops::spectral::scratch_floats(n, c, m, h);
         Ok(self.op([n, c, h, h], x.numel(), flops, scratch))
+    }
+
+    /// The composition's FLOPs, without the concatenation's buffer or copy: with a 1×1
+    /// kernel the GPU adds one product per input into the output (`ops::conv1x1_cat`).
+    fn conv_cat(&mut self, l: &Conv, xs: &[&Meta]) -> Result<Meta> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        if w.0[2..] != [1, 1] {
+            let cat = self.concat(xs)?;
+            return self.conv2d(&cat, &w, &b, 1, 0);
+        }
+        self.conv1x1(&concat_meta(xs), &w, &b)
+    }
+
+    /// The composition's FLOPs (the 1×1 depthwise scale included), without the buffers
+    /// of the concatenation and of its scaled copy: the GPU folds the scale into the
+    /// weights and adds one product per input into the output.
+    fn sep_conv_cat(&mut self, l: &SepConv, xs: &[&Meta]) -> Result<Meta> {
+        let k = self.param(l.depthwise)?;
+        if k.0[2..] != [1, 1] {
+            let cat = self.concat(xs)?;
+            return self.sep_conv(l, &cat);
+        }
+        let cat = concat_meta(xs);
+        let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
+        let y = self.conv1x1(&cat, &w, &b)?;
+        let row = self.rows.last_mut().expect("conv1x1 entered a row");
+        row.flops += (2 * cat.numel()) as f64;
+        row.bytes += 4.0 * k.numel() as f64;
+        Ok(y)
     }
 
     fn enter(&mut self, name: &str) {
@@ -322,10 +360,10 @@ mod tests {
 
     #[test]
     fn the_largest_training_buffer_is_the_widest_full_size_map() {
-        // With RIC: the last decoder block's layer-1 concat, 3F input + 3F branch
-        // channels at S×S, and the complex FFT of its 3F-channel input, both 6F floats
-        // per pixel; without RIC its 3F-channel input.
-        for (v, per_pixel) in [(Variant::RcaIunet, 6), (Variant::Unet, 3)] {
+        // The last decoder block's input, concat[Up(e1) (2F), skip (F)] at S×S: 3F floats
+        // per pixel. The inception and hybrid-pool merges build no concatenation (their
+        // 6F-channel inputs are never one buffer), so with RIC it is the same as without.
+        for (v, per_pixel) in [(Variant::RcaIunet, 3), (Variant::Unet, 3)] {
             let m = Model::new(ModelConfig::new(v, 16, 256).unwrap());
             for n in [1, 8] {
                 let want = per_pixel * 16 * 256 * 256 * n as u64 * 4;

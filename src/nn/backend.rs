@@ -92,6 +92,19 @@ pub trait Backend {
         let y = self.batch_norm(x, bn)?;
         self.relu(&y)
     }
+
+    /// A 1×1 convolution layer (stride 1, no padding) over the channel concatenation of
+    /// `xs`: the hybrid pools' merge.
+    fn conv_cat(&mut self, l: &Conv, xs: &[&Self::T]) -> Result<Self::T> {
+        let cat = self.concat(xs)?;
+        self.conv(l, &cat, 1, 0)
+    }
+
+    /// SepConv over the channel concatenation of `xs`: the inception blocks' merge.
+    fn sep_conv_cat(&mut self, l: &SepConv, xs: &[&Self::T]) -> Result<Self::T> {
+        let cat = self.concat(xs)?;
+        self.sep_conv(l, &cat)
+    }
 }
 
 /// The GPU: every primitive is an op of `crate::ops`, recorded on the tape when one is
@@ -208,5 +221,29 @@ impl Backend for GpuBackend<'_> {
 
     fn enter(&mut self, name: &str) {
         self.gpu.set_block(name);
+    }
+
+    /// Without the concatenation when the kernel is 1×1: one product per input, added
+    /// into the output (`ops::conv1x1_cat`).
+    fn conv_cat(&mut self, l: &Conv, xs: &[&Tensor]) -> Result<Tensor> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        if w.dims()[2..] == [1, 1] {
+            return ops::conv1x1_cat(xs, None, &w, Some(&b));
+        }
+        let cat = ops::concat_channels(xs)?;
+        ops::conv2d(&cat, &w, Some(&b), 1, 0)
+    }
+
+    /// Without the concatenation when the depthwise kernel is 1×1 (a per-channel scale,
+    /// which `ops::conv1x1_cat` folds into the pointwise weights).
+    fn sep_conv_cat(&mut self, l: &SepConv, xs: &[&Tensor]) -> Result<Tensor> {
+        let k = self.param(l.depthwise)?;
+        let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
+        if k.dims()[2..] == [1, 1] {
+            return ops::conv1x1_cat(xs, Some(&k), &w, Some(&b));
+        }
+        let cat = ops::concat_channels(xs)?;
+        let d = ops::depthwise_conv2d(&cat, &k)?;
+        ops::conv1x1(&d, &w, Some(&b))
     }
 }

@@ -321,8 +321,7 @@ impl HybridPool {
             (b.max_pool_same(x)?, b.spectral_pool(x, m)?)
         };
         let spectral = b.relu(&spectral)?;
-        let cat = b.concat(&[&pooled, &spectral])?;
-        b.conv(&self.merge, &cat, 1, 0)
+        b.conv_cat(&self.merge, &[&pooled, &spectral])
     }
 }
 
@@ -337,8 +336,7 @@ impl Inception {
         let hp = self.pool.forward(b, x, false)?;
         outs.push(b.bn_relu(&hp, &self.pool_bn)?);
         let refs: Vec<&B::T> = outs.iter().collect();
-        let cat = b.concat(&refs)?;
-        self.merge.forward(b, &cat)
+        b.sep_conv_cat(&self.merge, &refs)
     }
 }
 

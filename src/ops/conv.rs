@@ -65,6 +65,19 @@ kernel_params! {
 }
 
 impl Dw {
+    /// How the kernel gradient splits its sums: (rows per partial, row chunks per plane,
+    /// partials per (c, tap)), one partial per (n, row chunk, column strip).
+    fn kgrad_split(&self) -> (usize, usize, usize) {
+        let strips = self.w.div_ceil(TW);
+        let planes = self.n * self.c * strips;
+        let max_chunks = self.h.div_ceil(KG_MIN_ROWS);
+        let rows = self
+            .h
+            .div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
+        let chunks = self.h.div_ceil(rows);
+        (rows, chunks, self.n * chunks * strips)
+    }
+
     /// The depthwise entries' block: stride 1, 'same' padding K/2, `total` invocations;
     /// `rows` and `parts` are dw_conv_kgrad's.
     fn params(&self, total: usize, rows: usize, parts: usize) -> ConvParams {
@@ -102,6 +115,14 @@ fn dw_check(x: &Tensor, k: &Tensor) -> Result<Dw> {
             rhs: k.shape().clone(),
         }),
     }
+}
+
+/// The largest buffer, in floats, that the depthwise K×K convolution of x (N, C, H, W)
+/// allocates inside its backward beyond the gradients: the kernel gradient's partial sums.
+/// The memory budget (`crate::model::Count`) reads it.
+pub(crate) fn depthwise_scratch_floats(n: usize, c: usize, h: usize, w: usize, k: usize) -> usize {
+    let (_, _, parts) = Dw { n, c, h, w, k }.kgrad_split();
+    parts * c * k * k
 }
 
 /// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k). CPU adapters take
@@ -156,13 +177,8 @@ fn depthwise_conv2d_backward(
     let dk = if need[1] {
         // Partials (parts, C, K·K), one per (n, row chunk, column strip), then a sum
         // over the parts: no atomics, and the order of the sum is fixed.
-        let strips = d.w.div_ceil(TW);
-        let planes = d.n * d.c * strips;
-        let max_chunks = d.h.div_ceil(KG_MIN_ROWS);
-        let rows =
-            d.h.div_ceil(KG_INVOCATIONS.div_ceil(planes).clamp(1, max_chunks));
-        let chunks = d.h.div_ceil(rows);
-        let parts = d.n * chunks * strips;
+        let (rows, chunks, parts) = d.kgrad_split();
+        let planes = d.n * d.c * d.w.div_ceil(TW);
         let taps = d.k * d.k;
         let partial = Tensor::uninit(x.gpu(), [parts * d.c * taps], "depthwise_conv2d_backward")?;
         let total = planes * chunks;

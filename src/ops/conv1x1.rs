@@ -4,7 +4,9 @@
 //! x is (N, Cin, H, W), w is (Cout, Cin, 1, 1), b is (Cout); y is (N, Cout, H, W) with
 //! y[n] = W · x[n] + b, each x[n] seen as a Cin × (H·W) matrix.
 
+use super::elementwise::{mul_bcast_grad_b_raw, mul_bcast_raw};
 use super::reduce::{sum_outer, sum_view};
+use super::shape::{concat_dims, copy_channels};
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
@@ -23,6 +25,10 @@ const MIN_KCHUNK: usize = 256;
 /// `matmul_cpu`: rows of C per invocation, and invocations (column quads) per workgroup.
 const CPU_ROWS: usize = 16;
 const CPU_GROUP: usize = 64;
+/// `matmul_nt_cpu` splits K for at least this many workgroups, in chunks no shorter than
+/// `NT_MIN_KCHUNK`.
+const NT_WORKGROUPS: usize = 32;
+const NT_MIN_KCHUNK: usize = 1024;
 
 kernel_params! {
     /// The block of `shaders/matmul.wgsl`: sizes, split-K and the strides of A, B and C
@@ -74,6 +80,7 @@ impl Matmul {
         c_sm: usize,
         splits: usize,
         kchunk: usize,
+        acc: bool,
     ) {
         let params = self.params(c_sb, c_sm, splits, kchunk, bias.is_some());
         let grid = [
@@ -87,6 +94,7 @@ impl Matmul {
                 .with("B_ROWS", u32::from(b_rows)),
             None => Kernel::new(Shader::Matmul, "matmul"),
         };
+        let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
         self.dispatch(&kernel, [a, b, c], bias, &params, grid);
     }
 
@@ -188,15 +196,31 @@ impl Matmul {
         c_sb: usize,
         c_sm: usize,
     ) {
+        self.run_acc(a, b, bias, c, c_sb, c_sm, false);
+    }
+
+    /// [`Matmul::run`], adding the product to what `c` holds when `acc`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_acc(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        c: &Tensor,
+        c_sb: usize,
+        c_sm: usize,
+        acc: bool,
+    ) {
         if a.gpu().info().kernels == KernelClass::Cpu && self.cpu_layout(c_sb, c_sm) {
-            self.launch_cpu(a, b, bias, c, c_sb, c_sm);
+            self.launch_cpu(a, b, bias, c, c_sb, c_sm, acc);
         } else {
-            self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1));
+            self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1), acc);
         }
     }
 
     /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
     /// along the columns.
+    #[allow(clippy::too_many_arguments)]
     fn launch_cpu(
         &self,
         a: &Tensor,
@@ -205,6 +229,7 @@ impl Matmul {
         c: &Tensor,
         c_sb: usize,
         c_sm: usize,
+        acc: bool,
     ) {
         let params = self.params(c_sb, c_sm, 1, self.k, bias.is_some());
         let grid = [
@@ -213,12 +238,17 @@ impl Matmul {
             u32_of(self.batch),
         ];
         let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
+        let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
         self.dispatch(&kernel, [a, b, c], bias, &params, grid);
     }
 
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
     /// are written as partial products and summed afterwards.
     pub(crate) fn run_summed(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        let info = a.gpu().info();
+        if info.kernels == KernelClass::Cpu && self.nt_cpu_layout(info.max_workgroups_per_dim) {
+            return self.run_summed_cpu(a, b, shape);
+        }
         let tiles = self.m.div_ceil(TILE_M) * self.n.div_ceil(TILE_N) * self.batch;
         let max_splits = self.k.div_ceil(MIN_KCHUNK).max(1);
         let splits = TARGET_WORKGROUPS.div_ceil(tiles).clamp(1, max_splits);
@@ -229,16 +259,65 @@ impl Matmul {
         let parts = self.batch * splits;
         if parts == 1 {
             let c = Tensor::uninit(a.gpu(), shape, "matmul")?;
-            self.launch(a, b, None, &c, mn, self.n, 1, kchunk);
+            self.launch(a, b, None, &c, mn, self.n, 1, kchunk, false);
             return Ok(c);
         }
         let partial = Tensor::uninit(a.gpu(), [parts, mn], "matmul")?;
-        self.launch(a, b, None, &partial, mn, self.n, splits, kchunk);
+        self.launch(a, b, None, &partial, mn, self.n, splits, kchunk, false);
         sum_outer(&partial, parts, mn, 1.0, shape)
     }
 }
 
 /// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded).
+impl Matmul {
+    /// Whether `matmul_nt_cpu` applies: A as M×K and B as N×K, k contiguous in both, K,
+    /// M, N and every stride a multiple of 4, and its grid within the device's limits.
+    fn nt_cpu_layout(&self, max_workgroups_per_dim: u32) -> bool {
+        let aligned = |xs: &[usize]| xs.iter().all(|x| x % 4 == 0);
+        let max = max_workgroups_per_dim as usize;
+        self.a_sk == 1
+            && self.b_sk == 1
+            && aligned(&[
+                self.m, self.n, self.k, self.a_sm, self.a_sb, self.b_sn, self.b_sb,
+            ])
+            && (self.n / 4).div_ceil(8) <= max
+            && self.m.div_ceil(64) <= max
+            && self.batch * self.k.div_ceil(NT_MIN_KCHUNK) <= max
+    }
+
+    /// [`Matmul::run_summed`] with `matmul_nt_cpu`: K split into enough chunks that
+    /// there are `NT_WORKGROUPS` workgroups, but none shorter than `NT_MIN_KCHUNK`; one
+    /// partial block per (batch, chunk), added by `sum_outer`.
+    fn run_summed_cpu(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        let gpu = a.gpu();
+        let tiles = (self.n / 4).div_ceil(8) * self.m.div_ceil(64) * self.batch;
+        let max_chunks = self.k.div_ceil(NT_MIN_KCHUNK).max(1);
+        let chunks = NT_WORKGROUPS.div_ceil(tiles).clamp(1, max_chunks);
+        let kchunk = self.k.div_ceil(chunks).next_multiple_of(4);
+        let chunks = self.k.div_ceil(kchunk);
+        let mn = self.m * self.n;
+        let parts = self.batch * chunks;
+        let out = if parts == 1 {
+            Tensor::uninit(gpu, shape, "matmul")?
+        } else {
+            Tensor::uninit(gpu, [parts, mn], "matmul")?
+        };
+        let params = self.params(mn, self.n, chunks, kchunk, false);
+        let grid = [
+            u32_of((self.n / 4).div_ceil(8)),
+            u32_of(self.m.div_ceil(64)),
+            u32_of(parts),
+        ];
+        let kernel = Kernel::new(Shader::Matmul, "matmul_nt_cpu");
+        gpu.launch(&kernel, &[a.bind(0), b.bind(1), out.bind(3)], &params, grid);
+        gpu.note_flops(self.flops());
+        if parts == 1 {
+            return Ok(out);
+        }
+        sum_outer(&out, parts, mn, 1.0, shape)
+    }
+}
+
 fn transpose(a: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
     let t = Tensor::uninit(a.gpu(), [cols, rows], "transpose")?;
     let params = MatmulParams {
@@ -296,8 +375,28 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
 /// y = W · x + b over the channels at every pixel.
 pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let d = check(x, w, b)?;
-    let p = d.h * d.w;
     let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.h, d.w], "conv1x1")?;
+    forward_into(x, w, b, &y, &d, false)?;
+    let mut inputs = vec![x, w];
+    inputs.extend(b);
+    record(&inputs, &y, || Conv1x1Grad {
+        x: x.clone(),
+        w: w.clone(),
+        has_bias: b.is_some(),
+    });
+    Ok(y)
+}
+
+/// y = W·x (+ b) into `y` (N, Cout, H, W), or y += W·x (+ b) when `acc`.
+fn forward_into(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    y: &Tensor,
+    d: &Dims,
+    acc: bool,
+) -> Result<()> {
+    let p = d.h * d.w;
     // y[n] (Cout × P) = W (Cout × Cin) · x[n] (Cin × P)
     let product = Matmul {
         m: d.cout,
@@ -319,21 +418,176 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     };
     if x.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(d.cout * p, p) {
         let wt = transpose(w, d.cout, d.cin)?;
-        k_major.run(&wt, x, b, &y, d.cout * p, p);
+        k_major.run_acc(&wt, x, b, y, d.cout * p, p, acc);
     } else {
-        product.run(w, x, b, &y, d.cout * p, p);
+        product.run_acc(w, x, b, y, d.cout * p, p, acc);
     }
-    let mut inputs = vec![x, w];
+    Ok(())
+}
+
+/// The 1×1 convolution of the channel concatenation of `xs`, each input channel first
+/// scaled by `scale` when one is given (a depthwise 1×1 before the pointwise product, as
+/// in the inception blocks' merging SepConv(…, s, 1)), without building the
+/// concatenation:
+///   y = W·diag(scale)·[x_0 | x_1 | …] + b = Σ_i W_i·x_i + b,
+/// W_i the columns of W·diag(scale) that meet x_i, each product added into y in turn.
+/// x_i (N, C_i, H, W) with equal N, H, W; scale ΣC_i values in any shape (the depthwise
+/// kernel (ΣC_i, 1, 1, 1)); w (Cout, ΣC_i, 1, 1); b (Cout).
+pub fn conv1x1_cat(
+    xs: &[&Tensor],
+    scale: Option<&Tensor>,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Tensor> {
+    let op = "conv1x1_cat";
+    let (n, channels, h, wd) = concat_dims(op, xs)?;
+    let total: usize = channels.iter().sum();
+    let cout = match w.dims() {
+        &[cout, c, 1, 1] if c == total => cout,
+        _ => {
+            return Err(Error::Shape {
+                op,
+                lhs: crate::tensor::Shape(vec![n, total, h, wd]),
+                rhs: w.shape().clone(),
+            });
+        }
+    };
+    if let Some(s) = scale
+        && s.numel() != total
+    {
+        return Err(Error::Shape {
+            op,
+            lhs: w.shape().clone(),
+            rhs: s.shape().clone(),
+        });
+    }
+    super::check_bias(op, w, b, cout)?;
+    let scaled = match scale {
+        Some(s) => scale_columns(w, s, cout, total)?,
+        None => w.clone(),
+    };
+    let parts = column_blocks(&scaled, cout, &channels)?;
+    let y = Tensor::uninit(w.gpu(), [n, cout, h, wd], op)?;
+    for (i, (x, wi)) in xs.iter().zip(&parts).enumerate() {
+        let d = check(x, wi, None)?;
+        forward_into(x, wi, if i == 0 { b } else { None }, &y, &d, i > 0)?;
+    }
+    let mut inputs: Vec<&Tensor> = xs.to_vec();
+    inputs.extend(scale);
+    inputs.push(w);
     inputs.extend(b);
-    record(&inputs, &y, || Conv1x1Grad {
-        x: x.clone(),
+    record(&inputs, &y, || Conv1x1CatGrad {
+        xs: xs.iter().map(|&x| x.clone()).collect(),
+        parts,
+        channels,
         w: w.clone(),
+        scale: scale.cloned(),
         has_bias: b.is_some(),
     });
     Ok(y)
 }
 
-/// Backward of [`conv1x1`]: (dx, dW, db).
+/// w (Cout, C, 1, 1) with column c times s[c]: w seen as (1, Cout, 1, C), s as (1, 1, 1, C).
+fn scale_columns(w: &Tensor, s: &Tensor, cout: usize, c: usize) -> Result<Tensor> {
+    let y = mul_bcast_raw(&w.reshape([1, cout, 1, c])?, &s.reshape([1, 1, 1, c])?)?;
+    y.reshape([cout, c, 1, 1])
+}
+
+/// The column blocks of w (Cout, ΣC_i, 1, 1), one (Cout, C_i, 1, 1) tensor each (w itself
+/// when there is one block).
+fn column_blocks(w: &Tensor, cout: usize, channels: &[usize]) -> Result<Vec<Tensor>> {
+    if channels.len() == 1 {
+        return Ok(vec![w.clone()]);
+    }
+    let total: usize = channels.iter().sum();
+    let mut off = 0;
+    let mut out = Vec::with_capacity(channels.len());
+    for &c in channels {
+        let block = Tensor::uninit(w.gpu(), [cout, c, 1, 1], "conv1x1_cat")?;
+        copy_channels(w, total, off, &block, c, 0, c, cout, 1);
+        off += c;
+        out.push(block);
+    }
+    Ok(out)
+}
+
+/// y = Σ_i W_i·x_i + b with W_i the column blocks of Ws = W·diag(s)  ⇒
+/// dx_i = W_iᵀ·dy,  dWs = [Σ_n dy·x_iᵀ]_i,  dW = dWs·diag(s),  ds[c] = Σ_o dWs[o, c]·W[o, c],
+/// db = Σ dy. Keeps the inputs, the blocks W_i, W and s.
+struct Conv1x1CatGrad {
+    xs: Vec<Tensor>,
+    parts: Vec<Tensor>,
+    channels: Vec<usize>,
+    w: Tensor,
+    scale: Option<Tensor>,
+    has_bias: bool,
+}
+
+impl Backward for Conv1x1CatGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let k = self.xs.len();
+        let at_w = k + usize::from(self.scale.is_some());
+        let need_scale = self.scale.is_some() && need[k];
+        let need_ws = need[at_w] || need_scale;
+        let mut out = Vec::with_capacity(at_w + 2);
+        let mut blocks = Vec::with_capacity(k);
+        for (x, wi) in self.xs.iter().zip(&self.parts) {
+            let (dx, dwi, _) = conv1x1_backward(x, wi, dy, [need[out.len()], need_ws, false])?;
+            out.push(dx);
+            blocks.extend(dwi);
+        }
+        let [cout, total, _, _] = self.w.dims() else {
+            unreachable!("checked in forward")
+        };
+        let (cout, total) = (*cout, *total);
+        let dws = if need_ws {
+            let dws = if k == 1 {
+                blocks.pop().expect("one block")
+            } else {
+                let dws = Tensor::uninit(dy.gpu(), [cout, total, 1, 1], "conv1x1_cat_backward")?;
+                let mut off = 0;
+                for (block, &c) in blocks.iter().zip(&self.channels) {
+                    copy_channels(block, c, 0, &dws, total, off, c, cout, 1);
+                    off += c;
+                }
+                dws
+            };
+            Some(dws)
+        } else {
+            None
+        };
+        match (&self.scale, dws) {
+            (Some(s), Some(dws)) => {
+                let ds = if need_scale {
+                    let w = self.w.reshape([1, cout, 1, total])?;
+                    let ds = mul_bcast_grad_b_raw(&w, &dws.reshape([1, cout, 1, total])?)?;
+                    Some(ds.reshape(s.shape().clone())?)
+                } else {
+                    None
+                };
+                out.push(ds);
+                let dw = if need[at_w] {
+                    Some(scale_columns(&dws, s, cout, total)?)
+                } else {
+                    None
+                };
+                out.push(dw);
+            }
+            (Some(_), None) => out.extend([None, None]),
+            (None, dws) => out.push(dws),
+        }
+        if self.has_bias {
+            let (n, _, h, w) = dy.shape().nchw().expect("NCHW output");
+            out.push(if need[at_w + 1] {
+                Some(sum_view(dy, n, cout, h * w, 1.0)?)
+            } else {
+                None
+            });
+        }
+        Ok(out)
+    }
+}
+
 // y[n] = W·x[n] + b  ⇒  dx[n] = Wᵀ·dy[n],  dW = Σ_n dy[n]·x[n]ᵀ,  db = Σ_{n,q} dy[n, :, q]
 fn conv1x1_backward(
     x: &Tensor,
@@ -460,6 +714,68 @@ pub mod reference {
             }
         }
         (dx, dw, db)
+    }
+
+    /// The 1×1 convolution of the concatenation of `xs` (each (N, C_i, P)), its channels
+    /// first scaled by `scale` when given: conv1x1(diag(scale)·[x_0 | x_1 | …], w, b).
+    pub fn conv1x1_cat(
+        xs: &[&[f64]],
+        channels: &[usize],
+        scale: Option<&[f64]>,
+        w: &[f64],
+        b: Option<&[f64]>,
+        (n, cout, p): (usize, usize, usize),
+    ) -> Vec<f64> {
+        let cin: usize = channels.iter().sum();
+        let cat = scaled_cat(xs, channels, scale, n, p);
+        conv1x1(&cat, w, b, n, cin, cout, p)
+    }
+
+    /// The gradients of [`conv1x1_cat`]: (dx_i for each input, dscale when scaled, dw, db).
+    pub type CatGrads = (Vec<Vec<f64>>, Option<Vec<f64>>, Vec<f64>, Vec<f64>);
+
+    /// Backward of [`conv1x1_cat`].
+    pub fn conv1x1_cat_backward(
+        xs: &[&[f64]],
+        channels: &[usize],
+        scale: Option<&[f64]>,
+        w: &[f64],
+        dy: &[f64],
+        (n, cout, p): (usize, usize, usize),
+    ) -> CatGrads {
+        let cin: usize = channels.iter().sum();
+        let cat = scaled_cat(xs, channels, None, n, p);
+        let scaled = scaled_cat(xs, channels, scale, n, p);
+        let (mut dcat, dw, db) = conv1x1_backward(&scaled, w, dy, n, cin, cout, p);
+        let dscale = scale.map(|s| {
+            let mut ds = vec![0.0; cin];
+            for (j, (g, x)) in dcat.iter().zip(&cat).enumerate() {
+                ds[(j / p) % cin] += g * x;
+            }
+            for (j, g) in dcat.iter_mut().enumerate() {
+                *g *= s[(j / p) % cin];
+            }
+            ds
+        });
+        let dxs = crate::ops::shape::reference::concat_channels_backward(&dcat, channels, n, p);
+        (dxs, dscale, dw, db)
+    }
+
+    fn scaled_cat(
+        xs: &[&[f64]],
+        channels: &[usize],
+        scale: Option<&[f64]>,
+        n: usize,
+        p: usize,
+    ) -> Vec<f64> {
+        let cin: usize = channels.iter().sum();
+        let mut cat = crate::ops::shape::reference::concat_channels(xs, channels, n, p);
+        if let Some(s) = scale {
+            for (j, v) in cat.iter_mut().enumerate() {
+                *v *= s[(j / p) % cin];
+            }
+        }
+        cat
     }
 }
 

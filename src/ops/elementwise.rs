@@ -86,7 +86,7 @@ pub fn mul_bcast(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-fn mul_bcast_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub(crate) fn mul_bcast_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let op = "mul_bcast";
     let (n, c, h, w) = a.shape().nchw().ok_or_else(|| Error::BadShape {
         op,
@@ -125,19 +125,19 @@ struct MulBcastGrad {
 impl Backward for MulBcastGrad {
     fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let da = mul_bcast_raw(dy, &self.b)?;
-        let (_, c, h, w) = self.a.shape().nchw().expect("checked in forward");
-        let db = Tensor::uninit(self.a.gpu(), self.b.shape().clone(), "mul_bcast_backward")?;
-        let p = channel_view(c, h * w);
-        launch_elementwise(
-            "mul_bcast_grad_b",
-            Some(&self.a),
-            Some(dy),
-            &db,
-            db.numel(),
-            p,
-        );
+        let db = mul_bcast_grad_b_raw(&self.a, dy)?;
         Ok(vec![Some(da), Some(db)])
     }
+}
+
+/// db[n, q] = Σ_c a[n, c, q]·dy[n, c, q] for a and dy (N, C, H, W): the broadcast factor's
+/// gradient, (N, 1, H, W).
+pub(crate) fn mul_bcast_grad_b_raw(a: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = a.shape().nchw().expect("the caller passes NCHW");
+    let db = Tensor::uninit(a.gpu(), [n, 1, h, w], "mul_bcast_backward")?;
+    let p = channel_view(c, h * w);
+    launch_elementwise("mul_bcast_grad_b", Some(a), Some(dy), &db, db.numel(), p);
+    Ok(db)
 }
 
 /// s · a.

@@ -48,12 +48,15 @@ pub(crate) fn copy_channels(
     launch_elementwise("copy_channels", Some(src), None, dst, n, p);
 }
 
-/// Concatenate NCHW tensors along C. All inputs share N, H and W.
-pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
-    let op = "concat_channels";
+/// (N, the channel counts, H, W) of NCHW tensors that can be concatenated along C (equal
+/// N, H and W), or an error of `op` naming the first and the mismatching shape.
+pub(crate) fn concat_dims(
+    op: &'static str,
+    xs: &[&Tensor],
+) -> Result<(usize, Vec<usize>, usize, usize)> {
     let first = xs
         .first()
-        .ok_or_else(|| Error::Autodiff("concat of no tensors".into()))?;
+        .ok_or_else(|| Error::Autodiff(format!("{op} of no tensors")))?;
     let (n, _, h, w) = first.shape().nchw().ok_or_else(|| Error::BadShape {
         op,
         shape: first.shape().clone(),
@@ -72,8 +75,15 @@ pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
             }
         }
     }
+    Ok((n, channels, h, w))
+}
+
+/// Concatenate NCHW tensors along C. All inputs share N, H and W.
+pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
+    let op = "concat_channels";
+    let (n, channels, h, w) = concat_dims(op, xs)?;
     let total: usize = channels.iter().sum();
-    let out = Tensor::uninit(first.gpu(), [n, total, h, w], op)?;
+    let out = Tensor::uninit(xs[0].gpu(), [n, total, h, w], op)?;
     let mut off = 0;
     for (x, &c) in xs.iter().zip(&channels) {
         copy_channels(x, c, 0, &out, total, off, c, n, h * w);

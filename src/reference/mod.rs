@@ -12,7 +12,9 @@
 pub mod model;
 
 pub use crate::ops::conv::reference as conv;
-pub use crate::ops::conv1x1::reference::{conv1x1, conv1x1_backward};
+pub use crate::ops::conv1x1::reference::{
+    conv1x1, conv1x1_backward, conv1x1_cat, conv1x1_cat_backward,
+};
 pub use crate::ops::elementwise::reference::{
     add, mul, mul_bcast, mul_bcast_backward, relu, relu_backward, scale, sigmoid, sigmoid_backward,
 };
