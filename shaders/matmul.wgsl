@@ -1,6 +1,7 @@
 // Batched, strided matrix product, register-blocked: the engine of every 1×1 convolution.
 //
 //   C[z, m, n] = sum_{k in chunk(z)} A[b, m, k] · B[b, k, n]  (+ bias[m])  (+ C[z, m, n]: ACC)
+// (then max(0, ·) with RELU)
 //
 // with b = z / splits and chunk(z) the (z % splits)-th slice of K of length kchunk
 // (split-K: the caller sums the `splits` partial products). A and B are addressed through
@@ -41,6 +42,19 @@ override ACC: bool = false;
 fn acc1(i: u32) -> f32 {
     if (ACC) { return C[i]; }
     return 0.0;
+}
+
+/// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
+override RELU: bool = false;
+
+fn act(v: f32) -> f32 {
+    if (RELU) { return max(v, 0.0); }
+    return v;
+}
+
+fn act4(v: vec4<f32>) -> vec4<f32> {
+    if (RELU) { return max(v, vec4<f32>(0.0)); }
+    return v;
 }
 
 @compute @workgroup_size(8, 8, 1)
@@ -102,7 +116,7 @@ fn store_row(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var j = 0u; j < TN; j++) {
         if (n0 + j < p.n) {
-            C[row + n0 + j] = acc1(row + n0 + j) + v[j] + bv;
+            C[row + n0 + j] = act(acc1(row + n0 + j) + v[j] + bv);
         }
     }
 }
@@ -205,9 +219,9 @@ fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     var bv = 0.0;
     if (p.has_bias != 0u) { bv = bias[m]; }
     let row = cz + m * p.c_sm + n0;
-    C4[row / 4u] = acc4(row / 4u) + lo + vec4<f32>(bv);
+    C4[row / 4u] = act4(acc4(row / 4u) + lo + vec4<f32>(bv));
     if (n0 + 4u < p.n) {
-        C4[row / 4u + 1u] = acc4(row / 4u + 1u) + hi + vec4<f32>(bv);
+        C4[row / 4u + 1u] = act4(acc4(row / 4u + 1u) + hi + vec4<f32>(bv));
     }
 }
 
@@ -333,10 +347,10 @@ fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: 
     var bv = vec4<f32>(0.0);
     if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
     let row = cz + m * p.c_sm;
-    C4[row / 4u] = acc4(row / 4u) + r0 + vec4<f32>(bv.x);
-    C4[(row + p.c_sm) / 4u] = acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y);
-    C4[(row + 2u * p.c_sm) / 4u] = acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z);
-    C4[(row + 3u * p.c_sm) / 4u] = acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w);
+    C4[row / 4u] = act4(acc4(row / 4u) + r0 + vec4<f32>(bv.x));
+    C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y));
+    C4[(row + 2u * p.c_sm) / 4u] = act4(acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z));
+    C4[(row + 3u * p.c_sm) / 4u] = act4(acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w));
 }
 
 // transpose_matrix: C (N × M) = Aᵀ for A given M×N row-major (a_sm its row stride); one

@@ -272,3 +272,32 @@ fn bn_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Inference: eval-mode batch norm folded into the 1×1 convolution before it. w is
+// (Cout, Cin) with p.c = Cout and p.inner = Cin, b is (Cout), stats [mean, invstd] as
+// bn_stats_eval makes them. With a = γ·invstd, as bn_apply computes it:
+//   BN(w·x + b) = w'·x + b',  w'[o, i] = a[o]·w[o, i],  b'[o] = a[o]·b[o] + (β[o] − mean[o]·a[o]).
+// One invocation per weight; the first Cout also write b'.
+
+@group(0) @binding(0) var<storage, read> kw: array<f32>;
+@group(0) @binding(1) var<storage, read> kb: array<f32>;
+@group(0) @binding(2) var<storage, read> kstats: array<f32>;
+@group(0) @binding(3) var<storage, read> kgamma: array<f32>;
+@group(0) @binding(4) var<storage, read> kbeta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kw_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> kb_out: array<f32>;
+
+@compute @workgroup_size(256)
+fn bn_fold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= p.c * p.inner) { return; }
+    let o = i / p.inner;
+    let a = kgamma[o] * kstats[2u * o + 1u];
+    kw_out[i] = a * kw[i];
+    if (i < p.c) {
+        let ai = kgamma[i] * kstats[2u * i + 1u];
+        kb_out[i] = ai * kb[i] + (kbeta[i] - kstats[2u * i] * ai);
+    }
+}

@@ -69,7 +69,9 @@ struct Case<'a> {
     inputs: Vec<(Vec<usize>, Vec<f32>)>,
     gpu: Fwd<'a>,
     fwd: RefFwd<'a>,
-    bwd: RefBwd<'a>,
+    /// The reference backward; `None` for an op that records no gradient (inference
+    /// only), which runs without a tape.
+    bwd: Option<RefBwd<'a>>,
     atol: f64,
 }
 
@@ -82,8 +84,19 @@ fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass, case: Case<'_>) -
         })
         .collect::<Result<_>>()?;
     let x64: Vec<Vec<f64>> = case.inputs.iter().map(|(_, d)| to_f64(d)).collect();
-    let tape = Tape::start();
     let refs: Vec<&Tensor> = xs.iter().collect();
+    let Some(bwd) = case.bwd else {
+        let y = (case.gpu)(&refs)?;
+        let worst = worst_ratio(&y.to_vec()?, &(case.fwd)(&x64), case.atol);
+        return Ok(Check {
+            name: case.name,
+            kernels,
+            pass: worst <= 1.0,
+            worst,
+            at: "forward".to_string(),
+        });
+    };
+    let tape = Tape::start();
     let y = (case.gpu)(&refs)?;
     let mut worst = worst_ratio(&y.to_vec()?, &(case.fwd)(&x64), case.atol);
     let mut at = "forward".to_string();
@@ -93,7 +106,7 @@ fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass, case: Case<'_>) -
     let wt = Tensor::from_vec(gpu, y.shape().clone(), &w)?;
     let loss = ops::sum(&ops::mul(&y, &wt)?)?;
     let grads = tape.backward(&loss)?;
-    for (k, (x, want)) in xs.iter().zip((case.bwd)(&x64, &to_f64(&w))).enumerate() {
+    for (k, (x, want)) in xs.iter().zip(bwd(&x64, &to_f64(&w))).enumerate() {
         let got = match grads.get(x) {
             Some(g) => g.to_vec()?,
             None => Vec::new(),
@@ -152,7 +165,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             ],
             gpu: Box::new(|x| ops::add(x[0], x[1])),
             fwd: Box::new(|x| r::add(&x[0], &x[1])),
-            bwd: Box::new(|_, dy| vec![dy.to_vec(), dy.to_vec()]),
+            bwd: Some(Box::new(|_, dy| vec![dy.to_vec(), dy.to_vec()])),
             atol: ATOL,
         });
         out.push(Case {
@@ -160,7 +173,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             inputs: vec![(shape.to_vec(), away_from_zero(rng, n))],
             gpu: Box::new(|x| ops::relu(x[0])),
             fwd: Box::new(|x| r::relu(&x[0])),
-            bwd: Box::new(|x, dy| vec![r::relu_backward(&x[0], dy)]),
+            bwd: Some(Box::new(|x, dy| vec![r::relu_backward(&x[0], dy)])),
             atol: ATOL,
         });
         out.push(Case {
@@ -168,7 +181,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             inputs: vec![(shape.to_vec(), uniform(rng, n))],
             gpu: Box::new(|x| ops::scale(x[0], -1.5)),
             fwd: Box::new(|x| r::scale(&x[0], -1.5)),
-            bwd: Box::new(|_, dy| vec![r::scale(dy, -1.5)]),
+            bwd: Some(Box::new(|_, dy| vec![r::scale(dy, -1.5)])),
             atol: ATOL,
         });
     }
@@ -179,7 +192,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         inputs: vec![(vec![n, c, h, w], uniform(rng, n * c * p))],
         gpu: Box::new(|x| ops::sigmoid(x[0])),
         fwd: Box::new(|x| r::sigmoid(&x[0])),
-        bwd: Box::new(|x, dy| vec![r::sigmoid_backward(&r::sigmoid(&x[0]), dy)]),
+        bwd: Some(Box::new(|x, dy| {
+            vec![r::sigmoid_backward(&r::sigmoid(&x[0]), dy)]
+        })),
         atol: ATOL,
     });
     out.push(Case {
@@ -190,10 +205,10 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         ],
         gpu: Box::new(|x| ops::mul_bcast(x[0], x[1])),
         fwd: Box::new(move |x| r::mul_bcast(&x[0], &x[1], n, c, p)),
-        bwd: Box::new(move |x, dy| {
+        bwd: Some(Box::new(move |x, dy| {
             let (da, db) = r::mul_bcast_backward(&x[0], &x[1], dy, n, c, p);
             vec![da, db]
-        }),
+        })),
         atol: ATOL,
     });
     for (hh, ww) in [(5, 7), (4, 6)] {
@@ -210,7 +225,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
                 let refs: Vec<&[f64]> = x.iter().map(Vec::as_slice).collect();
                 r::concat_channels(&refs, &chans, 2, pp)
             }),
-            bwd: Box::new(move |_, dy| r::concat_channels_backward(dy, &chans, 2, pp)),
+            bwd: Some(Box::new(move |_, dy| {
+                r::concat_channels_backward(dy, &chans, 2, pp)
+            })),
             atol: ATOL,
         });
     }
@@ -222,7 +239,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             inputs: vec![(vec![n, c, hh, ww], uniform(rng, n * c * pp))],
             gpu: Box::new(|x| ops::sum_channels(x[0])),
             fwd: Box::new(move |x| r::sum_view(&x[0], n, c, pp, 1.0)),
-            bwd: Box::new(move |_, dy| vec![r::sum_view_backward(dy, n, c, pp, 1.0)]),
+            bwd: Some(Box::new(move |_, dy| {
+                vec![r::sum_view_backward(dy, n, c, pp, 1.0)]
+            })),
             atol: ATOL_SUMS,
         });
     }
@@ -239,13 +258,85 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             ],
             gpu: Box::new(|x| ops::conv1x1(x[0], x[1], Some(x[2]))),
             fwd: Box::new(move |x| r::conv1x1(&x[0], &x[1], Some(&x[2]), nn, cin, cout, pp)),
-            bwd: Box::new(move |x, dy| {
+            bwd: Some(Box::new(move |x, dy| {
                 let (dx, dw, db) = r::conv1x1_backward(&x[0], &x[1], dy, nn, cin, cout, pp);
                 vec![dx, dw, db]
-            }),
+            })),
             atol: ATOL_SUMS,
         });
     }
+    // The 1×1 convolution of a concatenation (the merges): inputs of whole vec4s, one of
+    // them with a per-channel scale; then, for inference, with the batch norm after it
+    // folded in and a ReLU in the store.
+    let (nn, chans, cout, pp) = (2, [4usize, 8], 8, 6 * 8);
+    let cin: usize = chans.iter().sum();
+    let mut inputs: Vec<(Vec<usize>, Vec<f32>)> = chans
+        .iter()
+        .map(|&c| (vec![nn, c, 6, 8], uniform(rng, nn * c * pp)))
+        .collect();
+    inputs.push((vec![cin, 1, 1, 1], uniform(rng, cin)));
+    inputs.push((vec![cout, cin, 1, 1], uniform(rng, cout * cin)));
+    inputs.push((vec![cout], uniform(rng, cout)));
+    let cat_ref = move |x: &[Vec<f64>]| {
+        r::conv1x1_cat(
+            &[&x[0], &x[1]],
+            &chans,
+            Some(&x[2]),
+            &x[3],
+            Some(&x[4]),
+            (nn, cout, pp),
+        )
+    };
+    out.push(Case {
+        name: format!("conv1x1_cat {nn}x(4+8)x6x8 -> {cout}"),
+        inputs: inputs.clone(),
+        gpu: Box::new(|x| ops::conv1x1_cat(&x[..2], Some(x[2]), x[3], Some(x[4]))),
+        fwd: Box::new(cat_ref),
+        bwd: Some(Box::new(move |x, dy| {
+            let (dxs, ds, dw, db) = r::conv1x1_cat_backward(
+                &[&x[0], &x[1]],
+                &chans,
+                Some(&x[2]),
+                &x[3],
+                dy,
+                (nn, cout, pp),
+            );
+            let mut g = dxs;
+            g.extend(ds);
+            g.extend([dw, db]);
+            g
+        })),
+        atol: ATOL_SUMS,
+    });
+    inputs.push((vec![cout], uniform(rng, cout)));
+    inputs.push((vec![cout], uniform(rng, cout)));
+    inputs.push((vec![cout], uniform(rng, cout)));
+    inputs.push((
+        vec![cout],
+        uniform(rng, cout).iter().map(|v| 1.0 + v).collect(),
+    ));
+    out.push(Case {
+        name: format!("conv1x1_cat_bn_eval {nn}x(4+8)x6x8 -> {cout}"),
+        inputs,
+        gpu: Box::new(|x| {
+            ops::conv1x1_cat_bn_eval(
+                &x[..2],
+                Some(x[2]),
+                x[3],
+                x[4],
+                [x[5], x[6], x[7], x[8]],
+                1e-3,
+                true,
+            )
+        }),
+        fwd: Box::new(move |x| {
+            let z = cat_ref(x);
+            let y = r::norm::batch_norm_eval(&z, &x[5], &x[6], &x[7], &x[8], nn, cout, pp, 1e-3);
+            r::relu(&y)
+        }),
+        bwd: None,
+        atol: ATOL_SUMS,
+    });
     // Depthwise: an odd width (dw_conv) and whole 8-column strips (dw_conv_cpu on CPU
     // adapters).
     for (k, ww) in [(3, 11), (5, 11), (3, 16), (5, 16)] {
@@ -258,11 +349,11 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             ],
             gpu: Box::new(|x| ops::depthwise_conv2d(x[0], x[1])),
             fwd: Box::new(move |x| r::conv::depthwise_conv2d(&x[0], &x[1], nn, cc, hh, ww, k)),
-            bwd: Box::new(move |x, dy| {
+            bwd: Some(Box::new(move |x, dy| {
                 let (dx, dk) =
                     r::conv::depthwise_conv2d_backward(&x[0], &x[1], dy, nn, cc, hh, ww, k);
                 vec![dx, dk]
-            }),
+            })),
             atol: ATOL_SUMS,
         });
     }
@@ -287,10 +378,10 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             ],
             gpu: Box::new(move |x| ops::conv2d(x[0], x[1], Some(x[2]), stride, pad)),
             fwd: Box::new(move |x| r::conv::conv2d(&x[0], &x[1], Some(&x[2]), d)),
-            bwd: Box::new(move |x, dy| {
+            bwd: Some(Box::new(move |x, dy| {
                 let (dx, dw, db) = r::conv::conv2d_backward(&x[0], &x[1], dy, d);
                 vec![dx, dw, db]
-            }),
+            })),
             atol: ATOL_SUMS,
         });
     }
@@ -353,7 +444,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
                 let y = z(x);
                 if relu { r::relu(&y) } else { y }
             }),
-            bwd: Box::new(move |x, dy| {
+            bwd: Some(Box::new(move |x, dy| {
                 let pre = z2(x);
                 let dz = if relu {
                     r::relu_backward(&pre, dy)
@@ -368,7 +459,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
                     )
                 };
                 vec![dx, dg, db]
-            }),
+            })),
             atol: ATOL_SUMS,
         });
     }
@@ -380,7 +471,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         inputs: vec![(vec![np, cp, hp, wp], distinct(rng, nc * hp * wp))],
         gpu: Box::new(|x| ops::max_pool_valid(x[0])),
         fwd: Box::new(move |x| r::pool::max_pool_valid(&x[0], nc, hp, wp)),
-        bwd: Box::new(move |x, dy| vec![r::pool::max_pool_valid_backward(&x[0], dy, nc, hp, wp)]),
+        bwd: Some(Box::new(move |x, dy| {
+            vec![r::pool::max_pool_valid_backward(&x[0], dy, nc, hp, wp)]
+        })),
         atol: ATOL,
     });
     out.push(Case {
@@ -388,7 +481,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         inputs: vec![(vec![np, cp, hp, wp], distinct(rng, nc * hp * wp))],
         gpu: Box::new(|x| ops::max_pool_same(x[0])),
         fwd: Box::new(move |x| r::pool::max_pool_same(&x[0], nc, hp, wp)),
-        bwd: Box::new(move |x, dy| vec![r::pool::max_pool_same_backward(&x[0], dy, nc, hp, wp)]),
+        bwd: Some(Box::new(move |x, dy| {
+            vec![r::pool::max_pool_same_backward(&x[0], dy, nc, hp, wp)]
+        })),
         atol: ATOL,
     });
     out.push(Case {
@@ -396,7 +491,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         inputs: vec![(vec![np, cp, hp, wp], uniform(rng, nc * hp * wp))],
         gpu: Box::new(|x| ops::upsample2x(x[0])),
         fwd: Box::new(move |x| r::pool::upsample2x(&x[0], nc, hp, wp)),
-        bwd: Box::new(move |_, dy| vec![r::pool::upsample2x_backward(dy, nc, hp, wp)]),
+        bwd: Some(Box::new(move |_, dy| {
+            vec![r::pool::upsample2x_backward(dy, nc, hp, wp)]
+        })),
         atol: ATOL,
     });
     // The FFT and spectral pooling (both of its sizes in the network).
@@ -407,7 +504,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
         inputs: vec![(vec![nf, cf, m, m, 2], uniform(rng, planes * m * m * 2))],
         gpu: Box::new(|x| ops::fft2(x[0])),
         fwd: Box::new(move |x| r::fft::fft2(&x[0], planes, m)),
-        bwd: Box::new(move |_, dy| vec![r::fft::fft2_backward(dy, planes, m, false)]),
+        bwd: Some(Box::new(move |_, dy| {
+            vec![r::fft::fft2_backward(dy, planes, m, false)]
+        })),
         atol: ATOL_SUMS,
     });
     for hh in [m / 2, m] {
@@ -416,7 +515,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             inputs: vec![(vec![nf, cf, m, m], uniform(rng, planes * m * m))],
             gpu: Box::new(move |x| ops::spectral_pool(x[0], hh)),
             fwd: Box::new(move |x| r::fft::spectral_pool(&x[0], planes, m, hh)),
-            bwd: Box::new(move |_, dy| vec![r::fft::spectral_pool_backward(dy, planes, m, hh)]),
+            bwd: Some(Box::new(move |_, dy| {
+                vec![r::fft::spectral_pool_backward(dy, planes, m, hh)]
+            })),
             atol: ATOL_SUMS,
         });
     }
@@ -438,7 +539,9 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
             let mask64 = mask64.clone();
             Box::new(move |x| vec![r::loss::bce_dice(&x[0], &mask64, nl, pl)])
         },
-        bwd: Box::new(move |x, dy| vec![r::loss::bce_dice_backward(&x[0], &mask64, nl, pl, dy[0])]),
+        bwd: Some(Box::new(move |x, dy| {
+            vec![r::loss::bce_dice_backward(&x[0], &mask64, nl, pl, dy[0])]
+        })),
         atol: ATOL,
     });
     out

@@ -259,3 +259,112 @@ fn conv1x1_cat_names_the_mismatch() {
         "shape mismatch in conv1x1_cat: lhs (1, 6, 4, 4), rhs (8, 5, 1, 1)"
     );
 }
+
+/// `conv1x1_cat_bn_eval` (batch norm folded into the weights, the ReLU into the store) on
+/// both kernel classes against the f64 concat → scale → conv1x1 → BN(running) → ReLU.
+fn check_cat_bn(
+    n: usize,
+    channels: &[usize],
+    cout: usize,
+    hw: (usize, usize),
+    scaled: bool,
+    relu: bool,
+) {
+    for class in [KernelClass::Cpu, KernelClass::Gpu] {
+        let Some(gpu) = common::gpu_with(class) else {
+            return;
+        };
+        let mut rng = common::rng();
+        let p = hw.0 * hw.1;
+        let cin: usize = channels.iter().sum();
+        let data: Vec<Vec<f32>> = channels
+            .iter()
+            .map(|&c| uniform(&mut rng, n * c * p))
+            .collect();
+        let scale = uniform(&mut rng, cin);
+        let w = uniform(&mut rng, cout * cin);
+        let b = uniform(&mut rng, cout);
+        let gamma = uniform(&mut rng, cout);
+        let beta = uniform(&mut rng, cout);
+        let mean = uniform(&mut rng, cout);
+        // Variances in [0.5, 1.5].
+        let var: Vec<f32> = uniform(&mut rng, cout).iter().map(|v| 1.0 + v).collect();
+        let t = |shape: &[usize], v: &[f32]| rca_gpu::Tensor::from_vec(&gpu, shape, v).unwrap();
+        let xs: Vec<_> = channels
+            .iter()
+            .zip(&data)
+            .map(|(&c, d)| t(&[n, c, hw.0, hw.1], d))
+            .collect();
+        let refs: Vec<_> = xs.iter().collect();
+        let st = t(&[cin, 1, 1, 1], &scale);
+        let bn = [&gamma, &beta, &mean, &var].map(|v| t(&[cout], v));
+        let y = ops::conv1x1_cat_bn_eval(
+            &refs,
+            scaled.then_some(&st),
+            &t(&[cout, cin, 1, 1], &w),
+            &t(&[cout], &b),
+            [&bn[0], &bn[1], &bn[2], &bn[3]],
+            1e-3,
+            relu,
+        )
+        .unwrap();
+        let f = |v: &[f32]| common::to_f64(v);
+        let xs64: Vec<Vec<f64>> = data.iter().map(|d| f(d)).collect();
+        let xs64: Vec<&[f64]> = xs64.iter().map(Vec::as_slice).collect();
+        let s64 = f(&scale);
+        let z = r::conv1x1_cat(
+            &xs64,
+            channels,
+            scaled.then_some(s64.as_slice()),
+            &f(&w),
+            Some(&f(&b)),
+            (n, cout, p),
+        );
+        let mut want = r::norm::batch_norm_eval(
+            &z,
+            &f(&gamma),
+            &f(&beta),
+            &f(&mean),
+            &f(&var),
+            n,
+            cout,
+            p,
+            1e-3,
+        );
+        if relu {
+            want = r::relu(&want);
+        }
+        common::assert_close(
+            &format!("conv1x1_cat_bn_eval ({class} kernels) {channels:?}->{cout} relu={relu}"),
+            &y.to_vec().unwrap(),
+            &want,
+            common::Tol {
+                atol: 1e-4,
+                rtol: F32.rtol,
+            },
+        );
+    }
+}
+
+#[test]
+fn batch_norm_folds_into_the_merge_and_the_pointwise_products() {
+    // The inception pool branch (two inputs, ReLU), a SepConv(…, 1) with its scale, a
+    // shortcut without ReLU, and odd sizes on the tiled kernels.
+    check_cat_bn(2, &[4, 4], 8, (6, 8), false, true);
+    check_cat_bn(2, &[8], 4, (4, 8), true, true);
+    check_cat_bn(1, &[12], 8, (8, 8), false, false);
+    check_cat_bn(2, &[1, 3], 5, (3, 7), true, true);
+}
+
+#[test]
+fn the_folded_batch_norm_refuses_a_recording_tape() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = rca_gpu::Tensor::zeros(&gpu, [1, 4, 4, 4]).unwrap();
+    let w = rca_gpu::Tensor::zeros(&gpu, [4, 4, 1, 1]).unwrap();
+    let v = rca_gpu::Tensor::zeros(&gpu, [4]).unwrap();
+    let _tape = rca_gpu::Tape::start();
+    let e = ops::conv1x1_cat_bn_eval(&[&x], None, &w, &v, [&v, &v, &v, &v], 1e-3, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is for inference"), "{e}");
+}

@@ -45,11 +45,26 @@ fn every_variant_runs_forward_and_learns_a_step() {
         );
         let after = params.get(head_rm).to_vec().unwrap();
         assert_ne!(before, after, "{v}: train mode updates running statistics");
-        no_grad(|| model.forward(&mut params, &x, Mode::Eval)).unwrap();
+        let folded = no_grad(|| model.forward(&mut params, &x, Mode::Eval)).unwrap();
         assert_eq!(
             params.get(head_rm).to_vec().unwrap(),
             after,
             "{v}: eval mode does not"
+        );
+        // Without a tape, eval mode folds each batch norm into the product before it;
+        // under one it runs the ops as written (each held to its reference). The running
+        // statistics are those of four steps, not the initial (0, 1).
+        let tape = rca_gpu::Tape::start();
+        let composed = model.forward(&mut params, &x, Mode::Eval).unwrap();
+        drop(tape);
+        common::assert_close(
+            &format!("{v}: folded batch norm against the composed ops"),
+            &folded.to_vec().unwrap(),
+            &common::to_f64(&composed.to_vec().unwrap()),
+            common::Tol {
+                atol: 1e-4,
+                rtol: 1e-4,
+            },
         );
     }
 }

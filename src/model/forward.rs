@@ -54,8 +54,7 @@ impl Model {
             d = self.dec[i].forward(b, &cat)?;
         }
         b.enter("head");
-        let y = b.conv(&self.head, &d, 1, 0)?;
-        b.batch_norm(&y, &self.head_bn)
+        b.conv_bn(&self.head, &self.head_bn, &d, false)
     }
 
     /// Logits (N, 1, S, S) of the input (N, 1, S, S) on the GPU; probabilities are their

@@ -105,6 +105,35 @@ pub trait Backend {
         let cat = self.concat(xs)?;
         self.sep_conv(l, &cat)
     }
+
+    /// SepConv, then batch norm, then a ReLU when `relu`.
+    fn sep_conv_bn(&mut self, l: &SepConv, bn: &Bn, x: &Self::T, relu: bool) -> Result<Self::T> {
+        let y = self.sep_conv(l, x)?;
+        self.norm(&y, bn, relu)
+    }
+
+    /// A convolution layer at stride 1 without padding (1×1 in the network), then batch
+    /// norm, then a ReLU when `relu`.
+    fn conv_bn(&mut self, l: &Conv, bn: &Bn, x: &Self::T, relu: bool) -> Result<Self::T> {
+        let y = self.conv(l, x, 1, 0)?;
+        self.norm(&y, bn, relu)
+    }
+
+    /// [`Backend::conv_cat`], then batch norm, then a ReLU when `relu`: the inception
+    /// blocks' pool branch.
+    fn conv_cat_bn(&mut self, l: &Conv, bn: &Bn, xs: &[&Self::T], relu: bool) -> Result<Self::T> {
+        let y = self.conv_cat(l, xs)?;
+        self.norm(&y, bn, relu)
+    }
+
+    /// Batch norm, with its ReLU when `relu`.
+    fn norm(&mut self, x: &Self::T, bn: &Bn, relu: bool) -> Result<Self::T> {
+        if relu {
+            self.bn_relu(x, bn)
+        } else {
+            self.batch_norm(x, bn)
+        }
+    }
 }
 
 /// The GPU: every primitive is an op of `crate::ops`, recorded on the tape when one is
@@ -120,6 +149,27 @@ pub struct GpuBackend<'a> {
 }
 
 impl GpuBackend<'_> {
+    /// Whether batch norm can be folded into the product before it: eval mode (running
+    /// statistics, constants) with no tape recording.
+    fn folds_bn(&self) -> bool {
+        self.mode == Mode::Eval && !crate::autodiff::is_recording()
+    }
+
+    /// y = BN(W·diag(scale)·[x_0 | …] + b) (then ReLU) in eval mode, folded.
+    fn folded(
+        &mut self,
+        xs: &[&Tensor],
+        scale: Option<&Tensor>,
+        (w, b): (&Tensor, &Tensor),
+        l: &Bn,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let stats = [l.gamma, l.beta, l.running_mean, l.running_var].map(|id| self.param(id));
+        let [g, be, rm, rv] = stats;
+        let bn = [&g?, &be?, &rm?, &rv?];
+        ops::conv1x1_cat_bn_eval(xs, scale, w, b, bn, Bn::EPS, relu)
+    }
+
     /// Batch norm in the backend's mode, with the ReLU fused when `relu`; in training mode
     /// the updated running statistics go into `params`.
     fn bn(&mut self, x: &Tensor, l: &Bn, relu: bool) -> Result<Tensor> {
@@ -221,6 +271,44 @@ impl Backend for GpuBackend<'_> {
 
     fn enter(&mut self, name: &str) {
         self.gpu.set_block(name);
+    }
+
+    /// In eval mode with no tape, the batch norm folded into the pointwise product and
+    /// the ReLU into its store (`ops::conv1x1_cat_bn_eval`); the depthwise 1×1 becomes a
+    /// scale of the weights.
+    fn sep_conv_bn(&mut self, l: &SepConv, bn: &Bn, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let k = self.param(l.depthwise)?;
+        let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
+        if self.folds_bn() {
+            if k.dims()[2..] == [1, 1] {
+                return self.folded(&[x], Some(&k), (&w, &b), bn, relu);
+            }
+            let d = ops::depthwise_conv2d(x, &k)?;
+            return self.folded(&[&d], None, (&w, &b), bn, relu);
+        }
+        let d = ops::depthwise_conv2d(x, &k)?;
+        let y = ops::conv1x1(&d, &w, Some(&b))?;
+        self.bn(&y, bn, relu)
+    }
+
+    /// Folded as [`GpuBackend::sep_conv_bn`] when the kernel is 1×1.
+    fn conv_bn(&mut self, l: &Conv, bn: &Bn, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        if self.folds_bn() && w.dims()[2..] == [1, 1] {
+            return self.folded(&[x], None, (&w, &b), bn, relu);
+        }
+        let y = ops::conv2d(x, &w, Some(&b), 1, 0)?;
+        self.bn(&y, bn, relu)
+    }
+
+    /// Folded as [`GpuBackend::sep_conv_bn`] when the kernel is 1×1.
+    fn conv_cat_bn(&mut self, l: &Conv, bn: &Bn, xs: &[&Tensor], relu: bool) -> Result<Tensor> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        if self.folds_bn() && w.dims()[2..] == [1, 1] {
+            return self.folded(xs, None, (&w, &b), bn, relu);
+        }
+        let y = self.conv_cat(l, xs)?;
+        self.bn(&y, bn, relu)
     }
 
     /// Without the concatenation when the kernel is 1×1: one product per input, added

@@ -173,6 +173,26 @@ pub struct Inception {
     pub merge: SepConv,
 }
 
+impl HybridPool {
+    /// [`HybridPool::forward`] at the same size, then batch norm and ReLU: the inception
+    /// block's pool branch.
+    pub fn forward_bn<B: Backend>(&self, b: &mut B, x: &B::T, bn: &Bn) -> Result<B::T> {
+        let (pooled, spectral) = self.branches(b, x, false)?;
+        b.conv_cat_bn(&self.merge, bn, &[&pooled, &spectral], true)
+    }
+
+    /// The max-pool branch and the ReLU of the spectral one.
+    fn branches<B: Backend>(&self, b: &mut B, x: &B::T, valid: bool) -> Result<(B::T, B::T)> {
+        let m = b.dims(x)[2];
+        let (pooled, spectral) = if valid {
+            (b.max_pool_valid(x)?, b.spectral_pool(x, m / 2)?)
+        } else {
+            (b.max_pool_same(x)?, b.spectral_pool(x, m)?)
+        };
+        Ok((pooled, b.relu(&spectral)?))
+    }
+}
+
 impl Inception {
     fn new(spec: &mut ParamSpec, name: &str, cin: usize, s: usize, ks: [usize; 3]) -> Self {
         let branches = ks
@@ -305,8 +325,7 @@ impl SepConv {
 impl SepBn {
     /// SepConv → BN → ReLU.
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
-        let y = self.sep.forward(b, x)?;
-        b.bn_relu(&y, &self.bn)
+        b.sep_conv_bn(&self.sep, &self.bn, x, true)
     }
 }
 
@@ -314,13 +333,7 @@ impl HybridPool {
     /// concat[max pool, ReLU(spectral pool)] → Conv(2C, C, 1) on (N, C, M, M); `valid`
     /// halves M (down-sampling), else the size is kept (an inception branch).
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T, valid: bool) -> Result<B::T> {
-        let m = b.dims(x)[2];
-        let (pooled, spectral) = if valid {
-            (b.max_pool_valid(x)?, b.spectral_pool(x, m / 2)?)
-        } else {
-            (b.max_pool_same(x)?, b.spectral_pool(x, m)?)
-        };
-        let spectral = b.relu(&spectral)?;
+        let (pooled, spectral) = self.branches(b, x, valid)?;
         b.conv_cat(&self.merge, &[&pooled, &spectral])
     }
 }
@@ -333,8 +346,7 @@ impl Inception {
         for branch in &self.branches {
             outs.push(branch.forward(b, x)?);
         }
-        let hp = self.pool.forward(b, x, false)?;
-        outs.push(b.bn_relu(&hp, &self.pool_bn)?);
+        outs.push(self.pool.forward_bn(b, x, &self.pool_bn)?);
         let refs: Vec<&B::T> = outs.iter().collect();
         b.sep_conv_cat(&self.merge, &refs)
     }
@@ -345,8 +357,7 @@ impl Ric {
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
         let l1 = self.l1.forward(b, x)?;
         let l2 = self.l2.forward(b, &l1)?;
-        let s = self.shortcut.forward(b, x)?;
-        let s = b.batch_norm(&s, &self.shortcut_bn)?;
+        let s = b.sep_conv_bn(&self.shortcut, &self.shortcut_bn, x, false)?;
         b.add(&s, &l2)
     }
 }
@@ -356,8 +367,7 @@ impl Plain {
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
         let y = self.a.forward(b, x)?;
         let y = self.b.forward(b, &y)?;
-        let s = b.conv(&self.shortcut, x, 1, 0)?;
-        let s = b.batch_norm(&s, &self.shortcut_bn)?;
+        let s = b.conv_bn(&self.shortcut, &self.shortcut_bn, x, false)?;
         b.add(&s, &y)
     }
 }
@@ -365,8 +375,7 @@ impl Plain {
 impl Gating {
     /// Conv(cin, s, 1) → BN → ReLU.
     pub fn forward<B: Backend>(&self, b: &mut B, x: &B::T) -> Result<B::T> {
-        let y = b.conv(&self.conv, x, 1, 0)?;
-        b.bn_relu(&y, &self.bn)
+        b.conv_bn(&self.conv, &self.bn, x, true)
     }
 }
 
@@ -388,7 +397,6 @@ impl Csa {
         let alpha = b.sigmoid(&psi)?;
         let alpha = b.upsample2x(&alpha)?;
         let attended = b.mul_bcast(&gx, &alpha)?;
-        let y = b.conv(&self.out, &attended, 1, 0)?;
-        b.bn_relu(&y, &self.out_bn)
+        b.conv_bn(&self.out, &self.out_bn, &attended, true)
     }
 }

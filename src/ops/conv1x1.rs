@@ -5,6 +5,7 @@
 //! y[n] = W · x[n] + b, each x[n] seen as a Cin × (H·W) matrix.
 
 use super::elementwise::{mul_bcast_grad_b_raw, mul_bcast_raw};
+use super::norm::fold_into_conv1x1;
 use super::reduce::{sum_outer, sum_view};
 use super::shape::{concat_dims, copy_channels};
 use super::u32_of;
@@ -81,6 +82,7 @@ impl Matmul {
         splits: usize,
         kchunk: usize,
         acc: bool,
+        relu: bool,
     ) {
         let params = self.params(c_sb, c_sm, splits, kchunk, bias.is_some());
         let grid = [
@@ -94,8 +96,7 @@ impl Matmul {
                 .with("B_ROWS", u32::from(b_rows)),
             None => Kernel::new(Shader::Matmul, "matmul"),
         };
-        let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
-        self.dispatch(&kernel, [a, b, c], bias, &params, grid);
+        self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
     }
 
     /// Bind A, B, the bias and C, launch, and declare the FLOPs to a profile.
@@ -196,10 +197,11 @@ impl Matmul {
         c_sb: usize,
         c_sm: usize,
     ) {
-        self.run_acc(a, b, bias, c, c_sb, c_sm, false);
+        self.run_acc(a, b, bias, c, c_sb, c_sm, false, false);
     }
 
-    /// [`Matmul::run`], adding the product to what `c` holds when `acc`.
+    /// [`Matmul::run`], adding the product to what `c` holds when `acc`, and storing
+    /// max(0, ·) when `relu`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_acc(
         &self,
@@ -210,11 +212,12 @@ impl Matmul {
         c_sb: usize,
         c_sm: usize,
         acc: bool,
+        relu: bool,
     ) {
         if a.gpu().info().kernels == KernelClass::Cpu && self.cpu_layout(c_sb, c_sm) {
-            self.launch_cpu(a, b, bias, c, c_sb, c_sm, acc);
+            self.launch_cpu(a, b, bias, c, c_sb, c_sm, acc, relu);
         } else {
-            self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1), acc);
+            self.launch(a, b, bias, c, c_sb, c_sm, 1, self.k.max(1), acc, relu);
         }
     }
 
@@ -230,6 +233,7 @@ impl Matmul {
         c_sb: usize,
         c_sm: usize,
         acc: bool,
+        relu: bool,
     ) {
         let params = self.params(c_sb, c_sm, 1, self.k, bias.is_some());
         let grid = [
@@ -238,8 +242,7 @@ impl Matmul {
             u32_of(self.batch),
         ];
         let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
-        let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
-        self.dispatch(&kernel, [a, b, c], bias, &params, grid);
+        self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
     }
 
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
@@ -259,11 +262,13 @@ impl Matmul {
         let parts = self.batch * splits;
         if parts == 1 {
             let c = Tensor::uninit(a.gpu(), shape, "matmul")?;
-            self.launch(a, b, None, &c, mn, self.n, 1, kchunk, false);
+            self.launch(a, b, None, &c, mn, self.n, 1, kchunk, false, false);
             return Ok(c);
         }
         let partial = Tensor::uninit(a.gpu(), [parts, mn], "matmul")?;
-        self.launch(a, b, None, &partial, mn, self.n, splits, kchunk, false);
+        self.launch(
+            a, b, None, &partial, mn, self.n, splits, kchunk, false, false,
+        );
         sum_outer(&partial, parts, mn, 1.0, shape)
     }
 }
@@ -316,6 +321,12 @@ impl Matmul {
         }
         sum_outer(&out, parts, mn, 1.0, shape)
     }
+}
+
+/// `kernel` with the ACC and RELU overrides its store needs.
+fn epilogue(kernel: Kernel, acc: bool, relu: bool) -> Kernel {
+    let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
+    if relu { kernel.with("RELU", 1) } else { kernel }
 }
 
 fn transpose(a: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
@@ -376,7 +387,7 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
 pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let d = check(x, w, b)?;
     let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.h, d.w], "conv1x1")?;
-    forward_into(x, w, b, &y, &d, false)?;
+    forward_into(x, w, b, &y, &d, false, false)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
     record(&inputs, &y, || Conv1x1Grad {
@@ -387,7 +398,8 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Ok(y)
 }
 
-/// y = W·x (+ b) into `y` (N, Cout, H, W), or y += W·x (+ b) when `acc`.
+/// y = W·x (+ b) into `y` (N, Cout, H, W), or y += W·x (+ b) when `acc`; max(0, ·) of
+/// that when `relu`.
 fn forward_into(
     x: &Tensor,
     w: &Tensor,
@@ -395,6 +407,7 @@ fn forward_into(
     y: &Tensor,
     d: &Dims,
     acc: bool,
+    relu: bool,
 ) -> Result<()> {
     let p = d.h * d.w;
     // y[n] (Cout × P) = W (Cout × Cin) · x[n] (Cin × P)
@@ -418,9 +431,9 @@ fn forward_into(
     };
     if x.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(d.cout * p, p) {
         let wt = transpose(w, d.cout, d.cin)?;
-        k_major.run_acc(&wt, x, b, y, d.cout * p, p, acc);
+        k_major.run_acc(&wt, x, b, y, d.cout * p, p, acc, relu);
     } else {
-        product.run_acc(w, x, b, y, d.cout * p, p, acc);
+        product.run_acc(w, x, b, y, d.cout * p, p, acc, relu);
     }
     Ok(())
 }
@@ -440,6 +453,45 @@ pub fn conv1x1_cat(
     b: Option<&Tensor>,
 ) -> Result<Tensor> {
     let op = "conv1x1_cat";
+    let c = cat_check(op, xs, scale, w, b)?;
+    let scaled = match scale {
+        Some(s) => scale_columns(w, s, c.cout, c.total)?,
+        None => w.clone(),
+    };
+    let parts = column_blocks(&scaled, c.cout, &c.channels)?;
+    let y = sum_of_products(op, xs, &parts, b, &c, false)?;
+    let mut inputs: Vec<&Tensor> = xs.to_vec();
+    inputs.extend(scale);
+    inputs.push(w);
+    inputs.extend(b);
+    record(&inputs, &y, || Conv1x1CatGrad {
+        xs: xs.iter().map(|&x| x.clone()).collect(),
+        parts,
+        channels: c.channels,
+        w: w.clone(),
+        scale: scale.cloned(),
+        has_bias: b.is_some(),
+    });
+    Ok(y)
+}
+
+/// The shapes of a `conv1x1_cat`: N, H, W, each input's channels, their total, Cout.
+struct Cat {
+    n: usize,
+    h: usize,
+    w: usize,
+    channels: Vec<usize>,
+    total: usize,
+    cout: usize,
+}
+
+fn cat_check(
+    op: &'static str,
+    xs: &[&Tensor],
+    scale: Option<&Tensor>,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Cat> {
     let (n, channels, h, wd) = concat_dims(op, xs)?;
     let total: usize = channels.iter().sum();
     let cout = match w.dims() {
@@ -462,29 +514,64 @@ pub fn conv1x1_cat(
         });
     }
     super::check_bias(op, w, b, cout)?;
-    let scaled = match scale {
-        Some(s) => scale_columns(w, s, cout, total)?,
-        None => w.clone(),
-    };
-    let parts = column_blocks(&scaled, cout, &channels)?;
-    let y = Tensor::uninit(w.gpu(), [n, cout, h, wd], op)?;
-    for (i, (x, wi)) in xs.iter().zip(&parts).enumerate() {
-        let d = check(x, wi, None)?;
-        forward_into(x, wi, if i == 0 { b } else { None }, &y, &d, i > 0)?;
-    }
-    let mut inputs: Vec<&Tensor> = xs.to_vec();
-    inputs.extend(scale);
-    inputs.push(w);
-    inputs.extend(b);
-    record(&inputs, &y, || Conv1x1CatGrad {
-        xs: xs.iter().map(|&x| x.clone()).collect(),
-        parts,
+    Ok(Cat {
+        n,
+        h,
+        w: wd,
         channels,
-        w: w.clone(),
-        scale: scale.cloned(),
-        has_bias: b.is_some(),
-    });
+        total,
+        cout,
+    })
+}
+
+/// y = Σ_i W_i·x_i + b, one product per input added into y (the bias with the first,
+/// max(0, ·) with the last when `relu`).
+fn sum_of_products(
+    op: &'static str,
+    xs: &[&Tensor],
+    parts: &[Tensor],
+    b: Option<&Tensor>,
+    c: &Cat,
+    relu: bool,
+) -> Result<Tensor> {
+    let y = Tensor::uninit(parts[0].gpu(), [c.n, c.cout, c.h, c.w], op)?;
+    let last = xs.len() - 1;
+    for (i, (x, wi)) in xs.iter().zip(parts).enumerate() {
+        let d = check(x, wi, None)?;
+        let bias = if i == 0 { b } else { None };
+        forward_into(x, wi, bias, &y, &d, i > 0, relu && i == last)?;
+    }
     Ok(y)
+}
+
+/// [`conv1x1_cat`] followed by eval-mode batch norm (running statistics) and, when
+/// `relu`, a ReLU, with the batch norm folded into the weights and bias and the ReLU into
+/// the last product's store: no pass over the output beyond the products. Not recorded:
+/// for inference (an error while a tape records). The BN tensors are (Cout).
+#[allow(clippy::too_many_arguments)]
+pub fn conv1x1_cat_bn_eval(
+    xs: &[&Tensor],
+    scale: Option<&Tensor>,
+    w: &Tensor,
+    b: &Tensor,
+    [gamma, beta, running_mean, running_var]: [&Tensor; 4],
+    eps: f32,
+    relu: bool,
+) -> Result<Tensor> {
+    let op = "conv1x1_cat_bn_eval";
+    if crate::autodiff::is_recording() {
+        return Err(Error::Autodiff(format!(
+            "{op} is for inference: it records no gradient"
+        )));
+    }
+    let c = cat_check(op, xs, scale, w, Some(b))?;
+    let (wf, bf) = fold_into_conv1x1(w, b, gamma, beta, running_mean, running_var, eps)?;
+    let wf = match scale {
+        Some(s) => scale_columns(&wf, s, c.cout, c.total)?,
+        None => wf,
+    };
+    let parts = column_blocks(&wf, c.cout, &c.channels)?;
+    sum_of_products(op, xs, &parts, Some(&bf), &c, relu)
 }
 
 /// w (Cout, C, 1, 1) with column c times s[c]: w seen as (1, Cout, 1, C), s as (1, 1, 1, C).

@@ -344,6 +344,70 @@ fn eval(
     Ok(y)
 }
 
+/// Eval-mode batch norm folded into the 1×1 convolution before it: (w', b') with
+/// BN(w·x + b) = w'·x + b' for w (Cout, Cin, 1, 1), b and the BN tensors (Cout). Not
+/// recorded: for inference (`ops::conv1x1_cat_bn_eval`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fold_into_conv1x1(
+    w: &Tensor,
+    b: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f32,
+) -> Result<(Tensor, Tensor)> {
+    let op = "batch_norm_fold";
+    let &[cout, cin, 1, 1] = w.dims() else {
+        return Err(Error::BadShape {
+            op,
+            shape: w.shape().clone(),
+            expected: "a 1×1 kernel (Cout, Cin, 1, 1)".into(),
+        });
+    };
+    for t in [b, gamma, beta, running_mean, running_var] {
+        if t.dims() != [cout] {
+            return Err(Error::Shape {
+                op,
+                lhs: w.shape().clone(),
+                rhs: t.shape().clone(),
+            });
+        }
+    }
+    let gpu = w.gpu();
+    let stats = Tensor::uninit(gpu, [cout, 2], op)?;
+    let per_channel = NormParams {
+        c: u32_of(cout),
+        inner: u32_of(cin),
+        eps,
+        ..NormParams::default()
+    };
+    gpu.launch(
+        &Kernel::new(Shader::Norm, "bn_stats_eval"),
+        &[running_mean.bind(0), running_var.bind(1), stats.bind(2)],
+        &per_channel,
+        [u32_of(cout.div_ceil(WG_FINAL)), 1, 1],
+    );
+    let wf = Tensor::uninit(gpu, w.shape().clone(), op)?;
+    let bf = Tensor::uninit(gpu, [cout], op)?;
+    super::launch_1d(
+        gpu,
+        &Kernel::new(Shader::Norm, "bn_fold"),
+        &[
+            w.bind(0),
+            b.bind(1),
+            stats.bind(2),
+            gamma.bind(3),
+            beta.bind(4),
+            wf.bind(5),
+            bf.bind(6),
+        ],
+        &per_channel,
+        cout * cin,
+    );
+    Ok((wf, bf))
+}
+
 /// Backward of [`batch_norm_train`] / [`batch_norm_eval`]: (dx, dγ, dβ).
 // y = γ·x̂ + β, x̂ = (x − mean)·invstd  ⇒  dβ = Σ dy, dγ = Σ dy·x̂, and
 //   train (mean, invstd depend on x): dx = γ·invstd·(dy − (dβ + x̂·dγ)/m), m = N·H·W
