@@ -332,6 +332,35 @@ pub fn is_mask_or_output_name(path: &Path) -> bool {
     mask_key(&stem).1 || stem.ends_with("_prob") || stem.ends_with("_overlay")
 }
 
+/// The bytes of a NumPy `.npy` file (format 1.0) holding `values` as a C-order float32
+/// array of `shape`: what `numpy.load` reads without any option.
+pub fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + header length (2) + header, padded with spaces to a
+    // multiple of 64 and ended by a newline, as the format asks.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * values.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(
+        &u16::try_from(header.len())
+            .expect("a short header")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(header.as_bytes());
+    for v in values {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 /// Writes an image atomically: to a hidden temporary file in the same folder, then renamed
 /// over `path`, so an interrupted run never leaves a torn PNG behind.
 pub fn save_png_atomic(path: &Path, img: &image::DynamicImage) -> anyhow::Result<()> {

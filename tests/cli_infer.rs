@@ -507,3 +507,134 @@ fn eval_post_processing_options_reach_the_pp_y_rows() {
     ]));
     assert!(err.contains("--min-relative-area"), "{err}");
 }
+
+/// The float32 values of a 2-D `.npy` file (format 1.0, little-endian f4, C order) and its
+/// shape, read by the format's definition.
+fn read_npy(path: &Path) -> ((usize, usize), Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!((10 + len) % 64, 0, "the header pads the data to 64 bytes");
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"));
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let shape = &shape[..shape.find(')').unwrap()];
+    let dims: Vec<usize> = shape
+        .split(',')
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    let values: Vec<f32> = bytes[10 + len..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(values.len(), dims[0] * dims[1]);
+    ((dims[0], dims[1]), values)
+}
+
+#[test]
+fn infer_writes_float_probabilities_label_masks_and_results_as_data() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = scratch().join("infer_data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.png");
+    image::GrayImage::from_fn(45, 37, |x, y| image::Luma([(x * 5 + y) as u8]))
+        .save(&a)
+        .unwrap();
+    let b = dir.join("b.png");
+    image::GrayImage::from_fn(20, 30, |x, y| image::Luma([(x * y) as u8]))
+        .save(&b)
+        .unwrap();
+    let out = dir.join("pred");
+    let ck = run_dir().join("best.safetensors");
+    let stdout = ok(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&a),
+        s(&b),
+        "--out",
+        s(&out),
+        "--save-probabilities",
+        "--mask-values",
+        "0,1",
+        "--json",
+        // Threshold 0.3 without post-processing, so that the masks have lesion pixels.
+        "--no-postprocess",
+        "--threshold",
+        "0.3",
+    ]));
+    let records: Value = serde_json::from_str(&stdout).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 2, "{stdout}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(&saved, &Value::Array(records.clone()));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "file,width,height,lesion_px,lesion_percent,components,max_probability,ms"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    for (r, (name, w, h)) in records.iter().zip([("a", 45, 37), ("b", 20, 30)]) {
+        assert_eq!(
+            (r["width"].as_u64(), r["height"].as_u64()),
+            (Some(w), Some(h))
+        );
+        assert!(
+            r["file"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{name}.png"))
+        );
+        // The float map has the image's shape and equals the 8-bit one within 1/255.
+        let ((rows, cols), prob) = read_npy(&out.join(format!("{name}_prob.npy")));
+        assert_eq!((rows, cols), (h as usize, w as usize));
+        let png = image::open(out.join(format!("{name}_prob.png")))
+            .unwrap()
+            .to_luma8();
+        for (p, q) in prob.iter().zip(png.pixels()) {
+            assert!((0.0..=1.0).contains(p));
+            assert!((p - f32::from(q.0[0]) / 255.0).abs() <= 0.5 / 255.0 + 1e-6);
+        }
+        let max = prob.iter().copied().fold(0.0, f32::max);
+        assert!((r["max_probability"].as_f64().unwrap() - f64::from(max)).abs() < 1e-6);
+        // The mask is a 0/1 label map, its lesion pixels those at p >= 0.3.
+        let mask = image::open(out.join(format!("{name}_mask.png")))
+            .unwrap()
+            .to_luma8();
+        assert!(mask.pixels().all(|p| p.0[0] <= 1));
+        let lesion = mask.pixels().filter(|p| p.0[0] == 1).count();
+        assert_eq!(lesion as u64, r["lesion_px"].as_u64().unwrap());
+        assert_eq!(lesion, prob.iter().filter(|&&p| p >= 0.3).count());
+        assert_eq!(r["components"].as_u64().unwrap() == 0, lesion == 0);
+    }
+    // The background value too: nothing reaches a threshold of 1 here (max p < 1).
+    let bg = dir.join("bg");
+    ok(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&a),
+        "--out",
+        s(&bg),
+        "--mask-values",
+        "7,3",
+        "--no-postprocess",
+        "--threshold",
+        "1",
+    ]));
+    let mask = image::open(bg.join("a_mask.png")).unwrap().to_luma8();
+    assert!(mask.pixels().all(|p| p.0[0] == 7));
+    let err = failed(&rca(&[
+        "infer",
+        "--checkpoint",
+        s(&ck),
+        s(&a),
+        "--mask-values",
+        "1,1",
+    ]));
+    assert!(err.contains("is not two different pixel values"), "{err}");
+}

@@ -1,10 +1,13 @@
 //! `rca-gpu infer`: segment images with a trained checkpoint.
 //!
 //! For each input image `NAME.ext` it writes, at the image's original size, into `--out`:
-//! `NAME_mask.png` (the lesion mask, 0/255), `NAME_prob.png` (the probability × 255, grey)
-//! and `NAME_overlay.png` (the image in RGB with the predicted lesion's outline in yellow),
+//! `NAME_mask.png` (the lesion mask, 0/255 or the `--mask-values`), `NAME_prob.png` (the
+//! probability × 255, grey), `NAME_overlay.png` (the image in RGB with the predicted
+//! lesion's outline in yellow) and with `--save-probabilities` `NAME_prob.npy` (float32),
 //! and prints one line: name, size, lesion area in pixels and percent, milliseconds per
-//! image (see [`crate::infer`] for what the time includes). Existing outputs are replaced.
+//! image (see [`crate::infer`] for what the time includes). The same figures, with the
+//! number of lesion regions and the largest probability, go to `results.csv` and
+//! `results.json` in `--out` (and to stdout with `--json`). Existing outputs are replaced.
 //!
 //! A folder input contributes every image file directly in it, except ground-truth masks
 //! (`*_mask*`, `*_GT`) and earlier outputs (`*_prob`, `*_overlay`). An image that cannot be
@@ -17,8 +20,10 @@ use anyhow::{Context, bail};
 
 use crate::data::image_io::has_image_extension;
 use crate::data::{GrayF32, load_image_gray};
-use crate::infer::{Predictor, is_mask_or_output_name, lesion_area, overlay, save_png_atomic};
-use crate::metrics::PostProcess;
+use crate::infer::{
+    Predictor, is_mask_or_output_name, lesion_area, npy_f32, overlay, save_png_atomic,
+};
+use crate::metrics::{Connectivity, PostProcess, label_components};
 use crate::train::checkpoint::load_model;
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +48,18 @@ pub struct Args {
     /// Warn about and skip images that cannot be decoded instead of stopping.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Also write each probability map as a float32 NumPy array, NAME_prob.npy (shape
+    /// height × width, values in [0, 1], before any thresholding).
+    #[arg(long)]
+    pub save_probabilities: bool,
+    /// Pixel values of the written masks, background,lesion: 0,255 to view them, 0,1 for
+    /// label maps that other tools (nnU-Net, MONAI) read as classes.
+    #[arg(long, default_value = "0,255", value_name = "BG,FG", value_parser = parse_mask_values)]
+    pub mask_values: (u8, u8),
+    /// Print the results as JSON on stdout (the content of results.json) instead of one
+    /// line per image.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub adapter: super::AdapterArgs,
 }
@@ -103,6 +120,54 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, usize
     Ok((files, left_out))
 }
 
+/// `BG,FG`: two pixel values 0–255 that differ.
+fn parse_mask_values(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("'{s}' is not two different pixel values 0–255 like 0,255 or 0,1");
+    let (bg, fg) = s.split_once(',').ok_or_else(bad)?;
+    let bg: u8 = bg.trim().parse().map_err(|_| bad())?;
+    let fg: u8 = fg.trim().parse().map_err(|_| bad())?;
+    if bg == fg {
+        return Err(bad());
+    }
+    Ok((bg, fg))
+}
+
+/// One segmented image, as results.csv and results.json list it.
+#[derive(Debug, serde::Serialize)]
+pub struct Record {
+    /// The input path as given (or found in a given folder).
+    pub file: String,
+    pub width: usize,
+    pub height: usize,
+    /// Lesion pixels of the written mask, and their share of the image in percent.
+    pub lesion_px: usize,
+    pub lesion_percent: f64,
+    /// Connected lesion regions of the written mask (8-connected).
+    pub components: usize,
+    /// The largest lesion probability anywhere in the image.
+    pub max_probability: f32,
+    /// Milliseconds of this image (see `crate::infer` for what the time includes).
+    pub ms: f64,
+}
+
+/// results.csv: a header and one row per image, in input order.
+fn results_csv(records: &[Record]) -> String {
+    let mut out =
+        String::from("file,width,height,lesion_px,lesion_percent,components,max_probability,ms\n");
+    for r in records {
+        let file = if r.file.contains([',', '"', '\n']) {
+            format!("\"{}\"", r.file.replace('"', "\"\""))
+        } else {
+            r.file.clone()
+        };
+        out += &format!(
+            "{file},{},{},{},{:.4},{},{:.6},{:.2}\n",
+            r.width, r.height, r.lesion_px, r.lesion_percent, r.components, r.max_probability, r.ms
+        );
+    }
+    out
+}
+
 fn stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -142,7 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "post-processed"
         }
     );
-    let (mut done, mut skipped, mut total_ms) = (0usize, 0usize, 0.0f64);
+    let (mut skipped, mut total_ms) = (0usize, 0.0f64);
+    let mut records: Vec<Record> = Vec::with_capacity(files.len());
+    let (bg, fg) = args.mask_values;
     for group in files.chunks(args.batch) {
         let mut images: Vec<(&PathBuf, GrayF32)> = Vec::with_capacity(group.len());
         for f in group {
@@ -171,7 +238,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mask_px = mask
                 .data()
                 .iter()
-                .map(|&m| if m { 255 } else { 0 })
+                .map(|&m| if m { fg } else { bg })
                 .collect();
             let prob_px = pred
                 .probability
@@ -186,16 +253,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &args.out.join(format!("{name}_overlay.png")),
                 &overlay(img, &mask, None).into(),
             )?;
-            println!(
-                "{name}  {w}x{h}  lesion {area} px ({pct:.2} %)  {:.1} ms",
-                pred.ms
-            );
-            done += 1;
+            if args.save_probabilities {
+                let npy = npy_f32(&[img.h, img.w], &pred.probability);
+                let path = args.out.join(format!("{name}_prob.npy"));
+                crate::atomic::write(&path, npy)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if !args.json {
+                println!(
+                    "{name}  {w}x{h}  lesion {area} px ({pct:.2} %)  {:.1} ms",
+                    pred.ms
+                );
+            }
             total_ms += pred.ms;
+            records.push(Record {
+                file: path.display().to_string(),
+                width: img.w,
+                height: img.h,
+                lesion_px: area,
+                lesion_percent: pct,
+                components: label_components(&mask, Connectivity::Eight).sizes.len(),
+                max_probability: pred.probability.iter().copied().fold(0.0, f32::max),
+                ms: pred.ms,
+            });
         }
     }
+    let done = records.len();
     if done == 0 {
         bail!("none of the {} input image(s) could be read", files.len());
+    }
+    let json = serde_json::to_string_pretty(&records).expect("records serialise");
+    for (file, text) in [
+        ("results.csv", results_csv(&records)),
+        ("results.json", json.clone()),
+    ] {
+        let path = args.out.join(file);
+        crate::atomic::write(&path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{json}");
     }
     eprintln!(
         "{done} image(s) segmented, {:.1} ms per image on average (batch {}){}; outputs in {}",
