@@ -3,6 +3,8 @@
 fn main() -> std::process::ExitCode {
     match rca_gpu::cli::run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Already reported, with what was saved and how to continue.
+        Err(e) if e.is::<rca_gpu::cli::Interrupted>() => std::process::ExitCode::from(130),
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             std::process::ExitCode::FAILURE

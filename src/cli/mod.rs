@@ -161,6 +161,20 @@ impl AdapterArgs {
 }
 
 /// Parse the command line and run the subcommand.
+/// A command that stopped at the user's Ctrl-C after saving what it had: not a failure to
+/// report, but the process exits 130 (128 + SIGINT), as shells expect of an interrupted
+/// program, so that scripts do not take the run for finished.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

@@ -334,5 +334,8 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    if matches!(summary.outcome, Outcome::Interrupted { .. }) {
+        return Err(super::Interrupted.into());
+    }
     Ok(())
 }
