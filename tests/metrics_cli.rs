@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use rca_gpu::cli::metrics::{MetricsArgs, run, score};
 use rca_gpu::metrics::CSV_HEADER;
+use rca_gpu::metrics::io::PredKind;
 
 const N: u32 = 32;
 
@@ -19,6 +20,7 @@ fn args(pred: &Path, gt: &Path) -> MetricsArgs {
     MetricsArgs {
         pred: pred.to_path_buf(),
         gt: gt.to_path_buf(),
+        pred_kind: PredKind::Auto,
         postprocess: false,
         threshold: 0.5,
         csv: None,
@@ -215,4 +217,73 @@ fn folders_without_any_match_are_an_error() {
     let err = score(&args(&pred, &empty)).unwrap_err();
     assert!(err.to_string().contains("no prediction"), "{err}");
     assert!(score(&args(&pred, &dir.path().join("missing"))).is_err());
+}
+
+/// An `rca-gpu infer` output folder: x_mask (post-processed, 0/255), x_prob (grey
+/// probability) and x_overlay (RGB) for two images.
+fn infer_folder(root: &Path) -> (PathBuf, PathBuf) {
+    let pred = root.join("pred");
+    let gt = root.join("gt");
+    for d in [&pred, &gt] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for name in ["a", "b"] {
+        GrayImage::from_fn(N, N, |x, y| {
+            Luma([if inside(x, y, 8, 24) { 255 } else { 0 }])
+        })
+        .save(gt.join(format!("{name}_mask.png")))
+        .unwrap();
+        // The mask found the lesion; the probability map is 0.6 on it and 0.4 elsewhere,
+        // so at threshold 0.5 it agrees with the mask and at 0.3 marks everything.
+        GrayImage::from_fn(N, N, |x, y| {
+            Luma([if inside(x, y, 8, 24) { 255 } else { 0 }])
+        })
+        .save(pred.join(format!("{name}_mask.png")))
+        .unwrap();
+        GrayImage::from_fn(N, N, |x, y| {
+            Luma([if inside(x, y, 8, 24) { 153 } else { 102 }])
+        })
+        .save(pred.join(format!("{name}_prob.png")))
+        .unwrap();
+        RgbImage::from_pixel(N, N, Rgb([200, 200, 0]))
+            .save(pred.join(format!("{name}_overlay.png")))
+            .unwrap();
+    }
+    (pred, gt)
+}
+
+#[test]
+fn an_infer_output_folder_is_scored_by_its_masks_or_its_probability_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pred, gt) = infer_folder(dir.path());
+    let dice = |kind: PredKind, threshold: f32| {
+        let report = score(&MetricsArgs {
+            pred_kind: kind,
+            threshold,
+            ..args(&pred, &gt)
+        })
+        .unwrap();
+        let p = &report.pairing;
+        assert!(
+            p.unmatched_pred.is_empty() && p.unmatched_gt.is_empty(),
+            "{p:?}"
+        );
+        assert_eq!(p.pairs.len(), 2);
+        assert_eq!(p.skipped_outputs.len(), 4, "the other two kinds of output");
+        let names: Vec<&str> = p.pairs.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        report.records.iter().map(|r| r.metrics.dice).sum::<f64>() / 2.0
+    };
+    // auto = mask for an infer folder: the masks match the ground truth exactly.
+    assert_eq!(dice(PredKind::Auto, 0.5), 1.0);
+    assert_eq!(dice(PredKind::Mask, 0.5), 1.0);
+    assert!(
+        dice(PredKind::Mask, 0.3) == 1.0,
+        "a 0/255 mask ignores the threshold"
+    );
+    // The probability maps at 0.5 agree with the masks; at 0.3 they mark every pixel.
+    assert_eq!(dice(PredKind::Prob, 0.5), 1.0);
+    let all = dice(PredKind::Prob, 0.3);
+    let want = 2.0 * 256.0 / (256.0 + 1024.0);
+    assert!((all - want).abs() < 1e-9, "{all} vs {want}");
 }

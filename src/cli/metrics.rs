@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::metrics::io::{
-    Pairing, load_mask_union, load_probability, pair_mask_files, resize_nearest,
+    Pairing, PredKind, load_mask_union, load_probability, pair_mask_files, resize_nearest,
 };
 use crate::metrics::{
     Connectivity, ImageRecord, PostProcess, evaluate_probability, render_markdown, render_text,
@@ -30,6 +30,13 @@ pub struct MetricsArgs {
     /// Folder of ground-truth masks; sub-folders name classes (e.g. benign/, malignant/).
     #[arg(long)]
     pub gt: PathBuf,
+    /// Which files of --pred to score. With an `rca-gpu infer` output folder: `mask` its
+    /// NAME_mask files (already post-processed: their "PP N" row is post-processed too), or
+    /// `prob` its NAME_prob maps thresholded at --threshold (then "PP N" is the raw
+    /// threshold and --postprocess adds "PP Y"). `auto`: `mask` for an infer folder, else
+    /// every image.
+    #[arg(long, value_enum, default_value_t = PredKind::Auto)]
+    pub pred_kind: PredKind,
     /// Also score the post-processed predictions (adds the "PP Y" rows).
     #[arg(long)]
     pub postprocess: bool,
@@ -100,7 +107,7 @@ pub fn score(args: &MetricsArgs) -> anyhow::Result<MetricsReport> {
             );
         }
     }
-    let pairing = pair_mask_files(&args.pred, &args.gt)?;
+    let pairing = pair_mask_files(&args.pred, &args.gt, args.pred_kind)?;
     if pairing.pairs.is_empty() {
         bail!(
             "no prediction in {} matches a ground-truth mask in {} ({} predictions, {} ground-truth masks unmatched)",
@@ -149,6 +156,13 @@ pub fn run(args: MetricsArgs) -> anyhow::Result<()> {
                 eprintln!("  {}", f.display());
             }
         }
+    }
+    if !p.skipped_outputs.is_empty() {
+        eprintln!(
+            "note: {} other rca-gpu infer output(s) in {} left out (--pred-kind chooses)",
+            p.skipped_outputs.len(),
+            args.pred.display()
+        );
     }
     if !p.skipped_scans.is_empty() {
         eprintln!(

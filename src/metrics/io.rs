@@ -172,6 +172,8 @@ pub struct Pairing {
     pub unmatched_gt: Vec<PathBuf>,
     /// Unsuffixed ground-truth-folder files that have suffixed masks beside them (scans).
     pub skipped_scans: Vec<PathBuf>,
+    /// Prediction-folder files of `rca-gpu infer` that the chosen kind leaves out.
+    pub skipped_outputs: Vec<PathBuf>,
 }
 
 /// Image files under `dir`, recursively, sorted, each with its first sub-folder (if any).
@@ -220,10 +222,39 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Which files of a prediction folder are the predictions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PredKind {
+    /// `mask` when the folder holds `rca-gpu infer` outputs (a stem ending `_prob` or
+    /// `_overlay`), else every image, paired by stem.
+    #[default]
+    Auto,
+    /// `rca-gpu infer`'s `NAME_mask` files (already post-processed); its `_prob` and
+    /// `_overlay` files are left out.
+    Mask,
+    /// `rca-gpu infer`'s `NAME_prob` maps (the raw probability × 255), thresholded here;
+    /// its masks and overlays are left out.
+    Prob,
+}
+
+/// The key of a prediction file's stem under `kind`, or `None` when the file is another of
+/// infer's outputs. `infer_outputs` says whether the folder holds infer's outputs at all.
+fn pred_key(stem: &str, kind: PredKind, infer_outputs: bool) -> Option<String> {
+    match kind {
+        PredKind::Auto if !infer_outputs => Some(mask_key(stem).0),
+        PredKind::Auto | PredKind::Mask => stem.strip_suffix("_mask").map(str::to_string),
+        PredKind::Prob => stem.strip_suffix("_prob").map(str::to_string),
+    }
+}
+
 /// Pairs every prediction under `pred_dir` with its ground truth under `gt_dir` (rules in
-/// the module docs). Two predictions, or two unsuffixed ground-truth files, with the same
-/// key are an error naming both.
-pub fn pair_mask_files(pred_dir: &Path, gt_dir: &Path) -> Result<Pairing, MetricsError> {
+/// the module docs), the predictions chosen by `kind`. Two predictions, or two unsuffixed
+/// ground-truth files, with the same key are an error naming both.
+pub fn pair_mask_files(
+    pred_dir: &Path,
+    gt_dir: &Path,
+    kind: PredKind,
+) -> Result<Pairing, MetricsError> {
     // key → (suffixed masks, unsuffixed files, class)
     #[derive(Default)]
     struct Gt {
@@ -249,8 +280,17 @@ pub fn pair_mask_files(pred_dir: &Path, gt_dir: &Path) -> Result<Pairing, Metric
     }
 
     let mut preds: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (path, _) in list_images(pred_dir)? {
-        let (key, _) = mask_key(&stem(&path));
+    let pred_files = list_images(pred_dir)?;
+    let infer_outputs = pred_files.iter().any(|(p, _)| {
+        let s = stem(p);
+        s.ends_with("_prob") || s.ends_with("_overlay")
+    });
+    let mut pairing = Pairing::default();
+    for (path, _) in pred_files {
+        let Some(key) = pred_key(&stem(&path), kind, infer_outputs) else {
+            pairing.skipped_outputs.push(path);
+            continue;
+        };
         if let Some(first) = preds.insert(key.clone(), path.clone()) {
             return Err(MetricsError::DuplicateKey {
                 dir: pred_dir.to_path_buf(),
@@ -261,7 +301,6 @@ pub fn pair_mask_files(pred_dir: &Path, gt_dir: &Path) -> Result<Pairing, Metric
         }
     }
 
-    let mut pairing = Pairing::default();
     for (key, pred) in &preds {
         match gts.get(key) {
             Some(g) => {
