@@ -638,3 +638,63 @@ fn infer_writes_float_probabilities_label_masks_and_results_as_data() {
     ]));
     assert!(err.contains("is not two different pixel values"), "{err}");
 }
+
+#[test]
+fn eval_on_a_bus_bra_fold_scores_the_authors_test_fold_per_class() {
+    let dir = scratch().join("eval-busbra-fold");
+    let ck = dir.join("model.safetensors");
+    std::fs::create_dir_all(&dir).unwrap();
+    cpu_checkpoint(&ck);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    // A data set without folds of its own says so.
+    let err = failed(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--data",
+        s(&root.join("sample")),
+        "--fold",
+        "1",
+    ]));
+    assert!(err.contains("5-fold-cv.csv"), "{err}");
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = dir.join("eval");
+    let stdout = ok(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&ck),
+        "--data",
+        s(&root.join("busbra_sample")),
+        "--fold",
+        "1",
+        "--out",
+        s(&out),
+    ]));
+    // Fold 1 of the sample: patients 9 (malignant) and 848 (benign), two images each.
+    let csv = std::fs::read_to_string(out.join("per_image.csv")).unwrap();
+    let mut names: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        names,
+        [
+            "Images/bus_0009-l.png",
+            "Images/bus_0009-r.png",
+            "Images/bus_0848-l.png",
+            "Images/bus_0848-r.png"
+        ],
+        "{csv}"
+    );
+    for class in ["benign", "malignant"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(class)),
+            "no {class} row:\n{stdout}"
+        );
+    }
+}

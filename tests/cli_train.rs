@@ -287,6 +287,48 @@ fn a_data_folder_run_saves_its_report_and_split() {
     assert_eq!(history(&out).len(), 1);
 }
 
+#[test]
+fn a_bus_bra_fold_run_tests_on_the_authors_fold_and_resumes_only_on_it() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/busbra_sample");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["train", "--size", "32", "--width", "2", "--batch", "2"])
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let err = ok(&run(&["--epochs", "1", "--fold", "3"]));
+    assert!(
+        err.contains("test fold 3 of 5 from 5-fold-cv.csv") && err.contains("patients: 6"),
+        "{err}"
+    );
+    let split: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("split.json")).unwrap()).unwrap();
+    assert_eq!(
+        split["test"],
+        serde_json::json!(["Images/bus_0995-l.png", "Images/bus_0995-r.png"])
+    );
+    // Ten images of five patients: the validation part is one whole patient.
+    assert_eq!(split["val"].as_array().unwrap().len(), 2, "{split}");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["fold"], serde_json::json!({"k": 3, "of": 5}));
+    // Resuming on another fold would mix two runs: refused, naming the field.
+    let o = run(&["--resume", "--epochs", "2", "--fold", "4"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("fold"), "{err}");
+}
+
 /// Reproducible runs: the same seed trains the same weights, and a run stopped after one
 /// epoch and resumed for a second ends where an uninterrupted two-epoch run does (the
 /// batch order, augmentation, Adam state and BN statistics all carry over), to the bit.

@@ -7,7 +7,7 @@ use rca_gpu::cli::synth::{SynthArgs, run as run_synth};
 fn data_args(dir: &std::path::Path) -> DataArgs {
     DataArgs {
         dir: dir.to_path_buf(),
-        format: None,
+        layout: Default::default(),
         skip_bad: false,
         size: 32,
         hash_threshold: rca_gpu::data::hash::DEFAULT_HASH_THRESHOLD,
@@ -16,6 +16,7 @@ fn data_args(dir: &std::path::Path) -> DataArgs {
         write_split: None,
         split: None,
         seed: 0,
+        folds: Default::default(),
     }
 }
 
@@ -121,7 +122,7 @@ fn data_args_parse_from_the_command_line() {
         "128",
     ])
     .unwrap();
-    assert_eq!(cli.args.format, Some(rca_gpu::data::Format::Busis));
+    assert_eq!(cli.args.layout.format, Some(rca_gpu::data::Format::Busis));
     assert!(cli.args.skip_bad);
     assert_eq!(cli.args.size, 128);
 }

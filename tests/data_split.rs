@@ -20,6 +20,7 @@ fn items(n: u64) -> Vec<SplitItem> {
                 name: format!("{}/img ({i}).png", p.class),
                 class: p.class,
                 fingerprint: Some(fingerprint(&p.image)),
+                group: None,
             }
         })
         .collect()
@@ -47,6 +48,7 @@ fn items_with_duplicates(n: u64) -> (Vec<SplitItem>, Vec<(String, String)>) {
             name,
             class: Class::Malignant,
             fingerprint: Some(fingerprint(&brighter)),
+            group: None,
         });
     }
     (all, pairs)

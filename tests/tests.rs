@@ -30,6 +30,8 @@ mod conv;
 mod conv1x1;
 // Augmentation: geometric warps move image and mask together, reproducibly.
 mod data_augment;
+// BUS-BRA as downloaded, name-pattern pairing, patient-aware splits and folds.
+mod data_busbra;
 // Batching: shapes, epoch coverage, batches independent of thread timing.
 mod data_batch;
 // The `data` and `synth` commands as library calls.

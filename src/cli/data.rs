@@ -9,17 +9,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::hash::{DEFAULT_HASH_THRESHOLD, DEFAULT_MIN_CORRELATION};
 use crate::data::{
-    DuplicateRule, Format, LoadOptions, MaskResize, Split, SplitConfig, load_dataset_with_progress,
+    DuplicateRule, LoadOptions, MaskResize, Split, SplitConfig, load_dataset_with_progress,
 };
 
 /// Arguments of `rca-gpu data`.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// Data-set folder (BUSI, BUSIS or images/ + masks/).
+    /// Data-set folder (BUSI, BUSIS, BUS-BRA or images/ + masks/).
     pub dir: PathBuf,
-    /// Layout; detected from the folder when omitted.
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    #[command(flatten)]
+    pub layout: super::LayoutArgs,
     /// List bad files (missing mask, corrupt, size mismatch) as skipped instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -45,12 +44,17 @@ pub struct DataArgs {
     /// Seed for --write-split (train's default, so both make the same split).
     #[arg(long, default_value_t = super::DEFAULT_SEED)]
     pub seed: u64,
+    /// --write-split's test part as a fold (as `train --fold`).
+    #[command(flatten)]
+    pub folds: super::FoldArgs,
 }
 
 /// Runs `rca-gpu data`.
 pub fn run(args: DataArgs) -> anyhow::Result<()> {
+    let fold = args.folds.fold()?;
     let opts = LoadOptions {
-        format: args.format,
+        format: args.layout.format,
+        pairing: args.layout.pairing()?,
         skip_bad: args.skip_bad,
         size: args.size,
         mask_resize: MaskResize::AreaThreshold,
@@ -104,22 +108,14 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.write_split {
         let cfg = SplitConfig {
-            seed: args.seed,
             duplicates: opts.duplicates,
-            ..Default::default()
+            ..SplitConfig::new(args.seed, fold)
         };
         let split = ds.split(&cfg)?;
         split
             .save(path)
             .with_context(|| format!("writing the split to {}", path.display()))?;
-        println!(
-            "split (seed {}): {} train, {} validation, {} test, written to {}",
-            args.seed,
-            split.train.len(),
-            split.val.len(),
-            split.test.len(),
-            path.display()
-        );
+        println!("{}, written to {}", split.describe(), path.display());
     }
     Ok(())
 }

@@ -33,10 +33,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::data::busbra::read_test_folds;
 use crate::data::layout::{Class, Entry, scan};
-use crate::data::{
-    Format, GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair,
-};
+use crate::data::split::Fold;
+use crate::data::{GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair};
 use crate::infer::{Predictor, overlay, save_png_atomic};
 use crate::metrics::{
     BinaryMask, ImageRecord, PostProcess, TableRow, evaluate_probability, render_markdown,
@@ -57,9 +57,16 @@ pub struct Args {
     /// Evaluate the test part of this split file instead of the run's split.json.
     #[arg(long, value_name = "FILE")]
     pub split: Option<PathBuf>,
-    /// Layout of --data; detected when omitted.
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    /// How --data is read.
+    #[command(flatten)]
+    pub layout: super::LayoutArgs,
+    /// Evaluate test fold K of the data set's own folds (BUS-BRA's K-fold-cv.csv) instead of
+    /// the run's split.
+    #[arg(long, value_name = "K", conflicts_with = "split")]
+    pub fold: Option<u32>,
+    /// Number of folds for --fold [default: 5].
+    #[arg(long, value_name = "N", requires = "fold")]
+    pub folds: Option<u32>,
     /// The threshold of both rows and the post-processing of the "PP Y" rows.
     #[command(flatten)]
     pub pp: super::PostProcessArgs,
@@ -150,18 +157,29 @@ pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
         .data
         .clone()
         .or_else(|| cfg.as_ref().and_then(|c| c.data.clone()));
+    let fold = args
+        .fold
+        .map(|k| Fold::new(k, args.folds.unwrap_or(super::DEFAULT_FOLDS)))
+        .transpose()?;
     let split_path = match (&args.split, &args.data) {
+        _ if fold.is_some() => None,
         (Some(s), _) => Some(s.clone()),
         (None, None) => Some(run_dir.join("split.json")),
         (None, Some(_)) => None,
     };
+    let mut fold_files = Vec::new();
     // Every image of the source, by name.
     let (all, source_desc): (Vec<Item>, String) = match &data {
         Some(dir) => {
             super::check_data_folder(dir)?;
-            let format = args.format.or(cfg.as_ref().and_then(|c| c.format));
-            let found = scan(dir, format)
+            let format = args.layout.format.or(cfg.as_ref().and_then(|c| c.format));
+            let pairing = match (&cfg, args.layout.pairing()?) {
+                (Some(c), p) if p.is_default() => c.pairing()?,
+                (_, p) => p,
+            };
+            let found = scan(dir, format, &pairing)
                 .with_context(|| format!("cannot read the data set at {}", dir.display()))?;
+            fold_files = found.fold_files.clone();
             let skip_bad = args.skip_bad || cfg.as_ref().is_some_and(|c| c.skip_bad);
             let mut left_out: Vec<String> = Vec::new();
             for (files, err) in found.problems {
@@ -198,6 +216,35 @@ pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
         }
     };
     let (items, what) = match split_path {
+        None if fold.is_some() => {
+            let f = fold.expect("matched");
+            let Some((_, path)) = fold_files.iter().find(|(n, _)| *n == f.of) else {
+                bail!(
+                    "--fold {} --folds {}: {source_desc} has no {}-fold-cv.csv of its own; \
+                     evaluate a cross-validation run on its split.json (the default)",
+                    f.k,
+                    f.of,
+                    f.of
+                );
+            };
+            let folds = read_test_folds(path, f.of)?;
+            let mut test = Vec::new();
+            for it in all {
+                let stem = Path::new(&it.name)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match folds.get(&stem) {
+                    Some(&k) if k == f.k => test.push(it),
+                    Some(_) => {}
+                    None => bail!("{} has no row for {}", path.display(), it.name),
+                }
+            }
+            (
+                test,
+                format!("test fold {} of {} ({source_desc})", f.k, path.display()),
+            )
+        }
         None => (all, format!("every image of {source_desc}")),
         Some(path) => {
             let split = Split::load(&path)?;

@@ -26,7 +26,7 @@ pub struct Cli {
 pub enum Command {
     /// List every GPU adapter wgpu can see, with backend, type, driver and limits.
     Devices(devices::Args),
-    /// Check a data set folder (BUSI, BUSIS or image/mask pairs) and print its report.
+    /// Check a data set folder (BUSI, BUSIS, BUS-BRA or image/mask pairs) and print its report.
     Data(data::DataArgs),
     /// Write breast-ultrasound phantoms with exact masks in the BUSI layout.
     Synth(synth::SynthArgs),
@@ -54,11 +54,66 @@ pub fn check_data_folder(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the data folder {}", dir.display()))?;
     if entries.next().is_none() {
         anyhow::bail!(
-            "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS or images/ + masks/",
+            "the data folder {} is empty: expected BUSI (benign/, malignant/, normal/), BUSIS, \
+             BUS-BRA (Images/, Masks/, bus_data.csv) or images/ + masks/",
             dir.display()
         );
     }
     Ok(())
+}
+
+/// How a data folder is read, shared by `data`, `train` and `eval`: its layout and, for the
+/// folder layouts, how masks are paired with images.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LayoutArgs {
+    /// Layout; detected from the folder when omitted.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::data::Format>,
+    /// Which image names to use and their pairing key: one {id} in a file-name pattern, e.g.
+    /// 'bus_{id}' (images/ + masks/ layouts; default: the whole stem is the key).
+    #[arg(long, value_name = "PATTERN")]
+    pub image_pattern: Option<String>,
+    /// How a mask is named after its image's key, e.g. 'mask_{id}' pairs masks/mask_0001.png
+    /// with images/0001.png (with --image-pattern 'bus_{id}': images/bus_0001.png).
+    #[arg(long, value_name = "PATTERN")]
+    pub mask_pattern: Option<String>,
+}
+
+impl LayoutArgs {
+    /// The pairing the patterns ask for (checked: one {id} each).
+    pub fn pairing(&self) -> anyhow::Result<crate::data::Pairing> {
+        Ok(crate::data::Pairing::parse(
+            self.image_pattern.as_deref(),
+            self.mask_pattern.as_deref(),
+        )?)
+    }
+}
+
+/// Cross-validation folds, shared by `data --write-split`, `train` and `eval`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FoldArgs {
+    /// Test on fold K (1 to --folds) instead of a random 30 %: the data set's own folds where
+    /// it ships them (BUS-BRA's 5-fold-cv.csv, 10-fold-cv.csv), otherwise rca-gpu's
+    /// (stratified; a patient's images and near-duplicates stay in one fold). 20 % of the
+    /// rest validates.
+    #[arg(long, value_name = "K")]
+    pub fold: Option<u32>,
+    /// Number of folds for --fold [default: 5].
+    #[arg(long, value_name = "N", requires = "fold")]
+    pub folds: Option<u32>,
+}
+
+/// Folds unless a user asks otherwise: BUS-BRA's authors publish 5 and 10.
+pub const DEFAULT_FOLDS: u32 = 5;
+
+impl FoldArgs {
+    /// The fold asked for, checked.
+    pub fn fold(&self) -> anyhow::Result<Option<crate::data::split::Fold>> {
+        self.fold
+            .map(|k| crate::data::split::Fold::new(k, self.folds.unwrap_or(DEFAULT_FOLDS)))
+            .transpose()
+            .map_err(anyhow::Error::from)
+    }
 }
 
 /// The seed of every command that draws: `train`'s split, weights, batch order and

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 
-use crate::data::Format;
 use crate::model::ModelConfig;
 use crate::train::checkpoint::load_model;
 use crate::train::config::{TrainConfig, file_sha256};
@@ -45,12 +44,15 @@ pub const DEFAULT_PHANTOM_BATCH: usize = 4;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Data-set folder (BUSI, BUSIS or images/ + masks/); omitted: built-in phantoms.
+    /// Data-set folder (BUSI, BUSIS, BUS-BRA or images/ + masks/); omitted: built-in phantoms.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Layout of --data; detected when omitted.
-    #[arg(long, value_enum)]
-    pub format: Option<Format>,
+    /// How --data is read.
+    #[command(flatten)]
+    pub layout: super::LayoutArgs,
+    /// The test part as a fold (cross-validation).
+    #[command(flatten)]
+    pub folds: super::FoldArgs,
     /// Model variant: unet, unet+ric, unet+csa, unet+ric+hp, unet+csa+hp, unet+csa+ric or
     /// rca-iunet [default: rca-iunet].
     #[arg(long)]
@@ -147,7 +149,24 @@ impl Args {
                 .seed
                 .or(base.map(|b| b.seed))
                 .unwrap_or(super::DEFAULT_SEED),
-            format: self.format.or(base.and_then(|b| b.format)),
+            format: self.layout.format.or(base.and_then(|b| b.format)),
+            image_pattern: self
+                .layout
+                .image_pattern
+                .clone()
+                .or_else(|| base.and_then(|b| b.image_pattern.clone())),
+            mask_pattern: self
+                .layout
+                .mask_pattern
+                .clone()
+                .or_else(|| base.and_then(|b| b.mask_pattern.clone())),
+            // Checked in `run` before this is called.
+            fold: self
+                .folds
+                .fold()
+                .ok()
+                .flatten()
+                .or(base.and_then(|b| b.fold)),
             skip_bad: self.skip_bad || base.is_some_and(|b| b.skip_bad),
             phantoms: pick(self.phantoms, base.map(|b| b.phantoms), DEFAULT_PHANTOMS, 0),
             patience: pick(self.patience, base.map(|b| b.patience), 5, 5),
@@ -207,6 +226,8 @@ fn apply_init(args: &Args, path: &Path) -> anyhow::Result<TrainConfig> {
 
 pub fn run(mut args: Args) -> anyhow::Result<()> {
     let config_path = args.out.join("config.json");
+    args.folds.fold()?;
+    args.layout.pairing()?;
     if let Some(dir) = &args.data {
         args.data = Some(absolute_data(dir)?);
     }

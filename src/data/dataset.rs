@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::DataError;
 use super::hash::{DuplicateRule, Fingerprint, duplicate_groups, fingerprint};
 use super::image_io::{GrayF32, load_image_gray, load_mask};
-use super::layout::{Class, Entry, Format, Skipped, scan};
+use super::layout::{Class, Entry, Format, Pairing, Skipped, scan};
 use super::preprocess::{MaskResize, preprocess_image, preprocess_mask};
 
 /// How to load a data set.
@@ -23,6 +23,8 @@ use super::preprocess::{MaskResize, preprocess_image, preprocess_mask};
 pub struct LoadOptions {
     /// Layout; None detects it from the folder.
     pub format: Option<Format>,
+    /// Name patterns pairing masks with images (folder layouts); default: the layout's rule.
+    pub pairing: Pairing,
     /// Turn bad files (missing mask, corrupt, size mismatch, orphan mask) into
     /// listed skips instead of errors.
     pub skip_bad: bool,
@@ -39,6 +41,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             format: None,
+            pairing: Pairing::default(),
             skip_bad: false,
             size: 256,
             mask_resize: MaskResize::default(),
@@ -65,6 +68,10 @@ pub struct Sample {
     pub fingerprint: Fingerprint,
     /// Number of mask files OR-ed into `mask`.
     pub mask_files: usize,
+    /// Patient, where the data set says (a split keeps a patient on one side).
+    pub patient: Option<String>,
+    /// Scanner, where the data set says.
+    pub scanner: Option<String>,
 }
 
 /// A loaded data set.
@@ -76,6 +83,8 @@ pub struct Dataset {
     /// Sorted by name.
     pub samples: Vec<Sample>,
     pub report: DatasetReport,
+    /// The data set's own fold files (BUS-BRA's `K-fold-cv.csv`): (folds, path).
+    pub fold_files: Vec<(u32, PathBuf)>,
 }
 
 /// Images per class in the report.
@@ -111,6 +120,29 @@ pub struct DatasetReport {
     pub duplicate_rule: DuplicateRule,
     /// Files left out, with the reason (ignored files and, with `skip_bad`, bad ones).
     pub skipped: Vec<Skipped>,
+    /// Distinct patients, where the data set names them (None: unknown, each image
+    /// is its own patient for the split).
+    #[serde(default)]
+    pub patients: Option<PatientCount>,
+    /// Images per scanner, where the data set names them.
+    #[serde(default)]
+    pub scanners: BTreeMap<String, usize>,
+    /// The data set's own fold files (their names), usable with `--fold K`.
+    #[serde(default)]
+    pub fold_files: Vec<String>,
+    /// Remarks that are not problems (e.g. table rows without an image).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// How images are spread over patients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientCount {
+    pub patients: usize,
+    /// Patients with more than one image.
+    pub with_several_images: usize,
+    /// Most images of one patient.
+    pub most_images: usize,
 }
 
 impl DatasetReport {
@@ -169,6 +201,30 @@ impl fmt::Display for DatasetReport {
                 "  {class:<11} {:>5} images, {:>5} with a lesion",
                 c.images, c.with_lesion
             )?;
+        }
+        if let Some(p) = &self.patients {
+            writeln!(
+                f,
+                "patients: {} ({} with several images, at most {} each); a split keeps each \
+                 patient's images on one side",
+                p.patients, p.with_several_images, p.most_images
+            )?;
+        }
+        if !self.scanners.is_empty() {
+            writeln!(f, "scanners:")?;
+            for (s, n) in &self.scanners {
+                writeln!(f, "  {s:<28} {n:>5} images")?;
+            }
+        }
+        if !self.fold_files.is_empty() {
+            writeln!(
+                f,
+                "the data set's own folds: {} (train --fold K takes test fold K of them)",
+                self.fold_files.join(", ")
+            )?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
         }
         match (self.width_range, self.height_range) {
             (Some((w0, w1)), Some((h0, h1))) => {
@@ -262,6 +318,8 @@ fn load_entry(e: &Entry, opts: &LoadOptions) -> Result<Sample, DataError> {
         orig_h: img.h as u32,
         fingerprint: fingerprint(&img),
         mask_files: e.masks.len(),
+        patient: e.patient.clone(),
+        scanner: e.scanner.clone(),
     })
 }
 
@@ -282,7 +340,7 @@ pub fn load_dataset_with_progress(
             why: "must be positive".into(),
         });
     }
-    let found = scan(dir, opts.format)?;
+    let found = scan(dir, opts.format, &opts.pairing)?;
     let mut skipped = found.ignored.clone();
     for (files, err) in found.problems {
         if !opts.skip_bad {
@@ -372,6 +430,24 @@ pub fn load_dataset_with_progress(
         .into_iter()
         .map(|g| g.into_iter().map(|i| samples[i].name.clone()).collect())
         .collect();
+    let patients = samples.iter().any(|s| s.patient.is_some()).then(|| {
+        let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &samples {
+            *per.entry(s.patient.as_deref().unwrap_or(&s.name))
+                .or_default() += 1;
+        }
+        PatientCount {
+            patients: per.len(),
+            with_several_images: per.values().filter(|&&n| n > 1).count(),
+            most_images: per.values().copied().max().unwrap_or(0),
+        }
+    });
+    let mut scanners: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &samples {
+        if let Some(sc) = &s.scanner {
+            *scanners.entry(sc.clone()).or_default() += 1;
+        }
+    }
     let report = DatasetReport {
         root: found.root.display().to_string(),
         format: found.format,
@@ -387,6 +463,14 @@ pub fn load_dataset_with_progress(
         duplicate_groups: groups,
         duplicate_rule: opts.duplicates,
         skipped,
+        patients,
+        scanners,
+        fold_files: found
+            .fold_files
+            .iter()
+            .map(|(_, p)| super::layout::relative_name(&found.root, p))
+            .collect(),
+        notes: found.notes.clone(),
     };
     Ok(Dataset {
         root: found.root,
@@ -394,6 +478,7 @@ pub fn load_dataset_with_progress(
         size: opts.size,
         samples,
         report,
+        fold_files: found.fold_files,
     })
 }
 

@@ -86,6 +86,16 @@ pub enum DataError {
     #[error("split file {split} lists {name} in more than one part")]
     SplitOverlap { split: PathBuf, name: String },
 
+    #[error("{path} line {line}: {why}")]
+    Table {
+        path: PathBuf,
+        line: usize,
+        why: String,
+    },
+
+    #[error("image {image} has no row in {table}")]
+    MissingMetadata { image: PathBuf, table: PathBuf },
+
     #[error("invalid {what}: {why}")]
     InvalidParameter { what: &'static str, why: String },
 }

@@ -1,5 +1,7 @@
-//! Finding the files of a data set: the three folder layouts (BUSI, BUSIS,
-//! image/mask pairs), their auto-detection, and the matching of masks to images.
+//! Finding the files of a data set: the folder layouts (BUSI, BUSIS, BUS-BRA,
+//! image/mask pairs), their auto-detection, and the matching of masks to images,
+//! by the layout's naming rules or by name patterns the user gives
+//! (`--mask-pattern 'mask_{id}'`).
 //!
 //! Scanning touches names only; decoding happens in [`super::dataset`]. Every file
 //! the scan does not use is recorded with the reason, so the report can show it.
@@ -10,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::DataError;
 use super::image_io::has_image_extension;
+use super::{DataError, busbra};
 
 /// The folder layout of a data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -22,8 +24,11 @@ pub enum Format {
     /// An images folder (`original`, `images`, `imgs`) and a ground-truth folder
     /// (`GT`, `masks`); masks named after the image, optionally with `_GT`/`_mask`.
     Busis,
-    /// `images/` and `masks/` with identical stems.
+    /// `images/` and `masks/` with identical stems (or stems matched by patterns).
     Pairs,
+    /// BUS-BRA as downloaded: `Images/bus_<id>.png`, `Masks/mask_<id>.png`,
+    /// classes and patients from `bus_data.csv`, the authors' `K-fold-cv.csv` folds.
+    Busbra,
 }
 
 impl fmt::Display for Format {
@@ -32,6 +37,7 @@ impl fmt::Display for Format {
             Format::Busi => "busi",
             Format::Busis => "busis",
             Format::Pairs => "pairs",
+            Format::Busbra => "busbra",
         })
     }
 }
@@ -74,6 +80,97 @@ pub struct Entry {
     /// Mask files to OR together; empty means "no lesion" (BUSI `normal/` only).
     pub masks: Vec<PathBuf>,
     pub class: Class,
+    /// The patient the image comes from, where the data set says (BUS-BRA's `Case`);
+    /// a split keeps a patient's images on one side.
+    pub patient: Option<String>,
+    /// The scanner, where the data set says (BUS-BRA's `Device`).
+    pub scanner: Option<String>,
+}
+
+/// A file-name pattern with one `{id}`, e.g. `mask_{id}` or `{id}_seg.png`: the
+/// part of a stem that pairs an image with its mask. The extension, if given, is
+/// ignored (any image extension matches); matching ignores ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamePattern {
+    prefix: String,
+    suffix: String,
+}
+
+impl NamePattern {
+    /// Parses a pattern; it must hold `{id}` exactly once and no folder separator.
+    pub fn parse(text: &str) -> Result<NamePattern, DataError> {
+        let bad = |why: &str| DataError::InvalidParameter {
+            what: "name pattern",
+            why: format!("{text:?} {why}"),
+        };
+        // `mask_{id}.png` means the same as `mask_{id}`.
+        let body = match text.rsplit_once('.') {
+            Some((head, _)) if head.contains("{id}") && has_image_extension(Path::new(text)) => {
+                head
+            }
+            _ => text,
+        };
+        if body.contains('/') || body.contains('\\') {
+            return Err(bad("holds a folder separator; patterns match file names"));
+        }
+        match body.matches("{id}").count() {
+            1 => {}
+            0 => return Err(bad("has no {id} (e.g. mask_{id} or {id}_seg)")),
+            _ => return Err(bad("has {id} more than once")),
+        }
+        let (prefix, suffix) = body.split_once("{id}").expect("one {id}");
+        Ok(NamePattern {
+            prefix: prefix.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// The `{id}` part of `stem`, if the stem matches.
+    pub fn id_of<'a>(&self, stem: &'a str) -> Option<&'a str> {
+        let (p, s) = (self.prefix.len(), self.suffix.len());
+        if stem.len() <= p + s
+            || !stem.is_char_boundary(p)
+            || !stem.is_char_boundary(stem.len() - s)
+            || !stem[..p].eq_ignore_ascii_case(&self.prefix)
+            || !stem[stem.len() - s..].eq_ignore_ascii_case(&self.suffix)
+        {
+            return None;
+        }
+        Some(&stem[p..stem.len() - s])
+    }
+
+    /// The stem this pattern gives for `id`.
+    pub fn stem_for(&self, id: &str) -> String {
+        format!("{}{id}{}", self.prefix, self.suffix)
+    }
+}
+
+impl fmt::Display for NamePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{id}}{}", self.prefix, self.suffix)
+    }
+}
+
+/// How images and masks are paired in the folder layouts (not BUSI): by the
+/// layout's own rule when a pattern is None.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pairing {
+    pub image: Option<NamePattern>,
+    pub mask: Option<NamePattern>,
+}
+
+impl Pairing {
+    /// Parses the `--image-pattern` / `--mask-pattern` options.
+    pub fn parse(image: Option<&str>, mask: Option<&str>) -> Result<Pairing, DataError> {
+        Ok(Pairing {
+            image: image.map(NamePattern::parse).transpose()?,
+            mask: mask.map(NamePattern::parse).transpose()?,
+        })
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.image.is_none() && self.mask.is_none()
+    }
 }
 
 /// A file the scan did not use, and why.
@@ -99,6 +196,11 @@ pub struct Scan {
     /// Problems that are errors unless `skip_bad` is set: each with the file(s)
     /// it concerns, so skipping removes exactly those.
     pub problems: Vec<(Vec<String>, DataError)>,
+    /// The data set's own fold files (BUS-BRA: `5-fold-cv.csv`, …): (folds, path).
+    pub fold_files: Vec<(u32, PathBuf)>,
+    /// Things the report should say that are not problems (e.g. table rows
+    /// without an image).
+    pub notes: Vec<String>,
 }
 
 /// Relative name with forward slashes, stable across platforms.
@@ -182,7 +284,10 @@ fn busis_mask_key(mask_stem: &str) -> String {
 
 /// Which layout `dir` holds, if any, judged from its sub-folders.
 fn detect_here(dir: &Path) -> Result<Option<Format>, DataError> {
-    let (_, dirs) = list_dir(dir)?;
+    let (files, dirs) = list_dir(dir)?;
+    if is_busbra(&files, &dirs)? {
+        return Ok(Some(Format::Busbra));
+    }
     let names: Vec<String> = dirs
         .iter()
         .map(|d| file_name(d).to_ascii_lowercase())
@@ -214,6 +319,32 @@ fn detect_here(dir: &Path) -> Result<Option<Format>, DataError> {
         return Ok(Some(Format::Busis));
     }
     Ok(None)
+}
+
+/// `Images/` + `Masks/` with BUS-BRA's table next to them, or with BUS-BRA's names.
+fn is_busbra(files: &[PathBuf], dirs: &[PathBuf]) -> Result<bool, DataError> {
+    let imgs = find_child_dir(dirs, &["images"]);
+    let masks = find_child_dir(dirs, &["masks"]);
+    if imgs.len() != 1 || masks.len() != 1 {
+        return Ok(false);
+    }
+    if files
+        .iter()
+        .any(|f| file_name(f).eq_ignore_ascii_case(busbra::METADATA_FILE))
+    {
+        return Ok(true);
+    }
+    let named = |dir: &Path, pattern: &str| -> Result<bool, DataError> {
+        let p = NamePattern::parse(pattern)?;
+        let (f, _) = list_dir(dir)?;
+        let stems: Vec<String> = f
+            .iter()
+            .filter(|m| has_image_extension(m))
+            .map(|m| stem(m))
+            .collect();
+        Ok(!stems.is_empty() && stems.iter().all(|s| p.id_of(s).is_some()))
+    };
+    Ok(named(&imgs[0], busbra::IMAGE_PATTERN)? && named(&masks[0], busbra::MASK_PATTERN)?)
 }
 
 /// Detects the layout of `dir`, looking one level down when `dir` holds a single
@@ -253,7 +384,7 @@ fn root_for(dir: &Path, format: Format) -> Result<PathBuf, DataError> {
         });
     }
     let fits = |d: &Path| -> Result<bool, DataError> {
-        let (_, dirs) = list_dir(d)?;
+        let (files, dirs) = list_dir(d)?;
         Ok(match format {
             Format::Busi => BUSI_CLASSES
                 .iter()
@@ -261,6 +392,11 @@ fn root_for(dir: &Path, format: Format) -> Result<PathBuf, DataError> {
             Format::Busis | Format::Pairs => {
                 !find_child_dir(&dirs, BUSIS_IMAGE_DIRS).is_empty()
                     && !find_child_dir(&dirs, BUSIS_MASK_DIRS).is_empty()
+            }
+            Format::Busbra => {
+                is_busbra(&files, &dirs)?
+                    || (find_child_dir(&dirs, &["images"]).len() == 1
+                        && find_child_dir(&dirs, &["masks"]).len() == 1)
             }
         })
     };
@@ -280,16 +416,30 @@ fn root_for(dir: &Path, format: Format) -> Result<PathBuf, DataError> {
                               and a ground-truth folder (GT, masks)"
                 .into(),
             Format::Pairs => "--format pairs needs images/ and masks/ folders".into(),
+            Format::Busbra => {
+                "--format busbra needs Images/ and Masks/ folders (and bus_data.csv)".into()
+            }
         },
     })
 }
 
-/// Scans `dir` in the given layout, or detects the layout when `format` is None.
-pub fn scan(dir: &Path, format: Option<Format>) -> Result<Scan, DataError> {
+/// Scans `dir` in the given layout, or detects the layout when `format` is None;
+/// `pairing` overrides how the folder layouts pair masks with images.
+pub fn scan(dir: &Path, format: Option<Format>, pairing: &Pairing) -> Result<Scan, DataError> {
     let (format, root) = match format {
         Some(f) => (f, root_for(dir, f)?),
         None => detect_format(dir)?,
     };
+    if format == Format::Busi && !pairing.is_default() {
+        return Err(DataError::InvalidParameter {
+            what: "name pattern",
+            why: format!(
+                "{} is in the BUSI layout, which pairs by its own names (<name>_mask.png); \
+                 --image-pattern and --mask-pattern apply to images/ + masks/ layouts",
+                root.display()
+            ),
+        });
+    }
     let mut scan = Scan {
         format,
         root: root.clone(),
@@ -298,11 +448,14 @@ pub fn scan(dir: &Path, format: Option<Format>) -> Result<Scan, DataError> {
         masks_without_image: Vec::new(),
         ignored: Vec::new(),
         problems: Vec::new(),
+        fold_files: Vec::new(),
+        notes: Vec::new(),
     };
     match format {
         Format::Busi => scan_busi(&root, &mut scan)?,
-        Format::Busis => scan_folders(&root, true, &mut scan)?,
-        Format::Pairs => scan_folders(&root, false, &mut scan)?,
+        Format::Busis => scan_folders(&root, Folders::Busis, pairing, &mut scan)?,
+        Format::Pairs => scan_folders(&root, Folders::Pairs, pairing, &mut scan)?,
+        Format::Busbra => scan_busbra(&root, pairing, &mut scan)?,
     }
     scan.entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(scan)
@@ -449,13 +602,30 @@ fn scan_busi(root: &Path, scan: &mut Scan) -> Result<(), DataError> {
                 image: path,
                 masks: ms,
                 class,
+                patient: None,
+                scanner: None,
             });
         }
     }
     Ok(())
 }
 
-fn scan_folders(root: &Path, busis: bool, scan: &mut Scan) -> Result<(), DataError> {
+/// Which folder names and mask rule `scan_folders` uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Folders {
+    /// BUSIS names; masks may carry `_GT`/`_mask`.
+    Busis,
+    /// `images/` and `masks/`, identical stems.
+    Pairs,
+}
+
+fn scan_folders(
+    root: &Path,
+    kind: Folders,
+    pairing: &Pairing,
+    scan: &mut Scan,
+) -> Result<(), DataError> {
+    let busis = kind == Folders::Busis;
     let (files, dirs) = list_dir(root)?;
     let (img_names, mask_names) = if busis {
         (BUSIS_IMAGE_DIRS, BUSIS_MASK_DIRS)
@@ -508,19 +678,48 @@ fn scan_folders(root: &Path, busis: bool, scan: &mut Scan) -> Result<(), DataErr
         }
     }
     let (f, d) = list_dir(&img_dir)?;
-    let img_files = image_files(root, f, d, scan);
-    let images = collect_images(root, &img_files, scan);
+    let mut img_files = image_files(root, f, d, scan);
+    if let Some(p) = &pairing.image {
+        img_files.retain(|f| {
+            let keep = p.id_of(&stem(f)).is_some();
+            if !keep {
+                scan.ignored.push(Skipped {
+                    file: relative_name(root, f),
+                    reason: format!("name does not match the image pattern {p}"),
+                });
+            }
+            keep
+        });
+    }
+    // Images by their key: the pattern's {id}, else the stem.
+    let by_stem = collect_images(root, &img_files, scan);
+    let images: BTreeMap<String, PathBuf> = by_stem
+        .into_iter()
+        .map(|(s, path)| match &pairing.image {
+            Some(p) => (p.id_of(&s).expect("filtered above").to_string(), path),
+            None => (s, path),
+        })
+        .collect();
     let (f, d) = list_dir(&mask_dir)?;
     let mask_files = image_files(root, f, d, scan);
     let mut masks: BTreeMap<String, PathBuf> = BTreeMap::new();
     for m in mask_files {
         let s = stem(&m);
-        // An exact stem match wins over a suffix-stripped one, so an image that is
-        // itself called `x_mask` still finds `x_mask.png`.
-        let key = if !busis || images.contains_key(&s) {
-            s
-        } else {
-            busis_mask_key(&s)
+        let key = match &pairing.mask {
+            Some(p) => match p.id_of(&s) {
+                Some(id) => id.to_string(),
+                None => {
+                    scan.ignored.push(Skipped {
+                        file: relative_name(root, &m),
+                        reason: format!("name does not match the mask pattern {p}"),
+                    });
+                    continue;
+                }
+            },
+            // An exact stem match wins over a suffix-stripped one, so an image that is
+            // itself called `x_mask` still finds `x_mask.png`.
+            None if !busis || images.contains_key(&s) => s,
+            None => busis_mask_key(&s),
         };
         if let Some(kept) = masks.get(&key) {
             let clash = DataError::AmbiguousStem {
@@ -544,21 +743,25 @@ fn scan_folders(root: &Path, busis: bool, scan: &mut Scan) -> Result<(), DataErr
         }
     }
     let mask_dir_name = file_name(&mask_dir);
-    for (s, path) in images {
+    for (key, path) in images {
         let name = relative_name(root, &path);
-        match masks.get(&s) {
+        match masks.get(&key) {
             Some(m) => scan.entries.push(Entry {
                 name,
                 image: path,
                 masks: vec![m.clone()],
                 class: Class::Unlabelled,
+                patient: None,
+                scanner: None,
             }),
             None => {
                 scan.images_without_mask.push(name.clone());
-                let expected = if busis {
-                    format!("{mask_dir_name}/{s}.png or {mask_dir_name}/{s}_GT.png")
-                } else {
-                    format!("{mask_dir_name}/{s}.png")
+                let expected = match &pairing.mask {
+                    Some(p) => format!("{mask_dir_name}/{}.png", p.stem_for(&key)),
+                    None if busis => {
+                        format!("{mask_dir_name}/{key}.png or {mask_dir_name}/{key}_GT.png")
+                    }
+                    None => format!("{mask_dir_name}/{key}.png"),
                 };
                 scan.problems.push((
                     vec![name],
@@ -569,6 +772,94 @@ fn scan_folders(root: &Path, busis: bool, scan: &mut Scan) -> Result<(), DataErr
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// BUS-BRA: the pairs layout with BUS-BRA's names (unless patterns are given),
+/// then classes, patients and scanners from `bus_data.csv`.
+fn scan_busbra(root: &Path, pairing: &Pairing, scan: &mut Scan) -> Result<(), DataError> {
+    let pairing = Pairing {
+        image: Some(match &pairing.image {
+            Some(p) => p.clone(),
+            None => NamePattern::parse(busbra::IMAGE_PATTERN)?,
+        }),
+        mask: Some(match &pairing.mask {
+            Some(p) => p.clone(),
+            None => NamePattern::parse(busbra::MASK_PATTERN)?,
+        }),
+    };
+    scan_folders(root, Folders::Pairs, &pairing, scan)?;
+    scan.fold_files = busbra::fold_files(root);
+    let (files, _) = list_dir(root)?;
+    let table = files
+        .iter()
+        .find(|f| file_name(f).eq_ignore_ascii_case(busbra::METADATA_FILE))
+        .cloned();
+    // The tables are read, not skipped.
+    let used: Vec<String> = table
+        .iter()
+        .chain(scan.fold_files.iter().map(|(_, p)| p))
+        .map(|p| relative_name(root, p))
+        .collect();
+    scan.ignored.retain(|s| !used.contains(&s.file));
+    let image_id = pairing.image.as_ref().expect("set above");
+    let Some(table) = table else {
+        scan.notes.push(format!(
+            "no {}: classes unknown; each image's patient is taken from its ID \
+             (bus_0001-l: patient 0001)",
+            busbra::METADATA_FILE
+        ));
+        for e in &mut scan.entries {
+            let s = stem(&e.image);
+            let id = image_id.id_of(&s).unwrap_or_default();
+            e.patient = Some(id.split('-').next().unwrap_or(id).to_string());
+        }
+        return Ok(());
+    };
+    let meta = busbra::read_metadata(&table)?;
+    let mut listed: std::collections::BTreeSet<&str> = meta.keys().map(String::as_str).collect();
+    for e in &mut scan.entries {
+        let id = stem(&e.image);
+        match meta.get(&id) {
+            Some(m) => {
+                listed.remove(id.as_str());
+                e.class = m.class;
+                e.patient = Some(m.patient.clone());
+                e.scanner = Some(m.scanner.clone());
+            }
+            None => scan.problems.push((
+                vec![e.name.clone()],
+                DataError::MissingMetadata {
+                    image: e.image.clone(),
+                    table: table.clone(),
+                },
+            )),
+        }
+    }
+    // Rows of images that were skipped for another reason are not "missing".
+    for name in scan.images_without_mask.iter() {
+        let s = Path::new(name)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        if let Some(s) = s {
+            listed.remove(s.as_str());
+        }
+    }
+    if !listed.is_empty() {
+        let shown: Vec<&str> = listed.iter().take(5).copied().collect();
+        scan.notes.push(format!(
+            "{} lists {} images that {} does not hold: {}{}",
+            relative_name(root, &table),
+            listed.len(),
+            "Images/",
+            shown.join(", "),
+            if listed.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ));
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 //!   `[0, 1]`; binarise masks.
 //! - [`preprocess`]: resize to S×S (area when shrinking, bilinear when
 //!   enlarging; masks nearest or area-then-threshold), and back for inference.
-//! - [`layout`]: the BUSI, BUSIS and pairs folder layouts and their detection.
+//! - [`layout`]: the BUSI, BUSIS, BUS-BRA and pairs folder layouts, their
+//!   detection, and pairing by name pattern.
+//! - [`busbra`]: BUS-BRA's per-image table and the authors' fold files.
 //! - [`dataset`]: load a data set, with a [`DatasetReport`] of what was found.
 //! - [`hash`]: perceptual hashes and duplicate groups.
 //! - [`split`]: seeded, stratified, duplicate-aware train/val/test splits as JSON.
@@ -47,6 +49,8 @@
 
 pub mod augment;
 pub mod batch;
+pub mod busbra;
+mod csv;
 pub mod dataset;
 mod error;
 pub mod hash;
@@ -62,13 +66,13 @@ pub use batch::{
     Batch, BatchConfig, BatchIter, PhantomSource, SampleSource, epoch_batches, make_batch,
 };
 pub use dataset::{
-    ClassCount, Dataset, DatasetReport, LoadOptions, Sample, load_dataset,
+    ClassCount, Dataset, DatasetReport, LoadOptions, PatientCount, Sample, load_dataset,
     load_dataset_with_progress, load_pair,
 };
 pub use error::DataError;
 pub use hash::{DuplicateRule, Fingerprint, fingerprint, phash};
 pub use image_io::{GrayF32, load_image_gray, load_mask};
-pub use layout::{Class, Format, Skipped, detect_format};
+pub use layout::{Class, Format, NamePattern, Pairing, Skipped, detect_format};
 pub use preprocess::{
     MaskResize, preprocess_image, preprocess_mask, resize_mask, resize_probability,
 };

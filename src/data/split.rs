@@ -7,6 +7,13 @@
 //! (of a group: its most common class) is divided separately, so benign,
 //! malignant and normal keep their proportions on every side.
 //!
+//! Images of one patient (where the data set names patients, as BUS-BRA does)
+//! are grouped the same way. Instead of a test fraction, a split can take fold
+//! k of K as its test part: the data set's own folds when it ships them
+//! (BUS-BRA's `5-fold-cv.csv`), otherwise K stratified folds of whole groups.
+//! The rest is divided into training and validation as above (20 % validation,
+//! the authors' share, with folds).
+//!
 //! The result is a JSON file (names per side, seed, fractions) that the trainer
 //! writes into its run folder and that evaluation reads back.
 
@@ -16,14 +23,38 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{PhantomSource, SampleSource};
+use super::busbra::read_test_folds;
 use super::hash::{DuplicateRule, Fingerprint, group_by};
-use super::layout::Class;
+use super::layout::{Class, Skipped};
 use super::rng::Rng;
 use super::synth::phantom_class;
 use super::{DataError, Dataset};
 
 /// Version of the split file format.
 pub const SPLIT_VERSION: u32 = 1;
+
+/// The validation share of the non-test images when the test part is a fold.
+pub const FOLD_VAL_FRACTION: f64 = 0.2;
+
+/// Test fold `k` (1-based) of `of`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fold {
+    pub k: u32,
+    pub of: u32,
+}
+
+impl Fold {
+    /// Checks 2 ≤ of and 1 ≤ k ≤ of.
+    pub fn new(k: u32, of: u32) -> Result<Fold, DataError> {
+        if of < 2 || k == 0 || k > of {
+            return Err(DataError::InvalidParameter {
+                what: "fold",
+                why: format!("fold {k} of {of}: folds are numbered 1 to K, with K ≥ 2"),
+            });
+        }
+        Ok(Fold { k, of })
+    }
+}
 
 /// How to split.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +67,8 @@ pub struct SplitConfig {
     pub stratify: bool,
     /// When images are treated as duplicates (kept on one side).
     pub duplicates: DuplicateRule,
+    /// Take this fold as the test part instead of `test_fraction`.
+    pub fold: Option<Fold>,
 }
 
 impl Default for SplitConfig {
@@ -46,6 +79,24 @@ impl Default for SplitConfig {
             val_fraction: 0.3,
             stratify: true,
             duplicates: DuplicateRule::default(),
+            fold: None,
+        }
+    }
+}
+
+impl SplitConfig {
+    /// The default split with `seed`: 70/30 × 70/30, or test fold `fold` with 20 %
+    /// of the rest for validation.
+    pub fn new(seed: u64, fold: Option<Fold>) -> SplitConfig {
+        SplitConfig {
+            seed,
+            fold,
+            val_fraction: if fold.is_some() {
+                FOLD_VAL_FRACTION
+            } else {
+                0.3
+            },
+            ..Default::default()
         }
     }
 }
@@ -57,6 +108,8 @@ pub struct SplitItem {
     pub class: Class,
     /// None for items known to be distinct (generated phantoms): never grouped.
     pub fingerprint: Option<Fingerprint>,
+    /// Items with the same group (patient) always go to the same side.
+    pub group: Option<String>,
 }
 
 /// A split: the file names on each side plus the settings that produced it.
@@ -68,9 +121,23 @@ pub struct Split {
     pub val_fraction: f64,
     pub stratified: bool,
     pub duplicates: DuplicateRule,
+    /// The test part is this fold (then `test_fraction` is 1/K).
+    #[serde(default)]
+    pub fold: Option<Fold>,
+    /// Where the folds come from: the data set's own fold file, or None for
+    /// rca-gpu's (stratified, patient- and duplicate-aware).
+    #[serde(default)]
+    pub folds_from: Option<String>,
+    /// Images of one patient were kept on one side.
+    #[serde(default)]
+    pub grouped_by_patient: bool,
     pub train: Vec<String>,
     pub val: Vec<String>,
     pub test: Vec<String>,
+    /// Images on no side: with a given test fold, training images of a test
+    /// image's patient or near-duplicates of a test image.
+    #[serde(default)]
+    pub excluded: Vec<Skipped>,
 }
 
 /// Sample indices of a data set for each side of a split.
@@ -107,8 +174,20 @@ fn divide(groups: &mut [Vec<usize>], fraction: f64, rng: &mut Rng) -> (Vec<usize
 /// without stratification). Deterministic: groups are ordered by their first
 /// name, strata by class.
 fn strata(items: &[SplitItem], order: &[usize], cfg: &SplitConfig) -> Vec<Vec<Vec<usize>>> {
+    by_stratum(items, groups(items, order, cfg), cfg)
+}
+
+/// Items that must stay together (one patient, or near-duplicates), as groups
+/// of item indices in order of their first name.
+fn groups(items: &[SplitItem], order: &[usize], cfg: &SplitConfig) -> Vec<Vec<usize>> {
     let labels = group_by(order.len(), |a, b| {
-        match (&items[order[a]].fingerprint, &items[order[b]].fingerprint) {
+        let (ia, ib) = (&items[order[a]], &items[order[b]]);
+        if let (Some(ga), Some(gb)) = (&ia.group, &ib.group)
+            && ga == gb
+        {
+            return true;
+        }
+        match (&ia.fingerprint, &ib.fingerprint) {
             (Some(fa), Some(fb)) => fa.near_duplicate(fb, &cfg.duplicates),
             _ => false,
         }
@@ -117,8 +196,17 @@ fn strata(items: &[SplitItem], order: &[usize], cfg: &SplitConfig) -> Vec<Vec<Ve
     for (k, &l) in labels.iter().enumerate() {
         groups.entry(l).or_default().push(order[k]);
     }
+    groups.into_values().collect()
+}
+
+/// Sorts groups into strata by class (one stratum without stratification).
+fn by_stratum(
+    items: &[SplitItem],
+    groups: Vec<Vec<usize>>,
+    cfg: &SplitConfig,
+) -> Vec<Vec<Vec<usize>>> {
     let mut by_class: BTreeMap<Class, Vec<Vec<usize>>> = BTreeMap::new();
-    for (_, g) in groups {
+    for g in groups {
         let class = if cfg.stratify {
             // The group's most common class; ties go to the first in Class order.
             let mut counts: BTreeMap<Class, usize> = BTreeMap::new();
@@ -149,10 +237,74 @@ fn check_fraction(what: &'static str, f: f64) -> Result<(), DataError> {
     Ok(())
 }
 
-/// Splits items into train / validation / test.
-pub fn make_split(items: &[SplitItem], cfg: &SplitConfig) -> Result<Split, DataError> {
+/// Deals one stratum's groups into `fold.of` folds (largest groups first, each to
+/// the fold with the fewest images of this stratum, then of all strata in `totals`,
+/// after a seeded shuffle) and returns (fold `fold.k`, the rest).
+fn deal(
+    groups: &mut [Vec<usize>],
+    fold: Fold,
+    rng: &mut Rng,
+    totals: &mut [usize],
+) -> (Vec<usize>, Vec<usize>) {
+    rng.shuffle(groups);
+    // Stable: equal sizes keep the shuffled order.
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let mut sizes = vec![0usize; fold.of as usize];
+    let (mut held, mut kept) = (Vec::new(), Vec::new());
+    for g in groups.iter() {
+        let f = (0..sizes.len())
+            .min_by_key(|&f| (sizes[f], totals[f]))
+            .expect("at least two folds");
+        sizes[f] += g.len();
+        totals[f] += g.len();
+        if f + 1 == fold.k as usize {
+            held.extend_from_slice(g);
+        } else {
+            kept.extend_from_slice(g);
+        }
+    }
+    (held, kept)
+}
+
+/// Divides each stratum's groups (in name order) into (train, validation) by
+/// `cfg.val_fraction`. When that leaves no validation image although there are
+/// two groups or more to train on (a tiny data set, where every stratum rounds
+/// down), the smallest training group validates: training needs both.
+fn validation(
+    items: &[SplitItem],
+    strata: Vec<Vec<Vec<usize>>>,
+    cfg: &SplitConfig,
+) -> (Vec<usize>, Vec<usize>) {
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (k, mut groups) in strata.into_iter().enumerate() {
+        let mut rng = Rng::from_parts(&[cfg.seed, k as u64, 2]);
+        let (v, tr) = divide(&mut groups, cfg.val_fraction, &mut rng);
+        val.extend(v);
+        train.push(
+            groups
+                .into_iter()
+                .filter(|g| tr.contains(&g[0]))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut train: Vec<Vec<usize>> = train.into_iter().flatten().collect();
+    if val.is_empty() && cfg.val_fraction > 0.0 && train.len() >= 2 {
+        train.sort_by(|a, b| items[a[0]].name.cmp(&items[b[0]].name));
+        let smallest = (0..train.len())
+            .min_by_key(|&g| train[g].len())
+            .expect("two groups");
+        val = train.remove(smallest);
+    }
+    (train.into_iter().flatten().collect(), val)
+}
+
+/// Checks the settings and the names; returns item indices in name order.
+fn check_items(items: &[SplitItem], cfg: &SplitConfig) -> Result<Vec<usize>, DataError> {
     check_fraction("test fraction", cfg.test_fraction)?;
     check_fraction("validation fraction", cfg.val_fraction)?;
+    if let Some(f) = cfg.fold {
+        Fold::new(f.k, f.of)?;
+    }
     let mut seen = BTreeSet::new();
     for it in items {
         if !seen.insert(it.name.as_str()) {
@@ -165,13 +317,30 @@ pub fn make_split(items: &[SplitItem], cfg: &SplitConfig) -> Result<Split, DataE
     // Sort by name so the split depends on the files, not on the listing order.
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by(|&a, &b| items[a].name.cmp(&items[b].name));
+    Ok(order)
+}
 
-    let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
+fn sorted_names(items: &[SplitItem], idx: Vec<usize>) -> Vec<String> {
+    let mut n: Vec<String> = idx.into_iter().map(|i| items[i].name.clone()).collect();
+    n.sort();
+    n
+}
+
+/// Splits items into train / validation / test: the test part by
+/// `cfg.test_fraction`, or fold `cfg.fold` of rca-gpu's own folds.
+pub fn make_split(items: &[SplitItem], cfg: &SplitConfig) -> Result<Split, DataError> {
+    let order = check_items(items, cfg)?;
+    let mut test = Vec::new();
+    let mut rest_strata = Vec::new();
+    let mut fold_sizes = vec![0usize; cfg.fold.map_or(0, |f| f.of as usize)];
     for (k, mut groups) in strata(items, &order, cfg).into_iter().enumerate() {
         // Separate streams per stratum and per stage: adding a class does not
         // reshuffle the others.
         let mut rng = Rng::from_parts(&[cfg.seed, k as u64, 1]);
-        let (t, rest) = divide(&mut groups, cfg.test_fraction, &mut rng);
+        let (t, rest) = match cfg.fold {
+            None => divide(&mut groups, cfg.test_fraction, &mut rng),
+            Some(f) => deal(&mut groups, f, &mut rng, &mut fold_sizes),
+        };
         test.extend(t);
         // Re-form the remaining groups for the second stage.
         let rest: BTreeSet<usize> = rest.into_iter().collect();
@@ -181,26 +350,78 @@ pub fn make_split(items: &[SplitItem], cfg: &SplitConfig) -> Result<Split, DataE
             .collect();
         // Back to name order (item indices follow the caller's listing order).
         rest_groups.sort_by(|a, b| items[a[0]].name.cmp(&items[b[0]].name));
-        let mut rng = Rng::from_parts(&[cfg.seed, k as u64, 2]);
-        let (v, tr) = divide(&mut rest_groups, cfg.val_fraction, &mut rng);
-        val.extend(v);
-        train.extend(tr);
+        rest_strata.push(rest_groups);
     }
-    let names = |idx: Vec<usize>| {
-        let mut n: Vec<String> = idx.into_iter().map(|i| items[i].name.clone()).collect();
-        n.sort();
-        n
-    };
+    let (train, val) = validation(items, rest_strata, cfg);
     Ok(Split {
         version: SPLIT_VERSION,
         seed: cfg.seed,
-        test_fraction: cfg.test_fraction,
+        test_fraction: cfg.fold.map_or(cfg.test_fraction, |f| 1.0 / f.of as f64),
         val_fraction: cfg.val_fraction,
         stratified: cfg.stratify,
         duplicates: cfg.duplicates,
-        train: names(train),
-        val: names(val),
-        test: names(test),
+        fold: cfg.fold,
+        folds_from: None,
+        grouped_by_patient: items.iter().any(|i| i.group.is_some()),
+        train: sorted_names(items, train),
+        val: sorted_names(items, val),
+        test: sorted_names(items, test),
+        excluded: Vec::new(),
+    })
+}
+
+/// Splits items whose test part is given (`is_test`, e.g. the authors' fold):
+/// the rest is divided into training and validation by `cfg.val_fraction`, whole
+/// groups and stratified. A group with members on both sides of the given test
+/// part keeps its test members; its others are excluded (listed with the reason),
+/// so no patient and no near-copy of a test image is trained on.
+pub fn make_split_with_test(
+    items: &[SplitItem],
+    cfg: &SplitConfig,
+    is_test: &dyn Fn(&SplitItem) -> bool,
+    folds_from: String,
+) -> Result<Split, DataError> {
+    let order = check_items(items, cfg)?;
+    let (mut test, mut excluded, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for g in groups(items, &order, cfg) {
+        let (t, o): (Vec<usize>, Vec<usize>) = g.iter().partition(|&&i| is_test(&items[i]));
+        if t.is_empty() {
+            rest.push(g);
+            continue;
+        }
+        let first = &items[t[0]];
+        for &i in &o {
+            let same_patient = items[i].group.is_some() && items[i].group == first.group;
+            excluded.push(Skipped {
+                file: items[i].name.clone(),
+                reason: if same_patient {
+                    format!("same patient as the test image {}", first.name)
+                } else {
+                    format!(
+                        "near-duplicate (or same patient) of the test image {}",
+                        first.name
+                    )
+                },
+            });
+        }
+        test.extend(t);
+    }
+    let (train, val) = validation(items, by_stratum(items, rest, cfg), cfg);
+    excluded.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(Split {
+        version: SPLIT_VERSION,
+        seed: cfg.seed,
+        test_fraction: test.len() as f64 / items.len().max(1) as f64,
+        val_fraction: cfg.val_fraction,
+        stratified: cfg.stratify,
+        duplicates: cfg.duplicates,
+        fold: cfg.fold,
+        folds_from: Some(folds_from),
+        grouped_by_patient: items.iter().any(|i| i.group.is_some()),
+        train: sorted_names(items, train),
+        val: sorted_names(items, val),
+        test: sorted_names(items, test),
+        excluded,
     })
 }
 
@@ -213,13 +434,49 @@ impl Dataset {
                 name: s.name.clone(),
                 class: s.class,
                 fingerprint: Some(s.fingerprint.clone()),
+                group: s.patient.clone(),
             })
             .collect()
     }
 
-    /// A fresh split of this data set.
+    /// A fresh split of this data set. With `cfg.fold`, the data set's own fold
+    /// file for that many folds is used when it has one (BUS-BRA's
+    /// `5-fold-cv.csv`: `kFold` of an image's stem); otherwise rca-gpu's folds.
     pub fn split(&self, cfg: &SplitConfig) -> Result<Split, DataError> {
-        make_split(&self.split_items(), cfg)
+        let items = self.split_items();
+        let Some(fold) = cfg.fold else {
+            return make_split(&items, cfg);
+        };
+        let Some((_, path)) = self.fold_files.iter().find(|(n, _)| *n == fold.of) else {
+            return make_split(&items, cfg);
+        };
+        let folds = read_test_folds(path, fold.of)?;
+        let stem = |name: &str| {
+            Path::new(name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        if let Some(s) = self
+            .samples
+            .iter()
+            .find(|s| !folds.contains_key(&stem(&s.name)))
+        {
+            return Err(DataError::MissingMetadata {
+                image: self.root.join(&s.name),
+                table: path.clone(),
+            });
+        }
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        make_split_with_test(
+            &items,
+            cfg,
+            &|it| folds.get(&stem(&it.name)) == Some(&fold.k),
+            file,
+        )
     }
 }
 
@@ -232,6 +489,7 @@ impl PhantomSource {
                 name: self.name(i),
                 class: phantom_class(self.seed, i as u64),
                 fingerprint: None,
+                group: None,
             })
             .collect()
     }
@@ -243,6 +501,34 @@ impl PhantomSource {
 }
 
 impl Split {
+    /// One line: how the split was made and the size of each side.
+    pub fn describe(&self) -> String {
+        let how = match (&self.fold, &self.folds_from) {
+            (Some(f), Some(file)) => format!("test fold {} of {} from {file}", f.k, f.of),
+            (Some(f), None) => format!("test fold {} of {} (rca-gpu's folds)", f.k, f.of),
+            _ => format!("{:.0} % test", 100.0 * self.test_fraction),
+        };
+        let mut out = format!(
+            "split (seed {}, {how}{}): {} train, {} validation, {} test",
+            self.seed,
+            if self.grouped_by_patient {
+                ", patients kept together"
+            } else {
+                ""
+            },
+            self.train.len(),
+            self.val.len(),
+            self.test.len()
+        );
+        if !self.excluded.is_empty() {
+            out += &format!(
+                ", {} excluded (a test image's patient or near-duplicate)",
+                self.excluded.len()
+            );
+        }
+        out
+    }
+
     /// Writes the split as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<(), DataError> {
         let text = serde_json::to_string_pretty(self).expect("a split always serialises");
@@ -310,6 +596,12 @@ impl Split {
         let train = side(&self.train)?;
         let val = side(&self.val)?;
         let test = side(&self.test)?;
+        // Excluded images are accounted for, not new.
+        for e in &self.excluded {
+            if let Some(&i) = index.get(e.file.as_str()) {
+                used[i] = true;
+            }
+        }
         let unlisted = names
             .into_iter()
             .zip(&used)
@@ -345,6 +637,7 @@ mod tests {
                 },
                 // Distinct flat grey levels: never duplicates of each other.
                 fingerprint: None,
+                group: None,
             })
             .collect()
     }

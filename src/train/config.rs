@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Format, PhantomSource};
+use crate::data::split::Fold;
+use crate::data::{Format, Pairing, PhantomSource};
 use crate::model::{ModelConfig, Variant};
 
 /// Everything that defines a run; written to `config.json`. A resumed run must match it in
@@ -30,6 +31,14 @@ pub struct TrainConfig {
     /// built-in phantoms.
     pub data: Option<PathBuf>,
     pub format: Option<Format>,
+    /// `--image-pattern` / `--mask-pattern` pairing of `data`'s files (None: the layout's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_pattern: Option<String>,
+    /// Test on this fold (`--fold K --folds N`) instead of a random 30 %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<Fold>,
     pub skip_bad: bool,
     /// Number of phantoms when `data` is None.
     pub phantoms: usize,
@@ -86,6 +95,14 @@ impl TrainConfig {
             count: self.phantoms,
             size: self.size,
         })
+    }
+
+    /// How masks pair with images in `data`.
+    pub fn pairing(&self) -> anyhow::Result<Pairing> {
+        Ok(Pairing::parse(
+            self.image_pattern.as_deref(),
+            self.mask_pattern.as_deref(),
+        )?)
     }
 
     pub fn model_config(&self) -> anyhow::Result<ModelConfig> {

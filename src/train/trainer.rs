@@ -94,16 +94,14 @@ fn prepare_data(cfg: &TrainConfig, out: &Path, resume: bool) -> anyhow::Result<D
             let split = if resume {
                 Split::load(&split_path)?
             } else {
-                src.split(&SplitConfig {
-                    seed: cfg.seed,
-                    ..Default::default()
-                })?
+                src.split(&SplitConfig::new(cfg.seed, cfg.fold))?
             };
             (Arc::new(src), split)
         }
         Some(dir) => {
             let opts = LoadOptions {
                 format: cfg.format,
+                pairing: cfg.pairing()?,
                 skip_bad: cfg.skip_bad,
                 size: cfg.size,
                 mask_resize: MaskResize::AreaThreshold,
@@ -123,16 +121,14 @@ fn prepare_data(cfg: &TrainConfig, out: &Path, resume: bool) -> anyhow::Result<D
             let split = if resume {
                 Split::load(&split_path)?
             } else {
-                ds.split(&SplitConfig {
-                    seed: cfg.seed,
-                    ..Default::default()
-                })?
+                ds.split(&SplitConfig::new(cfg.seed, cfg.fold))?
             };
             (Arc::new(ds), split)
         }
     };
     if !resume {
         split.save(&split_path)?;
+        eprintln!("{}", split.describe());
     }
     let idx = split.resolve(source.as_ref(), &split_path)?;
     if idx.train.is_empty() || idx.val.is_empty() {
