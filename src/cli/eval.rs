@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::data::busbra::read_test_folds;
+use crate::data::busbra::{id_of, read_test_folds};
 use crate::data::layout::{Class, Entry, scan};
 use crate::data::split::Fold;
 use crate::data::{GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair};
@@ -230,11 +230,7 @@ pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
             let folds = read_test_folds(path, f.of)?;
             let mut test = Vec::new();
             for it in all {
-                let stem = Path::new(&it.name)
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                match folds.get(&stem) {
+                match folds.get(&id_of(&it.name)) {
                     Some(&k) if k == f.k => test.push(it),
                     Some(_) => {}
                     None => bail!("{} has no row for {}", path.display(), it.name),

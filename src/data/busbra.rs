@@ -66,6 +66,14 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, ImageMeta>, DataErr
     Ok(out)
 }
 
+/// The table ID of a sample: its file stem (`Images/bus_0001-l.png` → `bus_0001-l`).
+pub fn id_of(name: &str) -> String {
+    Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The authors' fold files present in `root`: (number of folds, path), sorted.
 pub fn fold_files(root: &Path) -> Vec<(u32, PathBuf)> {
     let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(root)

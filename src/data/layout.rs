@@ -384,7 +384,7 @@ fn root_for(dir: &Path, format: Format) -> Result<PathBuf, DataError> {
         });
     }
     let fits = |d: &Path| -> Result<bool, DataError> {
-        let (files, dirs) = list_dir(d)?;
+        let (_, dirs) = list_dir(d)?;
         Ok(match format {
             Format::Busi => BUSI_CLASSES
                 .iter()
@@ -393,10 +393,10 @@ fn root_for(dir: &Path, format: Format) -> Result<PathBuf, DataError> {
                 !find_child_dir(&dirs, BUSIS_IMAGE_DIRS).is_empty()
                     && !find_child_dir(&dirs, BUSIS_MASK_DIRS).is_empty()
             }
+            // Named explicitly: Images/ and Masks/ suffice (a missing table is noted).
             Format::Busbra => {
-                is_busbra(&files, &dirs)?
-                    || (find_child_dir(&dirs, &["images"]).len() == 1
-                        && find_child_dir(&dirs, &["masks"]).len() == 1)
+                find_child_dir(&dirs, &["images"]).len() == 1
+                    && find_child_dir(&dirs, &["masks"]).len() == 1
             }
         })
     };
@@ -839,12 +839,7 @@ fn scan_busbra(root: &Path, pairing: &Pairing, scan: &mut Scan) -> Result<(), Da
     }
     // Rows of images that were skipped for another reason are not "missing".
     for name in scan.images_without_mask.iter() {
-        let s = Path::new(name)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned());
-        if let Some(s) = s {
-            listed.remove(s.as_str());
-        }
+        listed.remove(busbra::id_of(name).as_str());
     }
     if !listed.is_empty() {
         let shown: Vec<&str> = listed.iter().take(5).copied().collect();

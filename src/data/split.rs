@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{PhantomSource, SampleSource};
-use super::busbra::read_test_folds;
+use super::busbra::{id_of, read_test_folds};
 use super::hash::{DuplicateRule, Fingerprint, group_by};
 use super::layout::{Class, Skipped};
 use super::rng::Rng;
@@ -451,16 +451,10 @@ impl Dataset {
             return make_split(&items, cfg);
         };
         let folds = read_test_folds(path, fold.of)?;
-        let stem = |name: &str| {
-            Path::new(name)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        };
         if let Some(s) = self
             .samples
             .iter()
-            .find(|s| !folds.contains_key(&stem(&s.name)))
+            .find(|s| !folds.contains_key(&id_of(&s.name)))
         {
             return Err(DataError::MissingMetadata {
                 image: self.root.join(&s.name),
@@ -474,7 +468,7 @@ impl Dataset {
         make_split_with_test(
             &items,
             cfg,
-            &|it| folds.get(&stem(&it.name)) == Some(&fold.k),
+            &|it| folds.get(&id_of(&it.name)) == Some(&fold.k),
             file,
         )
     }
