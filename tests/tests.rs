@@ -32,6 +32,8 @@ mod conv1x1;
 mod data_augment;
 // BUS-BRA as downloaded, name-pattern pairing, patient-aware splits and folds.
 mod data_busbra;
+// DICOM input: each photometric interpretation and encoding, and what is refused.
+mod data_dicom;
 // Batching: shapes, epoch coverage, batches independent of thread timing.
 mod data_batch;
 // The `data` and `synth` commands as library calls.

@@ -28,6 +28,9 @@ pub enum DataError {
         source: image::ImageError,
     },
 
+    #[error("cannot read DICOM image {path}: {why}")]
+    Dicom { path: PathBuf, why: String },
+
     #[error("image {path} is empty (0×0 pixels)")]
     EmptyImage { path: PathBuf },
 

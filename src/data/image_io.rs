@@ -12,6 +12,7 @@
 //! (alpha = 0) is background, and JPEG masks are thresholded at half range
 //! because lossy compression leaves faint non-zero noise around every edge.
 
+use super::dicom::{DecodedDicom, decode_dicom, dicom_size, is_dicom};
 use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
@@ -62,8 +63,8 @@ impl GrayF32 {
     }
 }
 
-/// Which file extensions the loaders treat as images (lower case).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "bmp", "jpg", "jpeg", "tif", "tiff"];
+/// Which file extensions the loaders treat as images (lower case; DICOM's included).
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "bmp", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
 
 /// True if the path has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
 pub fn has_image_extension(path: &Path) -> bool {
@@ -117,8 +118,15 @@ fn decode(path: &Path) -> Result<(DynamicImage, Option<ImageFormat>), DataError>
 }
 
 /// Loads an image file as grey luma in [0, 1]. This is the entry point of the
-/// inference path as well as of the data-set loaders.
+/// inference path as well as of the data-set loaders. DICOM files are recognised by
+/// their content or extension ([`super::dicom`]).
 pub fn load_image_gray(path: &Path) -> Result<GrayF32, DataError> {
+    if is_dicom(path) {
+        return Ok(match decode_dicom(path, MAX_PIXELS)? {
+            DecodedDicom::Image(img) => dynamic_to_gray(&img),
+            DecodedDicom::Gray(g) => g,
+        });
+    }
     let (img, _) = decode(path)?;
     Ok(dynamic_to_gray(&img))
 }
@@ -174,6 +182,19 @@ fn luma<T: Copy + Into<f32>>(p: &[T], max: f32) -> f32 {
 
 /// Loads a mask file as a binary plane (0.0 or 1.0).
 pub fn load_mask(path: &Path) -> Result<GrayF32, DataError> {
+    if is_dicom(path) {
+        return Ok(match decode_dicom(path, MAX_PIXELS)? {
+            DecodedDicom::Image(img) => dynamic_to_mask(&img, false),
+            DecodedDicom::Gray(g) => {
+                let data = g
+                    .data
+                    .iter()
+                    .map(|&v| f32::from(u8::from(v > 0.0)))
+                    .collect();
+                GrayF32::from_vec(g.w, g.h, data)
+            }
+        });
+    }
     let (img, format) = decode(path)?;
     let lossy = matches!(format, Some(ImageFormat::Jpeg));
     Ok(dynamic_to_mask(&img, lossy))
@@ -213,6 +234,9 @@ pub fn dynamic_to_mask(img: &DynamicImage, lossy: bool) -> GrayF32 {
 
 /// Reads only the header of an image file to get its size.
 pub fn image_size(path: &Path) -> Result<(u32, u32), DataError> {
+    if is_dicom(path) {
+        return dicom_size(path);
+    }
     image::image_dimensions(path).map_err(|source| DataError::Decode {
         path: path.to_path_buf(),
         source,

@@ -3,6 +3,7 @@
 //!
 //! - [`image_io`]: decode PNG/BMP/JPEG/TIFF (grey, RGB, RGBA, 8/16-bit) to grey
 //!   `[0, 1]`; binarise masks.
+//! - [`dicom`]: single-frame DICOM (MONOCHROME, RGB, YBR; uncompressed, RLE, JPEG).
 //! - [`preprocess`]: resize to S×S (area when shrinking, bilinear when
 //!   enlarging; masks nearest or area-then-threshold), and back for inference.
 //! - [`layout`]: the BUSI, BUSIS, BUS-BRA and pairs folder layouts, their
@@ -52,6 +53,7 @@ pub mod batch;
 pub mod busbra;
 mod csv;
 pub mod dataset;
+pub mod dicom;
 mod error;
 pub mod hash;
 pub mod image_io;
