@@ -156,3 +156,48 @@ fn vertical_flip_moves_the_lesion_with_the_image() {
         }
     }
 }
+
+#[test]
+fn lesion_free_share_replaces_that_share_of_scans_by_empty_views() {
+    use rca_gpu::data::augment::lesion_free_crop;
+    // A small lesion at the bottom: every scan has room for a view.
+    let size = 64;
+    let mut mask = vec![0.0f32; size * size];
+    for y in 52..58 {
+        for x in 28..36 {
+            mask[y * size + x] = 1.0;
+        }
+    }
+    let image: Vec<f32> = (0..size * size).map(|i| (i % 13) as f32 / 13.0).collect();
+    let cfg = AugmentConfig {
+        p_lesion_free: 0.25,
+        ..AugmentConfig::default()
+    };
+    let trials = 2000;
+    let empty = (0..trials)
+        .filter(|&seed| {
+            let (mut img, mut m) = (image.clone(), mask.clone());
+            augment(&mut img, &mut m, size, &cfg, &mut Rng::new(seed));
+            m.iter().all(|&v| v == 0.0)
+        })
+        .count();
+    // Binomial(2000, 0.25): sd ≈ 19.
+    assert!((420..=580).contains(&empty), "{empty} of {trials} empty");
+    // Off, it draws nothing: the streams of runs without it are unchanged.
+    let (mut a, mut ma) = (image.clone(), mask.clone());
+    let (mut b, mut mb) = (image.clone(), mask.clone());
+    augment(
+        &mut a,
+        &mut ma,
+        size,
+        &AugmentConfig::default(),
+        &mut Rng::new(3),
+    );
+    let mut rng = Rng::new(3);
+    let warp = draw_warp(&AugmentConfig::default(), &mut rng);
+    warp_pair(&mut b, &mut mb, size, &warp);
+    rca_gpu::data::augment::photometric(&mut b, &AugmentConfig::default(), &mut rng);
+    assert_eq!((a, ma), (b, mb));
+    let (mut c, mut mc) = (image.clone(), mask.clone());
+    assert!(lesion_free_crop(&mut c, &mut mc, size, &mut Rng::new(1)));
+}

@@ -87,6 +87,12 @@ pub struct Args {
     /// Train without augmentation.
     #[arg(long)]
     pub no_augment: bool,
+    /// Share of training scans (0–1) shown instead as a lesion-free view of themselves: a
+    /// crop beside the lesion, at least half the scan's width and height, with an empty
+    /// mask. For data sets without normal scans (BUS-BRA), so that the model learns to leave
+    /// lesion-free tissue empty [default: 0].
+    #[arg(long, value_name = "P")]
+    pub lesion_free: Option<f32>,
     /// Read the loss back every N steps for the progress bar [default: 10].
     #[arg(long)]
     pub log_every: Option<usize>,
@@ -172,6 +178,10 @@ impl Args {
             patience: pick(self.patience, base.map(|b| b.patience), 5, 5),
             early_stop: pick(self.early_stop, base.map(|b| b.early_stop), 15, 15),
             augment: !self.no_augment && base.is_none_or(|b| b.augment),
+            lesion_free: self
+                .lesion_free
+                .or(base.map(|b| b.lesion_free))
+                .unwrap_or(0.0),
             log_every: pick(self.log_every, base.map(|b| b.log_every), 10, 10),
             data,
             init: base.and_then(|b| b.init.clone()),
@@ -293,6 +303,15 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             "--bn-momentum {} is outside [0, 1): it is the weight of the old running statistics",
             cfg.bn_momentum
         );
+    }
+    if !(0.0..=1.0).contains(&cfg.lesion_free) {
+        bail!(
+            "--lesion-free {} is outside [0, 1]: it is a share of the training scans",
+            cfg.lesion_free
+        );
+    }
+    if cfg.lesion_free > 0.0 && !cfg.augment {
+        bail!("--lesion-free is an augmentation: it cannot be combined with --no-augment");
     }
     if cfg.data.is_none() && cfg.phantoms < 2 {
         bail!("--phantoms must be at least 2 (training and validation need one image each)");

@@ -6,9 +6,14 @@
 //! Outside the original field of view both read 0 (ultrasound frames are dark
 //! outside the scan). Then, image only: brightness, contrast, gamma, and
 //! multiplicative speckle noise (ultrasound noise scales with the signal).
+//! Optionally, before all that, a scan is swapped for a lesion-free view of
+//! itself (a crop beside the lesion, empty mask): data sets of lesions only
+//! (BUS-BRA) otherwise never show the model tissue it should leave empty.
 
 use serde::{Deserialize, Serialize};
 
+use super::GrayF32;
+use super::preprocess::resize_bilinear;
 use super::rng::Rng;
 
 /// Augmentation ranges. Probabilities are per sample.
@@ -31,6 +36,10 @@ pub struct AugmentConfig {
     pub speckle_sigma: f32,
     /// Probability that speckle is added at all.
     pub p_speckle: f32,
+    /// Probability that a scan with a lesion is replaced by a lesion-free view of itself
+    /// (see [`lesion_free_crop`]), so that the model also sees tissue without lesions.
+    #[serde(default)]
+    pub p_lesion_free: f32,
 }
 
 impl Default for AugmentConfig {
@@ -46,6 +55,7 @@ impl Default for AugmentConfig {
             gamma_max: 1.25,
             speckle_sigma: 0.1,
             p_speckle: 0.5,
+            p_lesion_free: 0.0,
         }
     }
 }
@@ -187,8 +197,120 @@ pub fn photometric(image: &mut [f32], cfg: &AugmentConfig, rng: &mut Rng) {
     }
 }
 
-/// Augments one s×s training pair in place: one warp for both, then
-/// photometric changes on the image.
+/// A rectangle of pixels: columns x..x+w, rows y..y+h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+}
+
+/// Smallest crop of a lesion-free view, as a fraction of the image's sides: at most a 2×
+/// zoom, so the speckle keeps roughly the grain of a whole scan.
+pub const LESION_FREE_MIN_SCALE: f64 = 0.5;
+
+/// A crop of a w×h scan that misses its lesion, for teaching (and testing) that tissue
+/// without a lesion gives an empty mask: the image's aspect ratio, scaled by at least
+/// [`LESION_FREE_MIN_SCALE`], and clear of the lesion's bounding box grown by a margin of
+/// 1/16 of each side, on one side of it (above, below, left or right; ultrasound's
+/// layers run across the image, so these differ). Drawn uniformly among the sides that
+/// fit, then in size and position. None when the mask is empty (the scan is already
+/// lesion-free) or the lesion leaves no room.
+pub fn lesion_free_rect(mask: &[f32], w: usize, h: usize, rng: &mut Rng) -> Option<Rect> {
+    assert_eq!(mask.len(), w * h, "lesion_free_rect: mask is not {w}×{h}");
+    let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0usize, 0usize);
+    for (i, _) in mask.iter().enumerate().filter(|(_, v)| **v >= 0.5) {
+        let (x, y) = (i % w, i / w);
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+    }
+    if x0 == usize::MAX {
+        return None;
+    }
+    let (mx, my) = (w.div_ceil(16), h.div_ceil(16));
+    // Free bands, as (x, y, w, h).
+    let bands = [
+        (0, 0, w, y0.saturating_sub(my)),
+        (0, (y1 + my).min(h), w, h - (y1 + my).min(h)),
+        (0, 0, x0.saturating_sub(mx), h),
+        ((x1 + mx).min(w), 0, w - (x1 + mx).min(w), h),
+    ];
+    // The largest scale s with s·w ≤ band width and s·h ≤ band height.
+    let fits: Vec<(usize, usize, usize, usize, f64)> = bands
+        .into_iter()
+        .map(|(bx, by, bw, bh)| {
+            (
+                bx,
+                by,
+                bw,
+                bh,
+                (bw as f64 / w as f64).min(bh as f64 / h as f64),
+            )
+        })
+        .filter(|b| b.4 >= LESION_FREE_MIN_SCALE)
+        .collect();
+    if fits.is_empty() {
+        return None;
+    }
+    let (bx, by, bw, bh, s_max) = fits[rng.below(fits.len())];
+    let s = LESION_FREE_MIN_SCALE + (s_max - LESION_FREE_MIN_SCALE) * rng.next_f64();
+    let (cw, ch) = (
+        ((s * w as f64).round() as usize).clamp(1, bw),
+        ((s * h as f64).round() as usize).clamp(1, bh),
+    );
+    Some(Rect {
+        x: bx + rng.below(bw - cw + 1),
+        y: by + rng.below(bh - ch + 1),
+        w: cw,
+        h: ch,
+    })
+}
+
+/// The pixels of `r` of an image.
+pub fn crop(image: &GrayF32, r: Rect) -> GrayF32 {
+    assert!(
+        r.x + r.w <= image.w && r.y + r.h <= image.h,
+        "crop {r:?} leaves the image"
+    );
+    GrayF32::from_vec(
+        r.w,
+        r.h,
+        (r.y..r.y + r.h)
+            .flat_map(|y| {
+                image.data[y * image.w + r.x..y * image.w + r.x + r.w]
+                    .iter()
+                    .copied()
+            })
+            .collect(),
+    )
+}
+
+/// A lesion-free view of a scan at its own resolution ([`lesion_free_rect`] on its mask),
+/// for testing what a model marks on tissue without lesions; None as there.
+pub fn lesion_free_view(image: &GrayF32, mask: &GrayF32, rng: &mut Rng) -> Option<GrayF32> {
+    assert_eq!(
+        (image.w, image.h),
+        (mask.w, mask.h),
+        "lesion_free_view: image and mask sizes differ"
+    );
+    lesion_free_rect(&mask.data, mask.w, mask.h, rng).map(|r| crop(image, r))
+}
+
+/// Replaces an s×s training pair by a lesion-free view of the same scan
+/// ([`lesion_free_rect`], enlarged bilinearly back to s×s) with an empty mask. False, and
+/// the pair unchanged, when the scan has no lesion or no room for one.
+pub fn lesion_free_crop(image: &mut [f32], mask: &mut [f32], size: usize, rng: &mut Rng) -> bool {
+    let Some(r) = lesion_free_rect(mask, size, size, rng) else {
+        return false;
+    };
+    let view = crop(&GrayF32::from_vec(size, size, image.to_vec()), r);
+    image.copy_from_slice(&resize_bilinear(&view, size, size).data);
+    mask.fill(0.0);
+    true
+}
+
+/// Augments one s×s training pair in place: a lesion-free view with probability
+/// `p_lesion_free`, one warp for both, then photometric changes on the image.
 pub fn augment(
     image: &mut [f32],
     mask: &mut [f32],
@@ -196,6 +318,10 @@ pub fn augment(
     cfg: &AugmentConfig,
     rng: &mut Rng,
 ) {
+    // Drawn only when asked for, so that runs without it keep their random streams.
+    if cfg.p_lesion_free > 0.0 && rng.chance(cfg.p_lesion_free) {
+        lesion_free_crop(image, mask, size, rng);
+    }
     let warp = draw_warp(cfg, rng);
     warp_pair(image, mask, size, &warp);
     photometric(image, cfg, rng);
@@ -230,5 +356,73 @@ mod tests {
         };
         photometric(&mut img, &cfg, &mut Rng::new(3));
         assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    /// A w×h mask with the rectangle [x0, x1) × [y0, y1) set.
+    fn boxed(w: usize, h: usize, x0: usize, x1: usize, y0: usize, y1: usize) -> Vec<f32> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                f32::from(u8::from((x0..x1).contains(&x) && (y0..y1).contains(&y)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lesion_free_views_miss_the_lesion_and_keep_the_aspect() {
+        let (w, h) = (96, 64);
+        // A lesion in the bottom right corner: room above it and left of it.
+        let mask = boxed(w, h, 80, 90, 50, 60);
+        let mut rng = Rng::new(7);
+        let (mut reaches_down, mut reaches_right) = (false, false);
+        for _ in 0..400 {
+            let r = lesion_free_rect(&mask, w, h, &mut rng).expect("there is room");
+            assert!(r.x + r.w <= w && r.y + r.h <= h, "{r:?} leaves the image");
+            assert!(r.w as f64 >= 0.5 * w as f64 - 0.5, "{r:?} is too small");
+            let aspect = r.w as f64 / r.h as f64;
+            assert!((aspect - 1.5).abs() < 0.05, "{r:?} has aspect {aspect}");
+            // Clear of the lesion grown by the margin (6 × 4 px here).
+            let apart = r.x + r.w <= 80 - 6 || r.y + r.h <= 50 - 4;
+            assert!(apart, "{r:?} touches the lesion");
+            reaches_down |= r.y + r.h > 46;
+            reaches_right |= r.x + r.w > 74;
+        }
+        assert!(reaches_down && reaches_right, "both free bands are drawn");
+    }
+
+    #[test]
+    fn no_lesion_free_view_without_room_or_without_a_lesion() {
+        let mut rng = Rng::new(1);
+        assert_eq!(
+            lesion_free_rect(&vec![0.0; 64 * 64], 64, 64, &mut rng),
+            None
+        );
+        let central = boxed(64, 64, 20, 44, 20, 44);
+        assert_eq!(lesion_free_rect(&central, 64, 64, &mut rng), None);
+        let mut img: Vec<f32> = (0..64 * 64).map(|i| (i % 7) as f32 / 7.0).collect();
+        let (img0, mut m) = (img.clone(), central.clone());
+        assert!(!lesion_free_crop(&mut img, &mut m, 64, &mut rng));
+        assert_eq!((img, m), (img0, central));
+    }
+
+    #[test]
+    fn a_lesion_free_crop_enlarges_the_tissue_beside_the_lesion() {
+        // Rows get brighter with depth; the lesion sits at the bottom.
+        let s = 32;
+        let mut img: Vec<f32> = (0..s * s).map(|i| (i / s) as f32 / s as f32).collect();
+        let mut mask = boxed(s, s, 8, 24, 26, 32);
+        assert!(lesion_free_crop(&mut img, &mut mask, s, &mut Rng::new(5)));
+        assert!(mask.iter().all(|&v| v == 0.0));
+        // Only rows above the lesion's margin (row 24) are sampled, and columns stay
+        // constant because the source is.
+        assert!(
+            img.iter().all(|&v| v <= 24.0 / s as f32),
+            "read rows of the lesion"
+        );
+        for y in 0..s {
+            let row = &img[y * s..(y + 1) * s];
+            assert!(row.iter().all(|&v| (v - row[0]).abs() < 1e-6));
+        }
+        assert!(img[(s - 1) * s] > img[0], "depth order kept");
     }
 }

@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub early_stop: usize,
     /// Training augmentation (flips, rotation, scale, intensity, speckle).
     pub augment: bool,
+    /// Share of training scans replaced by a lesion-free view of themselves (a crop beside
+    /// the lesion with an empty mask), for data sets without lesion-free scans.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lesion_free: f32,
     /// Read the loss back every this many steps (for the progress bar).
     pub log_every: usize,
     /// The checkpoint whose weights and BN running statistics the run started from
@@ -61,6 +65,10 @@ pub struct TrainConfig {
     /// `cli::train`). Runs from before the option have 0.99.
     #[serde(default = "default_bn_momentum")]
     pub bn_momentum: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 fn default_bn_momentum() -> f32 {

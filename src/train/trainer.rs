@@ -227,7 +227,10 @@ impl<'a> Trainer<'a> {
             shuffle: true,
             drop_last: data.train.len() >= cfg.batch,
             seed: cfg.seed,
-            augment: cfg.augment.then(AugmentConfig::default),
+            augment: cfg.augment.then(|| AugmentConfig {
+                p_lesion_free: cfg.lesion_free,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         Ok(Trainer {
