@@ -322,14 +322,18 @@ fn outline(mask: &BinaryMask, thick: bool) -> BinaryMask {
 
 /// True for file names that are ground-truth masks by the BUSI / BUSIS conventions
 /// (`x_mask.png`, `x_mask_1.png`, `x_GT.png`: [`mask_key`], the rule `rca-gpu metrics`
-/// pairs by) or outputs of `rca-gpu infer` (`x_prob.png`, `x_overlay.png`), which a folder
+/// pairs by) or outputs of `rca-gpu infer` (`x_prob.png`, `x_overlay.png`,
+/// `x_uncertainty.png`), which a folder
 /// given to `infer` should not be run on.
 pub fn is_mask_or_output_name(path: &Path) -> bool {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    mask_key(&stem).1 || stem.ends_with("_prob") || stem.ends_with("_overlay")
+    mask_key(&stem).1
+        || ["_prob", "_overlay", "_uncertainty"]
+            .iter()
+            .any(|s| stem.ends_with(s))
 }
 
 /// The bytes of a NumPy `.npy` file (format 1.0) holding `values` as a C-order float32
@@ -480,5 +484,122 @@ mod tests {
     fn lesion_area_counts_pixels_and_percent() {
         let m = BinaryMask::from_fn(10, 10, |x, _| x < 3).unwrap();
         assert_eq!(lesion_area(&m), (30, 30.0));
+    }
+}
+
+/// Mirrors a row-major w×h plane in place: left–right when `h`, top–bottom when `v`.
+pub fn mirror(data: &mut [f32], w: usize, height: usize, h: bool, v: bool) {
+    assert_eq!(data.len(), w * height, "mirror: not a {w}×{height} plane");
+    if h {
+        for row in data.chunks_exact_mut(w) {
+            row.reverse();
+        }
+    }
+    if v {
+        for y in 0..height / 2 {
+            let (top, bottom) = data.split_at_mut((height - 1 - y) * w);
+            top[y * w..(y + 1) * w].swap_with_slice(&mut bottom[..w]);
+        }
+    }
+}
+
+/// The mirrorings of test-time augmentation, as nnU-Net mirrors a 2-D image: none,
+/// left–right, top–bottom and both (each as (left–right, top–bottom)).
+pub const TTA_MIRRORS: [(bool, bool); 4] =
+    [(false, false), (true, false), (false, true), (true, true)];
+
+/// One image's prediction by an [`Ensemble`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnsemblePrediction {
+    /// The mean probability over every member and mirroring; `ms` is the sum of theirs.
+    pub mean: Prediction,
+    /// Per pixel, the standard deviation (population, over the views) of the probability:
+    /// 0 where every member and mirroring agrees, at most 0.5.
+    pub uncertainty: Vec<f32>,
+}
+
+/// Several checkpoints (cross-validation folds, say) and, with `tta`, every mirroring of
+/// each image ([`TTA_MIRRORS`]): the probability maps of all these views are averaged at
+/// the image's original size. One checkpoint without TTA is a plain [`Predictor`].
+pub struct Ensemble {
+    members: Vec<Predictor>,
+    tta: bool,
+}
+
+impl Ensemble {
+    /// Panics on an empty member list (the CLI always has one).
+    pub fn new(members: Vec<Predictor>, tta: bool) -> Self {
+        assert!(!members.is_empty(), "an ensemble needs a member");
+        Self { members, tta }
+    }
+
+    pub fn members(&self) -> &[Predictor] {
+        &self.members
+    }
+
+    /// Predictions averaged per image: members × mirrorings.
+    pub fn views(&self) -> usize {
+        self.members.len() * if self.tta { TTA_MIRRORS.len() } else { 1 }
+    }
+
+    /// Compiles every member's pipelines ([`Predictor::warm_up`]).
+    pub fn warm_up(&mut self, n: usize) -> Result<()> {
+        self.members.iter_mut().try_for_each(|m| m.warm_up(n))
+    }
+
+    /// The mean and per-pixel standard deviation of every view's probability, per image.
+    pub fn predict_batch(&mut self, images: &[GrayF32]) -> Result<Vec<EnsemblePrediction>> {
+        let mirrors: &[(bool, bool)] = if self.tta {
+            &TTA_MIRRORS
+        } else {
+            &TTA_MIRRORS[..1]
+        };
+        let views = self.views() as f64;
+        // Running sums of p and p² per image and pixel, in f64 so that identical views give
+        // exactly zero spread.
+        let mut sum: Vec<Vec<f64>> = images.iter().map(|i| vec![0.0; i.w * i.h]).collect();
+        let mut sq = sum.clone();
+        let mut ms = vec![0.0f64; images.len()];
+        for member in &mut self.members {
+            for &(h, v) in mirrors {
+                let input: Vec<GrayF32> = images
+                    .iter()
+                    .map(|img| {
+                        let mut m = img.clone();
+                        mirror(&mut m.data, m.w, m.h, h, v);
+                        m
+                    })
+                    .collect();
+                for (i, mut p) in member.predict_batch(&input)?.into_iter().enumerate() {
+                    mirror(&mut p.probability, p.width, p.height, h, v);
+                    for ((s, q), &x) in sum[i].iter_mut().zip(&mut sq[i]).zip(&p.probability) {
+                        *s += f64::from(x);
+                        *q += f64::from(x) * f64::from(x);
+                    }
+                    ms[i] += p.ms;
+                }
+            }
+        }
+        Ok(images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let mean: Vec<f64> = sum[i].iter().map(|s| s / views).collect();
+                let uncertainty = sq[i]
+                    .iter()
+                    .zip(&mean)
+                    .map(|(q, m)| (q / views - m * m).max(0.0).sqrt() as f32)
+                    .collect();
+                EnsemblePrediction {
+                    mean: Prediction {
+                        width: img.w,
+                        height: img.h,
+                        probability: mean.iter().map(|&m| m as f32).collect(),
+                        ms: ms[i],
+                    },
+                    uncertainty,
+                }
+            })
+            .collect())
     }
 }

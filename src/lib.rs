@@ -14,7 +14,8 @@
 //! batching, phantoms) and [`metrics`] (post-processing and the paper's metrics).
 //!
 //! On top of both: [`train`] (the training loop, checkpoints) and [`infer`] (a checkpoint's
-//! predictions at each image's original size, for `rca-gpu infer`, `eval` and `bench`).
+//! predictions at each image's original size, for `rca-gpu infer`, `eval` and `bench`), and
+//! [`shipped`], the trained model built into the binary.
 
 pub mod atomic;
 pub mod autodiff;
@@ -29,6 +30,7 @@ pub mod ops;
 pub mod reference;
 pub mod runtime;
 pub mod selftest;
+pub mod shipped;
 pub mod tensor;
 pub mod train;
 

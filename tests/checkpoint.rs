@@ -223,3 +223,30 @@ fn gpu_parameters_survive_a_save_and_load_bit_exactly() {
     let e = values_for(&path, &ck, &other.spec).unwrap_err().to_string();
     assert!(e.contains("gpu.safetensors") && e.contains("shape"), "{e}");
 }
+
+#[test]
+fn the_shipped_model_is_built_in_checked_and_the_same_as_its_file() {
+    let ck = rca_gpu::shipped::load().unwrap();
+    let want = ModelConfig::new(Variant::RcaIunet, 4, 64).unwrap();
+    assert_eq!(ck.config, want);
+    let n: usize = ck.tensors.iter().map(|t| t.data.len()).sum();
+    // The parameters and the BN running statistics (two per BN channel).
+    assert_eq!(
+        n,
+        Model::new(want)
+            .spec
+            .params()
+            .iter()
+            .map(|p| p.numel())
+            .sum::<usize>()
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(rca_gpu::shipped::FILE);
+    let on_disk = load_model(&file, Some(&want)).unwrap();
+    assert_eq!(on_disk.sha256, ck.sha256);
+    // A damaged copy in memory is caught like a damaged file.
+    let mut bytes = rca_gpu::shipped::BYTES.to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    let err = rca_gpu::train::checkpoint::load_model_bytes(&bytes, &file, None).unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+}

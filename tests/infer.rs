@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use rca_gpu::data::{GrayF32, preprocess_image, resize_probability};
-use rca_gpu::infer::Predictor;
+use rca_gpu::infer::{Ensemble, Predictor, mirror};
 use rca_gpu::model::{Model, ModelConfig, Variant};
 use rca_gpu::train::checkpoint::{NamedTensor, save_model};
 use rca_gpu::{Tensor, metrics::PostProcess};
@@ -15,13 +15,18 @@ use crate::common;
 
 /// A checkpoint of the initial weights of `width`/`size` RCA-IUnet.
 fn checkpoint(path: &Path, width: usize, size: usize) {
+    checkpoint_seeded(path, width, size, 3);
+}
+
+/// The same from another weight-initialisation seed.
+fn checkpoint_seeded(path: &Path, width: usize, size: usize, seed: u64) {
     let mc = ModelConfig::new(Variant::RcaIunet, width, size).unwrap();
     let model = Model::new(mc);
     let tensors: Vec<NamedTensor> = model
         .spec
         .params()
         .iter()
-        .zip(model.spec.init_values(3))
+        .zip(model.spec.init_values(seed))
         .map(|(p, data)| NamedTensor {
             name: p.name.clone(),
             shape: p.shape.clone(),
@@ -137,4 +142,126 @@ fn a_batch_above_the_binding_limit_is_split_not_refused() {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
     }
+}
+
+#[test]
+fn mirroring_twice_is_the_identity_and_flips_the_right_axis() {
+    let (w, h) = (3, 4);
+    let orig: Vec<f32> = (0..w * h).map(|i| i as f32).collect();
+    let mut d = orig.clone();
+    mirror(&mut d, w, h, true, false);
+    assert_eq!(&d[..3], &[2.0, 1.0, 0.0]);
+    mirror(&mut d, w, h, true, false);
+    assert_eq!(d, orig);
+    mirror(&mut d, w, h, false, true);
+    assert_eq!(&d[..3], &[9.0, 10.0, 11.0]);
+    assert_eq!(&d[9..], &[0.0, 1.0, 2.0]);
+    // Both axes of the top–bottom mirror image: the left–right one.
+    mirror(&mut d, w, h, true, true);
+    assert_eq!(&d[..3], &[2.0, 1.0, 0.0]);
+    mirror(&mut d, w, h, true, false);
+    assert_eq!(d, orig);
+}
+
+#[test]
+fn an_ensemble_averages_its_members_and_identical_members_do_not_disagree() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    checkpoint_seeded(&a, 2, 32, 3);
+    checkpoint_seeded(&b, 2, 32, 11);
+    let images = [image(45, 37, 0), image(32, 32, 3)];
+    let alone = |p: &Path| {
+        Predictor::load(&gpu, p)
+            .unwrap()
+            .predict_batch(&images)
+            .unwrap()
+    };
+    let (pa, pb) = (alone(&a), alone(&b));
+    let mut two = Ensemble::new(
+        vec![
+            Predictor::load(&gpu, &a).unwrap(),
+            Predictor::load(&gpu, &b).unwrap(),
+        ],
+        false,
+    );
+    assert_eq!(two.views(), 2);
+    let got = two.predict_batch(&images).unwrap();
+    let mut spread = 0.0f32;
+    for ((g, x), y) in got.iter().zip(&pa).zip(&pb) {
+        assert_eq!((g.mean.width, g.mean.height), (x.width, x.height));
+        for (i, ((m, p), q)) in g
+            .mean
+            .probability
+            .iter()
+            .zip(&x.probability)
+            .zip(&y.probability)
+            .enumerate()
+        {
+            assert!(
+                (m - (p + q) / 2.0).abs() < 1e-6,
+                "pixel {i}: {m} vs mean of {p}, {q}"
+            );
+            let sd = (p - q).abs() / 2.0;
+            assert!(
+                (g.uncertainty[i] - sd).abs() < 1e-5,
+                "pixel {i}: sd {} vs {sd}",
+                g.uncertainty[i]
+            );
+            spread = spread.max(sd);
+        }
+    }
+    assert!(
+        spread > 1e-4,
+        "two initialisations should disagree somewhere: {spread}"
+    );
+    // Two copies of one checkpoint: the mean is the member's prediction, the spread zero.
+    let mut same = Ensemble::new(
+        vec![
+            Predictor::load(&gpu, &a).unwrap(),
+            Predictor::load(&gpu, &a).unwrap(),
+        ],
+        false,
+    );
+    for (g, x) in same.predict_batch(&images).unwrap().iter().zip(&pa) {
+        assert_eq!(g.mean.probability, x.probability);
+        assert!(g.uncertainty.iter().all(|&u| u == 0.0));
+    }
+}
+
+#[test]
+fn test_time_mirroring_is_equivariant_and_averages_four_views() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.safetensors");
+    checkpoint(&a, 2, 32);
+    let img = image(40, 29, 1);
+    let mut flipped = img.clone();
+    mirror(&mut flipped.data, img.w, img.h, true, false);
+    let mut tta = Ensemble::new(vec![Predictor::load(&gpu, &a).unwrap()], true);
+    assert_eq!(tta.views(), 4);
+    let got = tta.predict_batch(&[img.clone(), flipped]).unwrap();
+    // The mean over all mirrorings of a mirrored image is the mirrored mean.
+    let mut back = got[1].mean.probability.clone();
+    mirror(&mut back, img.w, img.h, true, false);
+    for (i, (p, q)) in got[0].mean.probability.iter().zip(&back).enumerate() {
+        assert!((p - q).abs() < 1e-6, "pixel {i}: {p} vs {q}");
+    }
+    // And it is the mean of the four single predictions, mirrored back.
+    let mut single = Predictor::load(&gpu, &a).unwrap();
+    let mut want = vec![0.0f32; img.w * img.h];
+    for (h, v) in rca_gpu::infer::TTA_MIRRORS {
+        let mut m = img.clone();
+        mirror(&mut m.data, m.w, m.h, h, v);
+        let mut p = single.predict_batch(&[m]).unwrap().remove(0).probability;
+        mirror(&mut p, img.w, img.h, h, v);
+        want.iter_mut().zip(&p).for_each(|(w, x)| *w += x / 4.0);
+    }
+    for (i, (p, q)) in got[0].mean.probability.iter().zip(&want).enumerate() {
+        assert!((p - q).abs() < 1e-6, "pixel {i}: {p} vs {q}");
+    }
+    assert!(got[0].uncertainty.iter().any(|&u| u > 0.0));
 }

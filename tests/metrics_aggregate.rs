@@ -2,8 +2,8 @@
 //! the Table 2 layout (PP N / Y rows) as text and Markdown, and the per-image CSV.
 
 use rca_gpu::metrics::{
-    BinaryMask, CSV_HEADER, ImageRecord, MeanStd, Summary, evaluate, render_markdown, render_text,
-    summary_rows, write_csv,
+    BinaryMask, CSV_HEADER, ImageRecord, MeanStd, Summary, evaluate, lesion_free_rows,
+    render_lesion_free, render_markdown, render_text, summary_rows, write_csv,
 };
 
 fn record(name: &str, class: Option<&str>, pp: bool, dice_like: (usize, usize)) -> ImageRecord {
@@ -155,4 +155,29 @@ fn csv_has_one_line_per_record_and_quotes_awkward_names() {
     assert_eq!(first[cols - 1], "3.25");
     assert_eq!(first[cols - 2], "", "no probability map, empty cell");
     assert!(lines[2].starts_with("\"odd, \"\"name\"\"\",,Y,"));
+}
+
+#[test]
+fn lesion_free_rows_count_the_empty_truths_marked_anyway() {
+    let records = [
+        record("lesion", None, false, (3, 5)),
+        record("free-left-empty", None, false, (0, 0)),
+        record("free-marked", None, false, (2, 0)),
+        record("free-marked-badly", None, false, (4, 0)),
+        record("free-left-empty", None, true, (0, 0)),
+        record("free-marked", None, true, (0, 0)),
+    ];
+    let rows = lesion_free_rows(&records);
+    assert_eq!(rows.len(), 2);
+    let (n, y) = (&rows[0], &rows[1]);
+    assert_eq!((n.postprocessed, n.images, n.marked), (false, 3, 2));
+    assert!((n.false_positive_rate - 2.0 / 3.0).abs() < 1e-12);
+    // 20 % and 40 % of a 10-pixel strip, and 0 %, over three images.
+    assert!((n.mean_marked_percent - 20.0).abs() < 1e-9);
+    assert_eq!((y.postprocessed, y.images, y.marked), (true, 2, 0));
+    let text = render_lesion_free(&rows);
+    assert!(text.contains("PP N: 2 of 3 marked"), "{text}");
+    assert!(text.contains("PP Y: 0 of 2 marked"), "{text}");
+    assert!(lesion_free_rows(&records[..1]).is_empty());
+    assert_eq!(render_lesion_free(&[]), "");
 }

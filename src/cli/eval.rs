@@ -9,6 +9,15 @@
 //!   from the data folder the config names.
 //! - `--data DIR`: every image of another data set (e.g. trained on BUSI, tested on BUSIS).
 //! - `--split FILE`: the test part of that split file, in `--data` or the run's data.
+//! - Without `--checkpoint`, the shipped model ([`crate::shipped`]), which has no run
+//!   folder: `--data` is needed.
+//! - Several `--checkpoint`s: an ensemble ([`crate::infer::Ensemble`]; `--tta` adds mirrorings), scored
+//!   on the first one's run unless `--data` says otherwise. With `--cross-validation` they
+//!   are one model per fold instead: each is scored on its own run's test part, then
+//!   [`across_folds`] gives mean ± sd over the folds (`cross_validation.json` and `.md`).
+//! - `--lesion-free-views`: instead of each selected image, a lesion-free view of it (a
+//!   crop beside its lesion with an empty ground truth, [`lesion_free_view`]), to measure
+//!   how often the model marks tissue without lesions.
 //!
 //! # At which size
 //!
@@ -23,7 +32,8 @@
 //! classes; IT is milliseconds per image as [`crate::infer`] defines it), and in `--out`
 //! (default `eval/` beside the checkpoint): `per_image.csv` (one row per image and PP
 //! setting), `summary.json` (what was evaluated, the settings and every table row with
-//! means and standard deviations) and `table.md` (the table in Markdown); with `--overlays`,
+//! means and standard deviations, and the lesion-free images' false-positive rate when
+//! there are any) and `table.md` (the table in Markdown); with `--overlays`,
 //! `overlays/STEM.png` (the image file's stem), the ground truth's and the post-processed
 //! prediction's outlines.
 
@@ -33,23 +43,36 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use crate::data::augment::lesion_free_view;
 use crate::data::busbra::{id_of, read_test_folds};
 use crate::data::layout::{Class, Entry, scan};
+use crate::data::rng::Rng;
 use crate::data::split::Fold;
 use crate::data::{GrayF32, PhantomSource, SampleSource, Split, generate_phantom, load_pair};
-use crate::infer::{Predictor, overlay, save_png_atomic};
+use crate::infer::{overlay, save_png_atomic};
 use crate::metrics::{
-    BinaryMask, ImageRecord, PostProcess, TableRow, evaluate_probability, render_markdown,
-    render_text, summary_rows, write_csv,
+    BinaryMask, ImageRecord, LesionFreeRow, PostProcess, TableRow, across_folds,
+    evaluate_probability, lesion_free_rows, render_lesion_free, render_markdown, render_text,
+    summary_rows, write_csv,
 };
-use crate::train::checkpoint::load_model;
+use crate::shipped::ModelSource;
 use crate::train::config::TrainConfig;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model checkpoint; its folder is the run folder (config.json, split.json).
+    /// Model checkpoint; its folder is the run folder (config.json, split.json). Give it
+    /// several times to score an ensemble (probabilities averaged; the first one's run
+    /// folder counts) [default: the model built into rca-gpu, trained on BUS-BRA at 64×64;
+    /// needs --data].
     #[arg(long, value_name = "FILE")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Vec<PathBuf>,
+    /// Test-time augmentation: average each image's prediction over its four mirrorings.
+    #[arg(long)]
+    pub tta: bool,
+    /// The --checkpoint files are one model per cross-validation fold (`train --fold k`):
+    /// score each on its own run's test part, then report mean ± sd over the folds.
+    #[arg(long, conflicts_with_all = ["data", "split", "fold"])]
+    pub cross_validation: bool,
     /// Evaluate every image of this data set (BUSI, BUSIS or images/ + masks/) instead of
     /// the run's test split; with --split, the data set the split names files of.
     #[arg(long, value_name = "DIR")]
@@ -84,6 +107,11 @@ pub struct Args {
     /// failing.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Score a lesion-free view of each selected image instead (a crop beside its lesion, at
+    /// least half its width and height, with an empty ground truth): reports how often the
+    /// model marks tissue without lesions. Images without room for one are left out.
+    #[arg(long)]
+    pub lesion_free_views: bool,
     /// Print "mean ± standard deviation" in every cell.
     #[arg(long)]
     pub std: bool,
@@ -96,6 +124,8 @@ pub struct Args {
 enum Origin {
     Phantom(PhantomSource, usize),
     Files(Entry),
+    /// A lesion-free view of the other origin's image.
+    LesionFree(Box<Origin>),
 }
 
 /// One image to evaluate.
@@ -107,22 +137,47 @@ pub struct Item {
 }
 
 impl Item {
-    /// The image and its ground truth at the original size.
-    fn load(&self) -> anyhow::Result<(GrayF32, BinaryMask)> {
-        let (img, mask) = match &self.origin {
-            Origin::Phantom(src, i) => {
-                let p = generate_phantom(src.seed, *i as u64, src.size);
-                (p.image, p.mask)
-            }
-            Origin::Files(e) => load_pair(&e.image, &e.masks)?,
+    /// The image and its ground truth at the original size; None for a lesion-free view of
+    /// an image without room for one.
+    fn load(&self) -> anyhow::Result<Option<(GrayF32, BinaryMask)>> {
+        let Some((img, mask)) = load_origin(&self.origin, &self.name)? else {
+            return Ok(None);
         };
         let gt = BinaryMask::new(
             mask.w,
             mask.h,
             mask.data.iter().map(|&v| v >= 0.5).collect(),
         )?;
-        Ok((img, gt))
+        Ok(Some((img, gt)))
     }
+}
+
+/// Image and mask of an origin; `name` seeds a lesion-free view, so that every run crops
+/// the same one.
+fn load_origin(origin: &Origin, name: &str) -> anyhow::Result<Option<(GrayF32, GrayF32)>> {
+    Ok(Some(match origin {
+        Origin::Phantom(src, i) => {
+            let p = generate_phantom(src.seed, *i as u64, src.size);
+            (p.image, p.mask)
+        }
+        Origin::Files(e) => load_pair(&e.image, &e.masks)?,
+        Origin::LesionFree(inner) => {
+            let Some((img, mask)) = load_origin(inner, name)? else {
+                return Ok(None);
+            };
+            // FNV-1a of the name.
+            let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            match lesion_free_view(&img, &mask, &mut Rng::from_parts(&[seed, 0x1E5F])) {
+                Some(view) => {
+                    let empty = GrayF32::filled(view.w, view.h, 0.0);
+                    (view, empty)
+                }
+                None => return Ok(None),
+            }
+        }
+    }))
 }
 
 fn class_of(c: Class) -> Option<String> {
@@ -130,12 +185,16 @@ fn class_of(c: Class) -> Option<String> {
 }
 
 /// The images `args` ask for, and a phrase saying what they are.
-pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
-    let run_dir = args
-        .checkpoint
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+pub fn select_items(args: &Args, model: &ModelSource) -> anyhow::Result<(Vec<Item>, String)> {
+    let run_dir = match (model.run_dir(), &args.data) {
+        (Some(d), _) => d,
+        (None, Some(_)) => Path::new("."),
+        (None, None) => bail!(
+            "the shipped model has no run folder whose test images could be evaluated: name \
+             the images with --data DIR (and e.g. --fold K for a data set's own test fold), \
+             or a trained run's checkpoint with --checkpoint"
+        ),
+    };
     let config_path = run_dir.join("config.json");
     // Without --data the images come from the run (its data folder or its phantoms).
     let needs_run = args.data.is_none();
@@ -266,13 +325,28 @@ pub fn select_items(args: &Args) -> anyhow::Result<(Vec<Item>, String)> {
     if items.is_empty() {
         bail!("nothing to evaluate: {what} has no images");
     }
+    if args.lesion_free_views {
+        let views = items
+            .into_iter()
+            .map(|i| Item {
+                name: format!("{}#lesion-free", i.name),
+                class: Some("lesion-free view".into()),
+                origin: Origin::LesionFree(Box::new(i.origin)),
+            })
+            .collect();
+        return Ok((views, format!("lesion-free views of {what}")));
+    }
     Ok((items, what))
 }
 
 /// What `summary.json` holds.
 #[derive(Serialize)]
 struct SummaryFile<'a> {
+    /// The first checkpoint; `checkpoints` lists all of an ensemble.
     checkpoint: String,
+    checkpoints: Vec<String>,
+    /// Whether each prediction is the mean over the image's four mirrorings.
+    tta: bool,
     epoch: usize,
     variant: &'a str,
     width: usize,
@@ -286,6 +360,9 @@ struct SummaryFile<'a> {
     pp_n: PostProcess,
     pp_y: PostProcess,
     rows: &'a [TableRow],
+    /// The false-positive rate on the images with an empty ground truth, if any.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    lesion_free: &'a [LesionFreeRow],
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
@@ -294,35 +371,125 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let pp_n = args.pp.threshold_only()?;
-    let pp_y = args.pp.post_processed()?;
+    args.pp.threshold_only()?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    // Everything that can be checked without the GPU is, before it is opened.
-    let ck = load_model(&args.checkpoint, None)?;
-    let (items, what) = select_items(&args)?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        args.checkpoint
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("eval")
-    });
+    let sources = ModelSource::from_args(&args.checkpoint);
+    if !args.cross_validation {
+        // Everything that can be checked without the GPU is, before it is opened.
+        let checkpoints = sources
+            .iter()
+            .map(ModelSource::load)
+            .collect::<Result<Vec<_>, _>>()?;
+        let selected = select_items(&args, &sources[0])?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| sources[0].run_dir().unwrap_or(Path::new(".")).join("eval"));
+        let gpu = args.adapter.open()?;
+        evaluate(&args, &gpu, &sources, &checkpoints, selected, &out)?;
+        return Ok(());
+    }
+    if args.checkpoint.len() < 2 {
+        bail!("--cross-validation scores one checkpoint per fold: give two or more --checkpoint");
+    }
+    let mut folds = Vec::with_capacity(sources.len());
+    for src in &sources {
+        let ck = src.load()?;
+        let selected = select_items(&args, src)?;
+        let out = args.out.as_ref().map_or_else(
+            || src.run_dir().unwrap_or(Path::new(".")).join("eval"),
+            |o| o.join(format!("fold-{}", folds.len() + 1)),
+        );
+        folds.push((src, ck, selected, out));
+    }
+    let gpu = args.adapter.open()?;
+    let mut per_fold = Vec::with_capacity(folds.len());
+    for (src, ck, selected, out) in folds {
+        per_fold.push(evaluate(
+            &args,
+            &gpu,
+            std::slice::from_ref(src),
+            std::slice::from_ref(&ck),
+            selected,
+            &out,
+        )?);
+    }
+    let rows = across_folds(&per_fold);
+    println!(
+        "\ncross-validation: {} folds, mean ± standard deviation over the folds' means",
+        per_fold.len()
+    );
+    print!("{}", render_text(&rows, true));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("eval-cv"));
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let gpu = args.adapter.open()?;
-    let mut predictor = Predictor::from_checkpoint(&gpu, &args.checkpoint, &ck)?;
+    let file = CrossValidationFile {
+        checkpoints: sources
+            .iter()
+            .map(|s| s.path().display().to_string())
+            .collect(),
+        rows: &rows,
+        folds: &per_fold,
+    };
+    write_atomic(
+        &out.join("cross_validation.json"),
+        serde_json::to_string_pretty(&file)?.as_bytes(),
+    )?;
+    let md = format!(
+        "{} folds ({}), each scored on its own run's test part; every cell is the mean ± standard deviation over the folds' means, n the images of all folds.\n\n{}",
+        per_fold.len(),
+        file.checkpoints.join(", "),
+        render_markdown(&rows, true)
+    );
+    write_atomic(&out.join("cross_validation.md"), md.as_bytes())?;
+    eprintln!(
+        "wrote cross_validation.json and cross_validation.md to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// What `cross_validation.json` holds.
+#[derive(Serialize)]
+struct CrossValidationFile<'a> {
+    checkpoints: Vec<String>,
+    /// Mean ± sd over the folds of each fold's means.
+    rows: &'a [TableRow],
+    /// Each fold's own rows, in checkpoint order.
+    folds: &'a [Vec<TableRow>],
+}
+
+/// Scores `sources` (one model, or an ensemble) on the selected items, prints the table and
+/// writes per_image.csv, summary.json and table.md to `out`; returns the table's rows.
+fn evaluate(
+    args: &Args,
+    gpu: &crate::Gpu,
+    sources: &[ModelSource],
+    checkpoints: &[crate::train::checkpoint::ModelCheckpoint],
+    (items, what): (Vec<Item>, String),
+    out: &Path,
+) -> anyhow::Result<Vec<TableRow>> {
+    let pp_n = args.pp.threshold_only()?;
+    let pp_y = args.pp.post_processed()?;
+    let model = ModelSource::describe_all(sources);
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let mut predictor = crate::shipped::ensemble(gpu, sources, checkpoints, args.tta)?;
     predictor
         .warm_up(args.batch.min(items.len()))
-        .with_context(|| format!("cannot run {} on this GPU", args.checkpoint.display()))?;
-    let c = predictor.config();
+        .with_context(|| format!("cannot run {model} on this GPU"))?;
+    let c = predictor.members()[0].config();
+    let ck = &checkpoints[0];
     eprintln!(
-        "evaluating {} F={} S={} from {} (epoch {}) on {} ({} images)",
+        "evaluating {} F={} S={} from {} (epoch {}{}) on {} ({} images)",
         c.variant.name(),
         c.width,
         c.size,
-        args.checkpoint.display(),
+        model,
         ck.epoch,
+        if args.tta { ", mirrored ×4" } else { "" },
         what,
         items.len()
     );
@@ -331,26 +498,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::fs::create_dir_all(&overlay_dir)
             .with_context(|| format!("cannot create {}", overlay_dir.display()))?;
     }
-    let bar = indicatif::ProgressBar::new(items.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("eval [{bar:30}] {pos}/{len} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = super::image_bar("eval", items.len());
     let mut records = Vec::with_capacity(items.len() * 2);
+    let mut no_room = 0usize;
     for group in items.chunks(args.batch) {
-        let loaded = group
-            .iter()
-            .map(|i| {
-                i.load()
-                    .with_context(|| format!("cannot load test image {}", i.name))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut kept = Vec::with_capacity(group.len());
+        let mut loaded = Vec::with_capacity(group.len());
+        for i in group {
+            match i
+                .load()
+                .with_context(|| format!("cannot load test image {}", i.name))?
+            {
+                Some(pair) => {
+                    kept.push(i);
+                    loaded.push(pair);
+                }
+                None => no_room += 1,
+            }
+        }
+        if kept.is_empty() {
+            bar.inc(group.len() as u64);
+            continue;
+        }
         let images: Vec<GrayF32> = loaded.iter().map(|(img, _)| img.clone()).collect();
         let preds = predictor
             .predict_batch(&images)
-            .with_context(|| format!("inference with {} failed", args.checkpoint.display()))?;
-        for ((item, (image, gt)), pred) in group.iter().zip(&loaded).zip(&preds) {
+            .with_context(|| format!("inference with {model} failed"))?;
+        for ((item, (image, gt)), ens) in kept.iter().zip(&loaded).zip(&preds) {
+            let pred = &ens.mean;
             if args.overlays {
                 let mask = pred
                     .mask(&pp_y)
@@ -380,25 +555,40 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.inc(group.len() as u64);
     }
     bar.finish_and_clear();
+    if no_room > 0 {
+        eprintln!("left out {no_room} image(s) whose lesion leaves no room for a lesion-free view");
+    }
+    let scored = items.len() - no_room;
+    if scored == 0 {
+        bail!("nothing to evaluate: no image of {what} has room for a lesion-free view");
+    }
     let rows = summary_rows(&records);
+    let lesion_free = lesion_free_rows(&records);
     print!("{}", render_text(&rows, args.std));
+    print!("{}", render_lesion_free(&lesion_free));
     let mut csv = Vec::new();
     write_csv(&records, &mut csv).context("cannot format the per-image CSV")?;
     write_atomic(&out.join("per_image.csv"), &csv)?;
     let summary = SummaryFile {
-        checkpoint: args.checkpoint.display().to_string(),
+        checkpoint: sources[0].path().display().to_string(),
+        checkpoints: sources
+            .iter()
+            .map(|s| s.path().display().to_string())
+            .collect(),
+        tta: args.tta,
         epoch: ck.epoch,
         variant: c.variant.name(),
         width: c.width,
         input_size: c.size,
         images: what.clone(),
-        image_count: items.len(),
+        image_count: scored,
         adapter: gpu.info().to_string(),
         batch: args.batch,
         metric_size: "original",
         pp_n,
         pp_y,
         rows: &rows,
+        lesion_free: &lesion_free,
     };
     write_atomic(
         &out.join("summary.json"),
@@ -406,14 +596,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let md = format!(
         "Checkpoint `{}` (epoch {}) on {} ({} images), metrics at the original image size; IT in ms per image at batch {} on {}.\n\n{}",
-        args.checkpoint.display(),
+        sources
+            .iter()
+            .map(|s| s.path().display().to_string())
+            .collect::<Vec<_>>()
+            .join("`, `"),
         ck.epoch,
         what,
-        items.len(),
+        scored,
         args.batch,
         gpu.info(),
         render_markdown(&rows, true)
-    );
+    ) + &render_lesion_free(&lesion_free);
     write_atomic(&out.join("table.md"), md.as_bytes())?;
     eprintln!(
         "wrote per_image.csv ({} rows), summary.json and table.md{} to {}",
@@ -421,5 +615,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if args.overlays { " and overlays/" } else { "" },
         out.display()
     );
-    Ok(())
+    Ok(rows)
 }

@@ -1,4 +1,5 @@
-//! `rca-gpu infer`: segment images with a trained checkpoint.
+//! `rca-gpu infer`: segment images with a trained checkpoint, by default the shipped model
+//! ([`crate::shipped`]).
 //!
 //! For each input image `NAME.ext` it writes, at the image's original size, into `--out`:
 //! `NAME_mask.png` (the lesion mask, 0/255 or the `--mask-values`), `NAME_prob.png` (the
@@ -20,17 +21,27 @@ use anyhow::{Context, bail};
 
 use crate::data::image_io::has_image_extension;
 use crate::data::{GrayF32, load_image_gray};
-use crate::infer::{
-    Predictor, is_mask_or_output_name, lesion_area, npy_f32, overlay, save_png_atomic,
-};
+use crate::infer::{is_mask_or_output_name, lesion_area, npy_f32, overlay, save_png_atomic};
 use crate::metrics::{Connectivity, PostProcess, label_components};
-use crate::train::checkpoint::load_model;
+use crate::shipped::ModelSource;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model checkpoint (e.g. runs/train/best.safetensors).
+    /// Model checkpoint (e.g. runs/train/best.safetensors); give it several times for an
+    /// ensemble (e.g. one per cross-validation fold), whose probabilities are averaged
+    /// [default: the model built into rca-gpu, trained on BUS-BRA at 64×64].
     #[arg(long, value_name = "FILE")]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Vec<PathBuf>,
+    /// Test-time augmentation: also predict each image mirrored left–right, top–bottom and
+    /// both, and average the four (per checkpoint).
+    #[arg(long)]
+    pub tta: bool,
+    /// Also write NAME_uncertainty.png: per pixel, the standard deviation of the probability
+    /// over the ensemble's members and mirrorings (× 510, so 0.5 is white); with
+    /// --save-probabilities also as NAME_uncertainty.npy. Needs --tta or several
+    /// --checkpoint.
+    #[arg(long)]
+    pub save_uncertainty: bool,
     /// Image files and/or folders of images (PNG, BMP, JPEG, TIFF; any size, grey or colour).
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
@@ -184,23 +195,39 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("left out {left_out} mask or output file(s) found in the input folder(s)");
     }
     // The checkpoint is read and checked before the GPU is opened, so a wrong path fails at once.
-    let ck = load_model(&args.checkpoint, None)?;
+    let sources = ModelSource::from_args(&args.checkpoint);
+    let checkpoints = sources
+        .iter()
+        .map(ModelSource::load)
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.save_uncertainty && sources.len() == 1 && !args.tta {
+        bail!(
+            "--save-uncertainty needs several predictions per image to disagree: add --tta or more --checkpoint files"
+        );
+    }
+    let what = ModelSource::describe_all(&sources);
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
     let gpu = args.adapter.open()?;
-    let mut predictor = Predictor::from_checkpoint(&gpu, &args.checkpoint, &ck)?;
+    let mut predictor = crate::shipped::ensemble(&gpu, &sources, &checkpoints, args.tta)?;
     predictor
         .warm_up(args.batch.min(files.len()))
-        .with_context(|| format!("cannot run {} on this GPU", args.checkpoint.display()))?;
-    let c = predictor.config();
+        .with_context(|| format!("cannot run {what} on this GPU"))?;
+    for (src, m) in sources.iter().zip(predictor.members()) {
+        let c = m.config();
+        eprintln!(
+            "{} F={} S={} from {} (epoch {})",
+            c.variant.name(),
+            c.width,
+            c.size,
+            src.describe(),
+            m.epoch()
+        );
+    }
     eprintln!(
-        "{} F={} S={} from {} (epoch {}); {} image(s), {}",
-        c.variant.name(),
-        c.width,
-        c.size,
-        args.checkpoint.display(),
-        predictor.epoch(),
+        "{} image(s), {} prediction(s) averaged per image, {}",
         files.len(),
+        predictor.views(),
         if args.no_postprocess {
             "threshold only"
         } else {
@@ -210,13 +237,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut skipped, mut total_ms) = (0usize, 0.0f64);
     let mut records: Vec<Record> = Vec::with_capacity(files.len());
     let (bg, fg) = args.mask_values;
+    let bar = super::image_bar("infer", files.len());
     for group in files.chunks(args.batch) {
         let mut images: Vec<(&PathBuf, GrayF32)> = Vec::with_capacity(group.len());
         for f in group {
             match load_image_gray(f) {
                 Ok(img) => images.push((f, img)),
                 Err(e) if args.skip_bad => {
-                    eprintln!("warning: skipped: {e}");
+                    bar.suspend(|| eprintln!("warning: skipped: {e}"));
                     skipped += 1;
                 }
                 Err(e) => {
@@ -229,8 +257,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let grey: Vec<GrayF32> = images.iter().map(|(_, g)| g.clone()).collect();
         let preds = predictor
             .predict_batch(&grey)
-            .with_context(|| format!("inference with {} failed", args.checkpoint.display()))?;
-        for ((path, img), pred) in images.iter().zip(&preds) {
+            .with_context(|| format!("inference with {what} failed"))?;
+        for ((path, img), ens) in images.iter().zip(&preds) {
+            let pred = &ens.mean;
             let name = stem(path);
             let mask = pred.mask(&pp)?;
             let (area, pct) = lesion_area(&mask);
@@ -259,11 +288,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 crate::atomic::write(&path, npy)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
+            if args.save_uncertainty {
+                let px = ens
+                    .uncertainty
+                    .iter()
+                    .map(|&u| (u * 510.0).round().clamp(0.0, 255.0) as u8)
+                    .collect();
+                let u_img = image::GrayImage::from_raw(w, h, px).expect("w×h pixels");
+                save_png_atomic(
+                    &args.out.join(format!("{name}_uncertainty.png")),
+                    &u_img.into(),
+                )?;
+                if args.save_probabilities {
+                    let npy = npy_f32(&[img.h, img.w], &ens.uncertainty);
+                    let path = args.out.join(format!("{name}_uncertainty.npy"));
+                    crate::atomic::write(&path, npy)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+            }
             if !args.json {
-                println!(
-                    "{name}  {w}x{h}  lesion {area} px ({pct:.2} %)  {:.1} ms",
-                    pred.ms
-                );
+                bar.suspend(|| {
+                    println!(
+                        "{name}  {w}x{h}  lesion {area} px ({pct:.2} %)  {:.1} ms",
+                        pred.ms
+                    )
+                });
             }
             total_ms += pred.ms;
             records.push(Record {
@@ -277,7 +326,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ms: pred.ms,
             });
         }
+        bar.inc(group.len() as u64);
     }
+    bar.finish_and_clear();
     let done = records.len();
     if done == 0 {
         bail!("none of the {} input image(s) could be read", files.len());

@@ -118,7 +118,9 @@ pub fn score(args: &MetricsArgs) -> anyhow::Result<MetricsReport> {
         );
     }
     let mut records = Vec::with_capacity(pairing.pairs.len() * 2);
+    let bar = super::image_bar("metrics", pairing.pairs.len());
     for pair in &pairing.pairs {
+        bar.inc(1);
         let gt = load_mask_union(&pair.gt)
             .with_context(|| format!("ground truth of `{}`", pair.name))?;
         let prob = load_probability(&pair.pred)?;
@@ -138,6 +140,7 @@ pub fn score(args: &MetricsArgs) -> anyhow::Result<MetricsReport> {
             });
         }
     }
+    bar.finish_and_clear();
     Ok(MetricsReport { records, pairing })
 }
 
@@ -177,6 +180,10 @@ pub fn run(args: MetricsArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", render_text(&rows, args.std));
     }
+    print!(
+        "{}",
+        crate::metrics::render_lesion_free(&crate::metrics::lesion_free_rows(&report.records))
+    );
     if let Some(path) = &args.csv {
         let file =
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?;

@@ -36,9 +36,11 @@ pub enum Command {
     Metrics(metrics::MetricsArgs),
     /// Train a model (on a data set, or on built-in phantoms) into a resumable run folder.
     Train(train::Args),
-    /// Segment images with a trained checkpoint: mask, probability map and overlay per image.
+    /// Segment scans (images or DICOM) with the shipped model or your checkpoints: mask,
+    /// probability map and overlay per image, results.csv.
     Infer(infer::Args),
-    /// Score a checkpoint on its run's test split (or any data set): Table 2, per-image CSV.
+    /// Score a checkpoint (or an ensemble, or one per fold) on its run's test split or any
+    /// data set: Table 2, per-image CSV, false positives on lesion-free images.
     Eval(eval::Args),
     /// Time inference (ms/image at batch 1 and 8) and training (images/s) on the adapter.
     Bench(bench::Args),
@@ -244,4 +246,18 @@ pub fn run() -> anyhow::Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Selftest(a) => selftest::run(a),
     }
+}
+
+/// The progress bar of a command that walks `len` images ("eval [====>   ] 12/376 ETA 30s"),
+/// on stderr and only on a terminal (indicatif hides it otherwise).
+pub fn image_bar(label: &str, len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} [{{bar:30}}] {{pos}}/{{len}} ETA {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
 }

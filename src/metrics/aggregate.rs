@@ -129,6 +129,120 @@ pub fn summary_rows(records: &[ImageRecord]) -> Vec<TableRow> {
     rows
 }
 
+/// Cross-validation: for each row (label and PP setting) that every fold has, the mean and
+/// sample standard deviation over the folds of that fold's mean, per metric; `count` is the
+/// folds' images together. How nnU-Net and the literature report K-fold results (each fold
+/// weighs the same, whatever its size).
+pub fn across_folds(folds: &[Vec<TableRow>]) -> Vec<TableRow> {
+    let Some(first) = folds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|row| {
+            let same: Vec<&Summary> = folds
+                .iter()
+                .map(|f| {
+                    f.iter()
+                        .find(|r| r.label == row.label && r.postprocessed == row.postprocessed)
+                        .map(|r| &r.summary)
+                })
+                .collect::<Option<_>>()?;
+            let over = |f: fn(&Summary) -> f64| MeanStd::of(same.iter().map(|s| f(s)));
+            let over_opt = |f: fn(&Summary) -> Option<MeanStd>| {
+                same.iter()
+                    .map(|s| f(s).map(|m| m.mean))
+                    .collect::<Option<Vec<f64>>>()
+                    .and_then(MeanStd::of)
+            };
+            Some(TableRow {
+                label: row.label.clone(),
+                postprocessed: row.postprocessed,
+                summary: Summary {
+                    count: same.iter().map(|s| s.count).sum(),
+                    accuracy: over(|s| s.accuracy.mean)?,
+                    precision: over(|s| s.precision.mean)?,
+                    recall: over(|s| s.recall.mean)?,
+                    dice: over(|s| s.dice.mean)?,
+                    iou: over(|s| s.iou.mean)?,
+                    miou: over(|s| s.miou.mean)?,
+                    ahd: over(|s| s.ahd.mean)?,
+                    hd95: over(|s| s.hd95.mean)?,
+                    mae: over(|s| s.mae.mean)?,
+                    mae_probability: over_opt(|s| s.mae_probability),
+                    inference_ms: over_opt(|s| s.inference_ms),
+                },
+            })
+        })
+        .collect()
+}
+
+/// How a model does on the lesion-free images of a test set (empty ground truth): how
+/// many it marks with a lesion anyway. The number a screening user asks first, and one the
+/// table's means hide (an empty prediction there scores 1 on every overlap metric).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LesionFreeRow {
+    pub postprocessed: bool,
+    /// Images whose ground truth is empty.
+    pub images: usize,
+    /// Of those, images with at least one predicted lesion pixel.
+    pub marked: usize,
+    /// `marked / images`: the image-level false-positive rate.
+    pub false_positive_rate: f64,
+    /// Mean share of the image marked, in %, over all lesion-free images.
+    pub mean_marked_percent: f64,
+}
+
+/// One row per PP setting present, when the records hold lesion-free images; empty
+/// otherwise.
+pub fn lesion_free_rows(records: &[ImageRecord]) -> Vec<LesionFreeRow> {
+    [false, true]
+        .into_iter()
+        .filter_map(|pp| {
+            let free: Vec<&ImageMetrics> = records
+                .iter()
+                .filter(|r| {
+                    let c = &r.metrics.confusion;
+                    r.postprocessed == pp && c.true_pos + c.false_neg == 0
+                })
+                .map(|r| &r.metrics)
+                .collect();
+            if free.is_empty() {
+                return None;
+            }
+            let marked = free.iter().filter(|m| m.confusion.false_pos > 0).count();
+            let area: f64 = free
+                .iter()
+                .map(|m| 100.0 * m.confusion.false_pos as f64 / m.confusion.total().max(1) as f64)
+                .sum();
+            Some(LesionFreeRow {
+                postprocessed: pp,
+                images: free.len(),
+                marked,
+                false_positive_rate: marked as f64 / free.len() as f64,
+                mean_marked_percent: area / free.len() as f64,
+            })
+        })
+        .collect()
+}
+
+/// "lesion-free images: …" lines for [`lesion_free_rows`] (nothing when there are none).
+pub fn render_lesion_free(rows: &[LesionFreeRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "lesion-free images, PP {}: {} of {} marked with a lesion (false-positive rate {:.1} %; {:.2} % of the image marked on average)",
+            if r.postprocessed { "Y" } else { "N" },
+            r.marked,
+            r.images,
+            100.0 * r.false_positive_rate,
+            r.mean_marked_percent
+        );
+    }
+    out
+}
+
 const COLUMNS: [&str; 11] = [
     "Set", "PP", "n", "Acc", "Pr", "R", "DC", "mIoU", "AHD", "MAE", "IT (ms)",
 ];

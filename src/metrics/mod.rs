@@ -72,8 +72,8 @@ pub mod score;
 use std::path::PathBuf;
 
 pub use aggregate::{
-    CSV_HEADER, ImageRecord, MeanStd, Summary, TableRow, render_markdown, render_text,
-    summary_rows, write_csv,
+    CSV_HEADER, ImageRecord, LesionFreeRow, MeanStd, Summary, TableRow, across_folds,
+    lesion_free_rows, render_lesion_free, render_markdown, render_text, summary_rows, write_csv,
 };
 pub use edt::{distance_to_foreground, squared_distance_to_foreground};
 pub use mask::BinaryMask;

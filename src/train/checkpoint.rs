@@ -234,11 +234,16 @@ struct Raw {
 
 fn read(path: &Path, format: &str) -> Result<Raw> {
     let bytes = fs::read(path).map_err(io(path))?;
+    read_bytes(&bytes, path, format)
+}
+
+/// [`read`] of bytes already in memory; `path` names them in errors.
+fn read_bytes(bytes: &[u8], path: &Path, format: &str) -> Result<Raw> {
     let not = |reason: String| CheckpointError::NotACheckpoint {
         path: path.to_path_buf(),
         reason,
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         if bytes.len() < 8 {
             not(format!("only {} bytes", bytes.len()))
         } else {
@@ -248,7 +253,7 @@ fn read(path: &Path, format: &str) -> Result<Raw> {
             }
         }
     })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| not(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| not(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     match meta.get("format") {
         Some(f) if f == format => {}
@@ -303,7 +308,18 @@ fn field<T: std::str::FromStr>(
 /// Read a model checkpoint, verify its checksum, and, if `expected` is given, that it is
 /// of that variant, width and input size.
 pub fn load_model(path: &Path, expected: Option<&ModelConfig>) -> Result<ModelCheckpoint> {
-    let raw = read(path, FORMAT)?;
+    let bytes = fs::read(path).map_err(io(path))?;
+    load_model_bytes(&bytes, path, expected)
+}
+
+/// [`load_model`] of a checkpoint's bytes (the model built into the binary); `path` names
+/// it in errors.
+pub fn load_model_bytes(
+    bytes: &[u8],
+    path: &Path,
+    expected: Option<&ModelConfig>,
+) -> Result<ModelCheckpoint> {
+    let raw = read_bytes(bytes, path, FORMAT)?;
     let variant_name: String = field(path, &raw.meta, "variant")?;
     let variant: Variant = variant_name
         .parse()
