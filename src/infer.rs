@@ -376,117 +376,6 @@ pub fn save_png_atomic(path: &Path, img: &image::DynamicImage) -> anyhow::Result
     .with_context(|| format!("cannot write {}", path.display()))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn too_large() -> Error {
-        Error::TooLarge {
-            op: "test",
-            bytes: 2,
-            limit: 1,
-            what: "storage binding",
-        }
-    }
-
-    /// A device that fits at most `fit` items per call; records the ranges it was given.
-    fn device(
-        fit: usize,
-        calls: &mut Vec<Range<usize>>,
-    ) -> impl FnMut(Range<usize>) -> Result<Vec<usize>> + '_ {
-        move |r| {
-            calls.push(r.clone());
-            if r.len() > fit {
-                Err(too_large())
-            } else {
-                Ok(r.collect())
-            }
-        }
-    }
-
-    #[test]
-    fn chunks_halve_until_they_fit_and_keep_every_item_in_order() {
-        let mut calls = Vec::new();
-        let mut chunk = 8;
-        let out = run_in_chunks(11, &mut chunk, device(3, &mut calls)).unwrap();
-        assert_eq!(out, (0..11).collect::<Vec<_>>());
-        assert_eq!(chunk, 2, "8 → 4 → 2, the first size that fits 3");
-        assert_eq!(calls[..3], [0..8, 0..4, 0..2]);
-        assert!(calls[3..].iter().all(|r| r.len() <= 2));
-    }
-
-    #[test]
-    fn the_chunk_that_worked_is_kept_for_the_next_call() {
-        let mut calls = Vec::new();
-        let mut chunk = usize::MAX;
-        run_in_chunks(5, &mut chunk, device(1, &mut calls)).unwrap();
-        assert_eq!(chunk, 1);
-        calls.clear();
-        run_in_chunks(3, &mut chunk, device(1, &mut calls)).unwrap();
-        assert_eq!(calls, [0..1, 1..2, 2..3], "no failed try the second time");
-    }
-
-    #[test]
-    fn a_single_item_that_does_not_fit_is_an_error() {
-        let mut calls = Vec::new();
-        let mut chunk = 4;
-        let err = run_in_chunks(4, &mut chunk, device(0, &mut calls)).unwrap_err();
-        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
-        assert_eq!(calls.last().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn other_errors_are_not_retried() {
-        let mut tries = 0;
-        let mut chunk = 4;
-        let err = run_in_chunks(4, &mut chunk, |_| -> Result<Vec<u8>> {
-            tries += 1;
-            Err(Error::ReadBack("lost".into()))
-        })
-        .unwrap_err();
-        assert!(matches!(err, Error::ReadBack(_)));
-        assert_eq!((tries, chunk), (1, 4));
-    }
-
-    #[test]
-    fn mask_and_output_names_are_recognised() {
-        for name in [
-            "benign (1)_mask.png",
-            "benign (1)_mask_1.png",
-            "case_GT.bmp",
-            "x_prob.png",
-            "x_overlay.png",
-        ] {
-            assert!(is_mask_or_output_name(Path::new(name)), "{name}");
-        }
-        for name in ["benign (1).png", "case.bmp", "gtx.png", "masked_scan.png"] {
-            assert!(!is_mask_or_output_name(Path::new(name)), "{name}");
-        }
-    }
-
-    #[test]
-    fn overlay_outlines_the_prediction_inside_it_at_the_image_size() {
-        let img = GrayF32::filled(9, 7, 0.5);
-        let pred =
-            BinaryMask::from_fn(9, 7, |x, y| (2..7).contains(&x) && (2..5).contains(&y)).unwrap();
-        let o = overlay(&img, &pred, None);
-        assert_eq!(o.dimensions(), (9, 7));
-        assert_eq!(
-            o.get_pixel(2, 2).0,
-            PREDICTION_COLOUR,
-            "corner of the lesion"
-        );
-        assert_eq!(o.get_pixel(4, 3).0, [128; 3], "interior stays grey");
-        assert_eq!(o.get_pixel(1, 2).0, [128; 3], "outside stays grey");
-    }
-
-    #[test]
-    fn lesion_area_counts_pixels_and_percent() {
-        let m = BinaryMask::from_fn(10, 10, |x, _| x < 3).unwrap();
-        assert_eq!(lesion_area(&m), (30, 30.0));
-    }
-}
-
 /// Mirrors a row-major w×h plane in place: left–right when `h`, top–bottom when `v`.
 pub fn mirror(data: &mut [f32], w: usize, height: usize, h: bool, v: bool) {
     assert_eq!(data.len(), w * height, "mirror: not a {w}×{height} plane");
@@ -601,5 +490,116 @@ impl Ensemble {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn too_large() -> Error {
+        Error::TooLarge {
+            op: "test",
+            bytes: 2,
+            limit: 1,
+            what: "storage binding",
+        }
+    }
+
+    /// A device that fits at most `fit` items per call; records the ranges it was given.
+    fn device(
+        fit: usize,
+        calls: &mut Vec<Range<usize>>,
+    ) -> impl FnMut(Range<usize>) -> Result<Vec<usize>> + '_ {
+        move |r| {
+            calls.push(r.clone());
+            if r.len() > fit {
+                Err(too_large())
+            } else {
+                Ok(r.collect())
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_halve_until_they_fit_and_keep_every_item_in_order() {
+        let mut calls = Vec::new();
+        let mut chunk = 8;
+        let out = run_in_chunks(11, &mut chunk, device(3, &mut calls)).unwrap();
+        assert_eq!(out, (0..11).collect::<Vec<_>>());
+        assert_eq!(chunk, 2, "8 → 4 → 2, the first size that fits 3");
+        assert_eq!(calls[..3], [0..8, 0..4, 0..2]);
+        assert!(calls[3..].iter().all(|r| r.len() <= 2));
+    }
+
+    #[test]
+    fn the_chunk_that_worked_is_kept_for_the_next_call() {
+        let mut calls = Vec::new();
+        let mut chunk = usize::MAX;
+        run_in_chunks(5, &mut chunk, device(1, &mut calls)).unwrap();
+        assert_eq!(chunk, 1);
+        calls.clear();
+        run_in_chunks(3, &mut chunk, device(1, &mut calls)).unwrap();
+        assert_eq!(calls, [0..1, 1..2, 2..3], "no failed try the second time");
+    }
+
+    #[test]
+    fn a_single_item_that_does_not_fit_is_an_error() {
+        let mut calls = Vec::new();
+        let mut chunk = 4;
+        let err = run_in_chunks(4, &mut chunk, device(0, &mut calls)).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+        assert_eq!(calls.last().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let mut tries = 0;
+        let mut chunk = 4;
+        let err = run_in_chunks(4, &mut chunk, |_| -> Result<Vec<u8>> {
+            tries += 1;
+            Err(Error::ReadBack("lost".into()))
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::ReadBack(_)));
+        assert_eq!((tries, chunk), (1, 4));
+    }
+
+    #[test]
+    fn mask_and_output_names_are_recognised() {
+        for name in [
+            "benign (1)_mask.png",
+            "benign (1)_mask_1.png",
+            "case_GT.bmp",
+            "x_prob.png",
+            "x_overlay.png",
+        ] {
+            assert!(is_mask_or_output_name(Path::new(name)), "{name}");
+        }
+        for name in ["benign (1).png", "case.bmp", "gtx.png", "masked_scan.png"] {
+            assert!(!is_mask_or_output_name(Path::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn overlay_outlines_the_prediction_inside_it_at_the_image_size() {
+        let img = GrayF32::filled(9, 7, 0.5);
+        let pred =
+            BinaryMask::from_fn(9, 7, |x, y| (2..7).contains(&x) && (2..5).contains(&y)).unwrap();
+        let o = overlay(&img, &pred, None);
+        assert_eq!(o.dimensions(), (9, 7));
+        assert_eq!(
+            o.get_pixel(2, 2).0,
+            PREDICTION_COLOUR,
+            "corner of the lesion"
+        );
+        assert_eq!(o.get_pixel(4, 3).0, [128; 3], "interior stays grey");
+        assert_eq!(o.get_pixel(1, 2).0, [128; 3], "outside stays grey");
+    }
+
+    #[test]
+    fn lesion_area_counts_pixels_and_percent() {
+        let m = BinaryMask::from_fn(10, 10, |x, _| x < 3).unwrap();
+        assert_eq!(lesion_area(&m), (30, 30.0));
     }
 }

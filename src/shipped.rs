@@ -43,12 +43,17 @@ impl ModelSource {
             many => format!(
                 "an ensemble of {} checkpoints ({})",
                 many.len(),
-                many.iter()
-                    .map(|s| s.path().display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Self::paths(many).join(", ")
             ),
         }
+    }
+
+    /// Each source's [`path`](Self::path), as text.
+    pub fn paths(sources: &[Self]) -> Vec<String> {
+        sources
+            .iter()
+            .map(|s| s.path().display().to_string())
+            .collect()
     }
 
     /// Reads and checks the checkpoint.

@@ -426,10 +426,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let file = CrossValidationFile {
-        checkpoints: sources
-            .iter()
-            .map(|s| s.path().display().to_string())
-            .collect(),
+        checkpoints: ModelSource::paths(&sources),
         rows: &rows,
         folds: &per_fold,
     };
@@ -571,10 +568,7 @@ fn evaluate(
     write_atomic(&out.join("per_image.csv"), &csv)?;
     let summary = SummaryFile {
         checkpoint: sources[0].path().display().to_string(),
-        checkpoints: sources
-            .iter()
-            .map(|s| s.path().display().to_string())
-            .collect(),
+        checkpoints: ModelSource::paths(sources),
         tta: args.tta,
         epoch: ck.epoch,
         variant: c.variant.name(),
@@ -596,11 +590,7 @@ fn evaluate(
     )?;
     let md = format!(
         "Checkpoint `{}` (epoch {}) on {} ({} images), metrics at the original image size; IT in ms per image at batch {} on {}.\n\n{}",
-        sources
-            .iter()
-            .map(|s| s.path().display().to_string())
-            .collect::<Vec<_>>()
-            .join("`, `"),
+        ModelSource::paths(sources).join("`, `"),
         ck.epoch,
         what,
         scored,

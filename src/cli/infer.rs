@@ -179,6 +179,12 @@ fn results_csv(records: &[Record]) -> String {
     out
 }
 
+/// Writes a plane of `img`'s size as a float32 `.npy` (height × width), atomically.
+fn write_npy(path: &Path, img: &GrayF32, values: &[f32]) -> anyhow::Result<()> {
+    crate::atomic::write(path, npy_f32(&[img.h, img.w], values))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 fn stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -283,10 +289,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &overlay(img, &mask, None).into(),
             )?;
             if args.save_probabilities {
-                let npy = npy_f32(&[img.h, img.w], &pred.probability);
-                let path = args.out.join(format!("{name}_prob.npy"));
-                crate::atomic::write(&path, npy)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                write_npy(
+                    &args.out.join(format!("{name}_prob.npy")),
+                    img,
+                    &pred.probability,
+                )?;
             }
             if args.save_uncertainty {
                 let px = ens
@@ -300,10 +307,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     &u_img.into(),
                 )?;
                 if args.save_probabilities {
-                    let npy = npy_f32(&[img.h, img.w], &ens.uncertainty);
                     let path = args.out.join(format!("{name}_uncertainty.npy"));
-                    crate::atomic::write(&path, npy)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    write_npy(&path, img, &ens.uncertainty)?;
                 }
             }
             if !args.json {

@@ -285,14 +285,18 @@ pub fn crop(image: &GrayF32, r: Rect) -> GrayF32 {
     )
 }
 
-/// A lesion-free view of a scan at its own resolution ([`lesion_free_rect`] on its mask),
-/// for testing what a model marks on tissue without lesions; None as there.
+/// A lesion-free view of a scan at its own resolution, for testing what a model marks on
+/// tissue without lesions: the whole scan when its mask is empty (a normal scan already is
+/// one), else [`lesion_free_rect`] on its mask; None when the lesion leaves no room.
 pub fn lesion_free_view(image: &GrayF32, mask: &GrayF32, rng: &mut Rng) -> Option<GrayF32> {
     assert_eq!(
         (image.w, image.h),
         (mask.w, mask.h),
         "lesion_free_view: image and mask sizes differ"
     );
+    if mask.data.iter().all(|&v| v < 0.5) {
+        return Some(image.clone());
+    }
     lesion_free_rect(&mask.data, mask.w, mask.h, rng).map(|r| crop(image, r))
 }
 
@@ -402,7 +406,17 @@ mod tests {
         let mut img: Vec<f32> = (0..64 * 64).map(|i| (i % 7) as f32 / 7.0).collect();
         let (img0, mut m) = (img.clone(), central.clone());
         assert!(!lesion_free_crop(&mut img, &mut m, 64, &mut rng));
-        assert_eq!((img, m), (img0, central));
+        assert_eq!((img, m.clone()), (img0.clone(), central));
+        // For testing, a scan without a lesion is its own lesion-free view; one whose
+        // lesion leaves no room has none.
+        let scan = GrayF32::from_vec(64, 64, img0);
+        let empty = GrayF32::filled(64, 64, 0.0);
+        assert_eq!(
+            lesion_free_view(&scan, &empty, &mut rng),
+            Some(scan.clone())
+        );
+        let lesion = GrayF32::from_vec(64, 64, m);
+        assert_eq!(lesion_free_view(&scan, &lesion, &mut rng), None);
     }
 
     #[test]
