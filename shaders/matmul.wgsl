@@ -8,52 +8,28 @@
 // strides, so the same kernel computes W·X (forward), Wᵀ·dY (input gradient) and dY·Xᵀ
 // (weight gradient) without transposing anything in memory. C is row-major per z.
 //
+// The parameter block, the vec4 views A4/B4/C4, the bias, the ACC and RELU overrides and
+// `store_quad` are in shaders/matmul_common.wgsl, which the runtime puts before this file.
+//
 // Each invocation computes a 4×8 tile of C (four rows, two vec4 of columns), so every
 // value loaded from A is used eight times and every value from B four times; a
 // workgroup of 8×8 invocations covers 32×64. Loads are clamped into range (no branch in the
 // inner loop); only the stores are guarded.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    kchunk: u32,
-    splits: u32,
-    a_sb: u32, a_sm: u32, a_sk: u32,
-    b_sb: u32, b_sk: u32, b_sn: u32,
-    c_sb: u32, c_sm: u32,
-    has_bias: u32,
-}
-
-var<immediate> p: Params;
-
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> B: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 
 const TM: u32 = 4u;
 const TN: u32 = 8u;
-
-/// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
-/// concatenation taken input by input, `ops::conv1x1_cat`).
-override ACC: bool = false;
 
 fn acc1(i: u32) -> f32 {
     if (ACC) { return C[i]; }
     return 0.0;
 }
 
-/// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
-override RELU: bool = false;
-
 fn act(v: f32) -> f32 {
     if (RELU) { return max(v, 0.0); }
-    return v;
-}
-
-fn act4(v: vec4<f32>) -> vec4<f32> {
-    if (RELU) { return max(v, vec4<f32>(0.0)); }
     return v;
 }
 
@@ -132,15 +108,6 @@ fn store_row(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 
 override A_ROWS: bool = true;
 override B_ROWS: bool = true;
-
-@group(0) @binding(0) var<storage, read> A4: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> B4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> C4: array<vec4<f32>>;
-
-fn acc4(i: u32) -> vec4<f32> {
-    if (ACC) { return C4[i]; }
-    return vec4<f32>(0.0);
-}
 
 @compute @workgroup_size(8, 8, 1)
 fn matmul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -339,18 +306,6 @@ fn matmul_nt_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
         C4[(row + 6u * p.c_sm) / 4u] = r6;
         C4[(row + 7u * p.c_sm) / 4u] = r7;
     }
-}
-
-// Rows m..m+3 of one column quad (m % 4 == 0 and M % 4 == 0: all four exist or none).
-fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
-    if (m >= p.m) { return; }
-    var bv = vec4<f32>(0.0);
-    if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
-    let row = cz + m * p.c_sm;
-    C4[row / 4u] = act4(acc4(row / 4u) + r0 + vec4<f32>(bv.x));
-    C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y));
-    C4[(row + 2u * p.c_sm) / 4u] = act4(acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z));
-    C4[(row + 3u * p.c_sm) / 4u] = act4(acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w));
 }
 
 // transpose_matrix: C (N × M) = Aᵀ for A given M×N row-major (a_sm its row stride); one

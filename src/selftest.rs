@@ -24,7 +24,8 @@ use crate::{Tape, no_grad};
 pub struct Check {
     /// The op and its shape, e.g. `conv1x1 2x12x6x10 -> 20`.
     pub name: String,
-    pub kernels: KernelClass,
+    /// The kernel shape it ran in: "cpu", "cpu, subgroups of 8" or "gpu".
+    pub kernels: String,
     /// The largest |gpu − reference| / (atol + rtol·|reference|) over the outputs and the
     /// gradients: at most 1 passes.
     pub worst: f64,
@@ -75,7 +76,7 @@ struct Case<'a> {
     atol: f64,
 }
 
-fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass, case: Case<'_>) -> Result<Check> {
+fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: &str, case: Case<'_>) -> Result<Check> {
     let xs: Vec<Tensor> = case
         .inputs
         .iter()
@@ -90,7 +91,7 @@ fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass, case: Case<'_>) -
         let worst = worst_ratio(&y.to_vec()?, &(case.fwd)(&x64), case.atol);
         return Ok(Check {
             name: case.name,
-            kernels,
+            kernels: kernels.into(),
             pass: worst <= 1.0,
             worst,
             at: "forward".to_string(),
@@ -119,7 +120,7 @@ fn run_case(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass, case: Case<'_>) -
     }
     Ok(Check {
         name: case.name,
-        kernels,
+        kernels: kernels.into(),
         pass: worst <= 1.0,
         worst,
         at,
@@ -247,7 +248,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
     }
     // The 1×1 convolution: an odd shape (tiled kernels only) and one of whole vec4s (the
     // CPU-shaped product on CPU adapters).
-    for (nn, cin, cout, hh, ww) in [(2, 5, 6, 7, 9), (2, 12, 20, 6, 10)] {
+    for (nn, cin, cout, hh, ww) in [(2, 5, 6, 7, 9), (2, 12, 20, 6, 10), (1, 7, 20, 4, 8)] {
         let pp = hh * ww;
         out.push(Case {
             name: format!("conv1x1 {nn}x{cin}x{hh}x{ww} -> {cout}"),
@@ -548,7 +549,7 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
 }
 
 /// Adam's update of one tensor (not recorded), against the reference: checked forward only.
-fn adam_check(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass) -> Result<Check> {
+fn adam_check(gpu: &Gpu, rng: &mut StdRng, kernels: &str) -> Result<Check> {
     let n = 1001;
     let (p, g) = (uniform(rng, n), uniform(rng, n));
     let (m0, v0): (Vec<f32>, Vec<f32>) = (
@@ -575,7 +576,7 @@ fn adam_check(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass) -> Result<Check
     .fold(0.0, f64::max);
     Ok(Check {
         name: "adam_step 1001".into(),
-        kernels,
+        kernels: kernels.into(),
         pass: worst <= 1.0,
         worst,
         at: "parameter and moments".into(),
@@ -584,26 +585,43 @@ fn adam_check(gpu: &Gpu, rng: &mut StdRng, kernels: KernelClass) -> Result<Check
 
 /// Every check on `gpu`, in the kernel shape it runs (its `DeviceInfo::kernels`).
 pub fn run_on(gpu: &Gpu, seed: u64) -> Result<Vec<Check>> {
-    let kernels = gpu.info().kernels;
+    let info = gpu.info();
+    // Only the CPU-shaped kernels share loads across subgroups.
+    let kernels = match info
+        .subgroup_size
+        .filter(|_| info.kernels == KernelClass::Cpu)
+    {
+        Some(n) => format!("{}, subgroups of {n}", info.kernels),
+        None => info.kernels.to_string(),
+    };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut checks = Vec::new();
     for case in cases(&mut rng) {
-        checks.push(run_case(gpu, &mut rng, kernels, case)?);
+        checks.push(run_case(gpu, &mut rng, &kernels, case)?);
     }
-    checks.push(adam_check(gpu, &mut rng, kernels)?);
+    checks.push(adam_check(gpu, &mut rng, &kernels)?);
     Ok(checks)
 }
 
-/// Every check in both kernel shapes on the adapter `request` names.
+/// Every check in every kernel shape on the adapter `request` names: the CPU-shaped
+/// kernels (with and without subgroups where the adapter has them) and the GPU-shaped.
 pub fn run(request: &AdapterRequest, seed: u64) -> Result<Vec<Check>> {
     let mut all = Vec::new();
     for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        let gpu = Gpu::new(&AdapterRequest {
-            kernels: Some(class),
-            ..request.clone()
-        })?;
-        gpu.set_poison(true);
+        let open = |subgroups| {
+            let gpu = Gpu::new(&AdapterRequest {
+                kernels: Some(class),
+                subgroups,
+                ..request.clone()
+            })?;
+            gpu.set_poison(true);
+            Ok::<_, crate::Error>(gpu)
+        };
+        let gpu = open(request.subgroups)?;
         all.extend(run_on(&gpu, seed)?);
+        if class == KernelClass::Cpu && gpu.info().subgroup_size.is_some() {
+            all.extend(run_on(&open(Some(false))?, seed)?);
+        }
     }
     Ok(all)
 }

@@ -9,14 +9,15 @@ use crate::common::{self, F32, check_op, input, uniform};
 /// Both kernel variants (the CPU-shaped and the tiled GPU-shaped products) against the
 /// reference.
 fn check_conv(n: usize, cin: usize, cout: usize, h: usize, w: usize, bias: bool) {
-    for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        check_conv_on(class, n, cin, cout, h, w, bias);
+    for (class, gpu) in common::kernel_variants() {
+        check_conv_on(class, &gpu, n, cin, cout, h, w, bias);
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn check_conv_on(
-    class: KernelClass,
+    class: &str,
+    gpu: &rca_gpu::Gpu,
     n: usize,
     cin: usize,
     cout: usize,
@@ -24,9 +25,6 @@ fn check_conv_on(
     w: usize,
     bias: bool,
 ) {
-    let Some(gpu) = common::gpu_with(class) else {
-        return;
-    };
     let mut rng = common::rng();
     let p = h * w;
     let mut inputs = vec![
@@ -37,7 +35,7 @@ fn check_conv_on(
         inputs.push(input(&[cout], uniform(&mut rng, cout)));
     }
     check_op(
-        &gpu,
+        gpu,
         &mut rng,
         &format!("conv1x1 ({class} kernels) n{n} {cin}->{cout} {h}x{w} bias={bias}"),
         &inputs,
@@ -126,6 +124,56 @@ fn conv1x1_cpu_kernel_across_row_blocks_and_a_partial_workgroup() {
     check_conv(2, 24, 36, 10, 26, true);
 }
 
+#[test]
+fn conv1x1_subgroup_kernel_with_an_odd_reduction_and_clamped_rows() {
+    // `matmul_cpu_sg` takes two steps of k per loop: Cin 5 ends on a half step, whose
+    // weights must count as zero; Cout 20 clamps the second row block's lanes, and 65
+    // column quads leave a workgroup of one live invocation among 63 clamped ones.
+    check_conv(2, 5, 20, 10, 26, true);
+    // K = 36 (the input gradient's Cout) over 27 column quads, M = 12 rows.
+    check_conv(1, 12, 36, 9, 12, false);
+}
+
+#[test]
+fn a_planted_error_in_either_subgroup_product_fails_the_conv1x1_check() {
+    // The checks above must be able to fail: one row of weights taken from the wrong lane,
+    // in the forward product and in the weight gradient's.
+    let Some(gpu) = common::gpu_with(KernelClass::Cpu) else {
+        return;
+    };
+    if gpu.info().subgroup_size != Some(8) {
+        return;
+    }
+    let source = rca_gpu::runtime::Shader::MatmulSg.source();
+    for (planted, wrong) in [
+        (
+            "rows4(subgroupBroadcast(a, 6u), b1, &c8",
+            "rows4(subgroupBroadcast(a, 5u), b1, &c8",
+        ),
+        (
+            "r5 += dots(subgroupBroadcast(a, 5u)",
+            "r5 += dots(subgroupBroadcast(a, 4u)",
+        ),
+    ] {
+        assert!(source.contains(planted), "{planted}");
+        let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
+            kernels: Some(KernelClass::Cpu),
+            ..rca_gpu::AdapterRequest::from_env()
+        })
+        .unwrap();
+        gpu.set_poison(true);
+        gpu.replace_shader_source(
+            rca_gpu::runtime::Shader::MatmulSg,
+            &source.replace(planted, wrong),
+        );
+        // Every size a multiple of 4, so both products take the subgroup kernels.
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true)
+        }));
+        assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
+    }
+}
+
 /// The inputs of a `conv1x1_cat` check: (xs, scale, w, b).
 type CatArgs<'a> = (
     Vec<&'a [f64]>,
@@ -152,10 +200,7 @@ fn check_cat(
     scaled: bool,
     bias: bool,
 ) {
-    for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        let Some(gpu) = common::gpu_with(class) else {
-            return;
-        };
+    for (class, gpu) in common::kernel_variants() {
         let mut rng = common::rng();
         let p = hw.0 * hw.1;
         let cin: usize = channels.iter().sum();
@@ -270,10 +315,7 @@ fn check_cat_bn(
     scaled: bool,
     relu: bool,
 ) {
-    for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        let Some(gpu) = common::gpu_with(class) else {
-            return;
-        };
+    for (class, gpu) in common::kernel_variants() {
         let mut rng = common::rng();
         let p = hw.0 * hw.1;
         let cin: usize = channels.iter().sum();

@@ -1,5 +1,6 @@
 //! The pointwise (1×1) convolution with bias, as a register-blocked batched matmul
-//! (`shaders/matmul.wgsl`). Three quarters of RCA-IUnet's FLOPs go through here.
+//! (`shaders/matmul.wgsl`; on CPU adapters with subgroups, `shaders/matmul_sg.wgsl`).
+//! Three quarters of RCA-IUnet's FLOPs go through here.
 //!
 //! x is (N, Cin, H, W), w is (Cout, Cin, 1, 1), b is (Cout); y is (N, Cout, H, W) with
 //! y[n] = W · x[n] + b, each x[n] seen as a Cin × (H·W) matrix.
@@ -32,9 +33,9 @@ const NT_WORKGROUPS: usize = 32;
 const NT_MIN_KCHUNK: usize = 1024;
 
 kernel_params! {
-    /// The block of `shaders/matmul.wgsl`: sizes, split-K and the strides of A, B and C
-    /// (see the shader's header).
-    pub(crate) struct MatmulParams for Matmul {
+    /// The block of `shaders/matmul.wgsl` and `shaders/matmul_sg.wgsl`: sizes, split-K and
+    /// the strides of A, B and C (see the shaders' headers).
+    pub(crate) struct MatmulParams for Matmul, MatmulSg {
         m: u32,
         n: u32,
         k: u32,
@@ -51,6 +52,10 @@ kernel_params! {
         has_bias: u32,
     }
 }
+
+/// Lanes per subgroup that `matmul_cpu_sg` is written for: its 8 lanes' vec4 loads hold
+/// the 16 rows of two steps of k.
+const SG_LANES: u32 = 8;
 
 /// Strides of one batched product C[z] = A[b]·B[b] (see the shader's header).
 #[derive(Clone, Copy, Debug)]
@@ -222,7 +227,8 @@ impl Matmul {
     }
 
     /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
-    /// along the columns.
+    /// along the columns; `matmul_cpu_sg`, the same product with the weights shared
+    /// across each subgroup, where the device has subgroups of 8 lanes.
     #[allow(clippy::too_many_arguments)]
     fn launch_cpu(
         &self,
@@ -241,8 +247,13 @@ impl Matmul {
             u32_of(self.m.div_ceil(CPU_ROWS)),
             u32_of(self.batch),
         ];
-        let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
-        self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+        if a.gpu().info().subgroup_size == Some(SG_LANES) {
+            let kernel = Kernel::new(Shader::MatmulSg, "matmul_cpu_sg");
+            self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+        } else {
+            let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
+            self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+        }
     }
 
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
@@ -290,12 +301,16 @@ impl Matmul {
             && self.batch * self.k.div_ceil(NT_MIN_KCHUNK) <= max
     }
 
-    /// [`Matmul::run_summed`] with `matmul_nt_cpu`: K split into enough chunks that
-    /// there are `NT_WORKGROUPS` workgroups, but none shorter than `NT_MIN_KCHUNK`; one
-    /// partial block per (batch, chunk), added by `sum_outer`.
+    /// [`Matmul::run_summed`] with `matmul_nt_cpu` (`matmul_nt_cpu_sg` where the device
+    /// has subgroups of 8 lanes): K split into enough chunks that there are
+    /// `NT_WORKGROUPS` workgroups, but none shorter than `NT_MIN_KCHUNK`; one partial
+    /// block per (batch, chunk), added by `sum_outer`.
     fn run_summed_cpu(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
         let gpu = a.gpu();
-        let tiles = (self.n / 4).div_ceil(8) * self.m.div_ceil(64) * self.batch;
+        // Workgroups of 8×8 invocations of 8 rows × 4 columns (both kernels).
+        let sg = gpu.info().subgroup_size == Some(SG_LANES);
+        let (gx, gy) = ((self.n / 4).div_ceil(8), self.m.div_ceil(64));
+        let tiles = gx * gy * self.batch;
         let max_chunks = self.k.div_ceil(NT_MIN_KCHUNK).max(1);
         let chunks = NT_WORKGROUPS.div_ceil(tiles).clamp(1, max_chunks);
         let kchunk = self.k.div_ceil(chunks).next_multiple_of(4);
@@ -308,13 +323,15 @@ impl Matmul {
             Tensor::uninit(gpu, [parts, mn], "matmul")?
         };
         let params = self.params(mn, self.n, chunks, kchunk, false);
-        let grid = [
-            u32_of((self.n / 4).div_ceil(8)),
-            u32_of(self.m.div_ceil(64)),
-            u32_of(parts),
-        ];
-        let kernel = Kernel::new(Shader::Matmul, "matmul_nt_cpu");
-        gpu.launch(&kernel, &[a.bind(0), b.bind(1), out.bind(3)], &params, grid);
+        let grid = [u32_of(gx), u32_of(gy), u32_of(parts)];
+        let bindings = [a.bind(0), b.bind(1), out.bind(3)];
+        if sg {
+            let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_sg");
+            gpu.launch(&kernel, &bindings, &params, grid);
+        } else {
+            let kernel = Kernel::new(Shader::Matmul, "matmul_nt_cpu");
+            gpu.launch(&kernel, &bindings, &params, grid);
+        }
         gpu.note_flops(self.flops());
         if parts == 1 {
             return Ok(out);

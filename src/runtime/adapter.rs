@@ -54,6 +54,8 @@ pub(crate) fn device_info(adapter: &wgpu::Adapter) -> DeviceInfo {
         max_storage_binding: limits.max_storage_buffer_binding_size,
         max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
         timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        // Set when the device is created with subgroups (`Gpu::new`).
+        subgroup_size: None,
         kernels: if info.device_type == wgpu::DeviceType::Cpu {
             KernelClass::Cpu
         } else {

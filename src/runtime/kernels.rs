@@ -16,6 +16,8 @@ pub enum Shader {
     Elementwise,
     Reduce,
     Matmul,
+    /// `matmul_cpu_sg`: needs subgroups, so a file of its own (see [`Shader::needs_subgroups`]).
+    MatmulSg,
     Norm,
     Loss,
     Optim,
@@ -30,7 +32,14 @@ impl Shader {
         match self {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Matmul => concat!(
+                include_str!("../../shaders/matmul_common.wgsl"),
+                include_str!("../../shaders/matmul.wgsl")
+            ),
+            Shader::MatmulSg => concat!(
+                include_str!("../../shaders/matmul_common.wgsl"),
+                include_str!("../../shaders/matmul_sg.wgsl")
+            ),
             Shader::Norm => include_str!("../../shaders/norm.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
@@ -41,11 +50,18 @@ impl Shader {
         }
     }
 
+    /// Whether the source uses subgroup built-ins, which only a device created with
+    /// `wgpu::Features::SUBGROUP` accepts.
+    pub fn needs_subgroups(self) -> bool {
+        matches!(self, Shader::MatmulSg)
+    }
+
     pub fn all() -> &'static [Shader] {
         &[
             Shader::Elementwise,
             Shader::Reduce,
             Shader::Matmul,
+            Shader::MatmulSg,
             Shader::Norm,
             Shader::Loss,
             Shader::Optim,
@@ -216,9 +232,8 @@ impl Gpu {
         params: &P,
         workgroups: [u32; 3],
     ) {
-        debug_assert_eq!(
-            kernel.shader,
-            P::SHADER,
+        debug_assert!(
+            P::SHADERS.contains(&kernel.shader),
             "{}: launched with another shader's parameter block",
             kernel.entry
         );

@@ -43,6 +43,10 @@ pub struct AdapterRequest {
     /// (`RCA_GPU_KERNELS=cpu|gpu`): the tests hold both variants of every kernel to the
     /// reference on one adapter.
     pub kernels: Option<KernelClass>,
+    /// `Some(false)` keeps the device from using subgroup operations even where the
+    /// adapter has them (`RCA_GPU_SUBGROUPS=off`): the tests hold the kernels written for
+    /// devices without them to the reference on an adapter that has them.
+    pub subgroups: Option<bool>,
 }
 
 /// Which shape of the hot kernels a device runs. A CPU adapter (lavapipe) executes 8
@@ -90,6 +94,13 @@ impl AdapterRequest {
             kernels: std::env::var("RCA_GPU_KERNELS")
                 .ok()
                 .and_then(|s| s.parse().ok()),
+            subgroups: std::env::var("RCA_GPU_SUBGROUPS").ok().and_then(|s| {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "0" | "off" | "false" | "no" => Some(false),
+                    "1" | "on" | "true" | "yes" => Some(true),
+                    _ => None,
+                }
+            }),
         }
     }
 }
@@ -107,15 +118,23 @@ pub struct DeviceInfo {
     pub timestamp_queries: bool,
     /// The kernel variants this device runs.
     pub kernels: KernelClass,
+    /// Lanes per subgroup when the device was created with subgroup operations and the
+    /// adapter runs every subgroup at that one size; `None` otherwise. Kernels that share
+    /// loads across a subgroup (`matmul_cpu_sg`) run only where this is what they assume.
+    pub subgroup_size: Option<u32>,
 }
 
 impl std::fmt::Display for DeviceInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}, {}, driver: {}; {} kernels)",
+            "{} ({}, {}, driver: {}; {} kernels",
             self.name, self.backend, self.device_type, self.driver, self.kernels
-        )
+        )?;
+        match self.subgroup_size {
+            Some(n) => write!(f, ", subgroups of {n})"),
+            None => f.write_str(")"),
+        }
     }
 }
 
@@ -184,6 +203,15 @@ impl Gpu {
         let mut required_features = wgpu::Features::IMMEDIATES;
         if info.timestamp_queries {
             required_features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let subgroups =
+            features.contains(wgpu::Features::SUBGROUP) && request.subgroups != Some(false);
+        if subgroups {
+            required_features |= wgpu::Features::SUBGROUP;
+            let a = adapter.get_info();
+            info.subgroup_size = (a.subgroup_min_size == a.subgroup_max_size
+                && a.subgroup_min_size > 0)
+                .then_some(a.subgroup_min_size);
         }
         // The adapter's own limits, not the portable defaults: batch 8 at 256² has single
         // activations above the default 128 MiB binding size.

@@ -7,8 +7,9 @@ use super::Shader;
 
 /// A kernel's immediate block, laid out as its shader's `struct Params`.
 pub(crate) trait KernelParams: bytemuck::Pod {
-    /// The shader whose `struct Params` this mirrors.
-    const SHADER: Shader;
+    /// The shaders whose `struct Params` this mirrors (one, or a family split over files:
+    /// the subgroup products live apart from the plain ones).
+    const SHADERS: &'static [Shader];
     /// (name, WGSL type) of each field, in order (read by the test that holds each block
     /// to its shader).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -17,10 +18,10 @@ pub(crate) trait KernelParams: bytemuck::Pod {
 
 /// Declare a parameter block: `kernel_params! { /// doc
 /// pub(crate) struct Name for Elementwise { a: u32, s: f32 } }` (the shader by its
-/// [`Shader`] variant). Fields are `u32` or
+/// [`Shader`] variant; several, comma-separated, share one block). Fields are `u32` or
 /// `f32`, named and ordered as in the WGSL struct.
 macro_rules! kernel_params {
-    ($(#[$meta:meta])* $vis:vis struct $name:ident for $shader:ident {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident for $($shader:ident),+ {
         $($(#[$fmeta:meta])* $field:ident: $ty:ident),* $(,)?
     }) => {
         $(#[$meta])*
@@ -31,7 +32,8 @@ macro_rules! kernel_params {
         }
 
         impl $crate::runtime::KernelParams for $name {
-            const SHADER: $crate::runtime::Shader = $crate::runtime::Shader::$shader;
+            const SHADERS: &'static [$crate::runtime::Shader] =
+                &[$($crate::runtime::Shader::$shader),+];
             const FIELDS: &'static [(&'static str, &'static str)] =
                 &[$((stringify!($field), stringify!($ty))),*];
         }
@@ -57,22 +59,24 @@ pub(crate) fn wgsl_params_fields(source: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Panic, naming the field, unless `P` is its shader's `struct Params` field for field.
+/// Panic, naming the field, unless `P` is each of its shaders' `struct Params` field for
+/// field.
 #[cfg(test)]
 pub(crate) fn assert_mirrors_wgsl<P: KernelParams>() {
-    let wgsl = wgsl_params_fields(P::SHADER.source());
     let rust: Vec<(String, String)> = P::FIELDS
         .iter()
         .map(|&(n, t)| (n.to_string(), t.to_string()))
         .collect();
-    assert_eq!(
-        rust,
-        wgsl,
-        "{} does not mirror struct Params of {:?}",
-        std::any::type_name::<P>(),
-        P::SHADER
-    );
-    assert_eq!(std::mem::size_of::<P>(), 4 * wgsl.len());
+    for shader in P::SHADERS {
+        let wgsl = wgsl_params_fields(shader.source());
+        assert_eq!(
+            rust,
+            wgsl,
+            "{} does not mirror struct Params of {shader:?}",
+            std::any::type_name::<P>(),
+        );
+        assert_eq!(std::mem::size_of::<P>(), 4 * wgsl.len());
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,33 @@ pub fn gpu_with(class: KernelClass) -> Option<Gpu> {
     devices[usize::from(class == KernelClass::Gpu)].clone()
 }
 
+/// Every kernel variant the adapter can run, each on a shared device, labelled: the
+/// CPU-shaped kernels (with subgroup-sharing kernels where the adapter has subgroups), the
+/// CPU-shaped kernels without subgroups (only where the first used them), and the
+/// GPU-shaped kernels. Empty when [`gpu`] is `None`.
+pub fn kernel_variants() -> Vec<(&'static str, Gpu)> {
+    static NO_SUBGROUPS: OnceLock<Option<Gpu>> = OnceLock::new();
+    let Some(cpu) = gpu_with(KernelClass::Cpu) else {
+        return Vec::new();
+    };
+    let mut all = vec![("cpu", cpu.clone())];
+    if cpu.info().subgroup_size.is_some() {
+        let plain = NO_SUBGROUPS.get_or_init(|| {
+            let g = Gpu::new(&AdapterRequest {
+                kernels: Some(KernelClass::Cpu),
+                subgroups: Some(false),
+                ..AdapterRequest::from_env()
+            })
+            .expect("a device without subgroups on the adapter of the shared one");
+            g.set_poison(true);
+            Some(g)
+        });
+        all.extend(plain.clone().map(|g| ("cpu without subgroups", g)));
+    }
+    all.extend(gpu_with(KernelClass::Gpu).map(|g| ("gpu", g)));
+    all
+}
+
 /// A device of the calling test's own, set up like the shared one, or `None` when
 /// [`gpu`] is. For a test that asserts on what the whole device did (`Gpu::stats`, a GPU
 /// timer around its queue): every other test in the binary shares [`gpu`]'s buffer pool,

@@ -1,0 +1,52 @@
+// What the products of shaders/matmul.wgsl and shaders/matmul_sg.wgsl share: their
+// parameter block (see matmul.wgsl's header), the vec4 views of A, B and C, the bias, and
+// the epilogue of the CPU-shaped products. The runtime puts this file before each of the
+// two (`Shader::source`); WGSL has no include.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kchunk: u32,
+    splits: u32,
+    a_sb: u32, a_sm: u32, a_sk: u32,
+    b_sb: u32, b_sk: u32, b_sn: u32,
+    c_sb: u32, c_sm: u32,
+    has_bias: u32,
+}
+
+var<immediate> p: Params;
+
+@group(0) @binding(0) var<storage, read> A4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> B4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> C4: array<vec4<f32>>;
+
+/// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
+/// concatenation taken input by input, `ops::conv1x1_cat`).
+override ACC: bool = false;
+
+/// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
+override RELU: bool = false;
+
+fn acc4(i: u32) -> vec4<f32> {
+    if (ACC) { return C4[i]; }
+    return vec4<f32>(0.0);
+}
+
+fn act4(v: vec4<f32>) -> vec4<f32> {
+    if (RELU) { return max(v, vec4<f32>(0.0)); }
+    return v;
+}
+
+// Rows m..m+3 of one column quad (m % 4 == 0 and M % 4 == 0: all four exist or none).
+fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
+    if (m >= p.m) { return; }
+    var bv = vec4<f32>(0.0);
+    if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
+    let row = cz + m * p.c_sm;
+    C4[row / 4u] = act4(acc4(row / 4u) + r0 + vec4<f32>(bv.x));
+    C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y));
+    C4[(row + 2u * p.c_sm) / 4u] = act4(acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z));
+    C4[(row + 3u * p.c_sm) / 4u] = act4(acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w));
+}

@@ -1,0 +1,135 @@
+// matmul_cpu_sg: `matmul_cpu` (shaders/matmul.wgsl) with the weights shared across a
+// subgroup, for CPU adapters whose subgroups are 8 lanes (lavapipe on 256-bit vectors).
+//
+//   C[z, m, n] = sum_k A[z, m, k] · B[z, k, n]  (+ bias[m])  (+ C[z, m, n]: ACC)
+// (then max(0, ·) with RELU), A given as K×M (a_sm = 1), B as K×N (b_sn = 1).
+//
+// Why: Mesa 25.0's llvmpipe takes its scalar-and-broadcast path only for a load whose
+// address is built from constants and immediates; the weight row of `matmul_cpu`, the
+// same for all 8 lanes but indexed by the loop counter and the workgroup, is fetched lane
+// by lane, four bounds-checked scalars each, which costs more than its 64 FMAs. Here each
+// lane loads one different vec4 (the 16 rows of two steps of k: lane l holds rows
+// m0 + 4·(l % 4) … + 3 of step k + l / 4) and `subgroupBroadcast` hands each to all
+// lanes: one vector load and eight register shuffles per two steps of k instead of eight
+// lane-by-lane vec4 loads.
+//
+// Each invocation computes 16 rows × 4 columns of C, as `matmul_cpu` does, with the same
+// order of accumulation. No invocation returns before the loop (a broadcast needs all 8
+// lanes): columns past N recompute the last column quad and are not stored; a step of k
+// past K gets zero weights. M, N and every stride are multiples of 4 (the caller checks).
+// Grid: (N/4 / 64, M/16, batch). Only created on devices with subgroups: naga rejects
+// the subgroup built-ins elsewhere, so it lives in a file of its own. Its parameter block,
+// bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
+
+/// Four rows of C (weights w.x … w.w) times one column quad b.
+fn rows4(w: vec4<f32>, b: vec4<f32>, c0: ptr<function, vec4<f32>>, c1: ptr<function, vec4<f32>>,
+         c2: ptr<function, vec4<f32>>, c3: ptr<function, vec4<f32>>) {
+    *c0 = fma(vec4<f32>(w.x), b, *c0);
+    *c1 = fma(vec4<f32>(w.y), b, *c1);
+    *c2 = fma(vec4<f32>(w.z), b, *c2);
+    *c3 = fma(vec4<f32>(w.w), b, *c3);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let n0 = min(gid.x * 4u, p.n - 4u);
+    let m0 = wid.y * 16u;
+    let z = wid.z;
+    // This lane's share of the weights: one row quad (clamped into M) of step k + dk.
+    let dk = lane / 4u;
+    let pa = z * p.a_sb + min(m0 + 4u * (lane % 4u), p.m - 4u);
+    let pb = z * p.b_sb + n0;
+    let last = p.k - 1u;
+    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
+    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k += 2u) {
+        let ka = k + dk;
+        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < p.k);
+        let b0 = B4[(pb + k * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 0u), b0, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 1u), b0, &c4, &c5, &c6, &c7);
+        rows4(subgroupBroadcast(a, 2u), b0, &c8, &c9, &c10, &c11);
+        rows4(subgroupBroadcast(a, 3u), b0, &c12, &c13, &c14, &c15);
+        let b1 = B4[(pb + min(k + 1u, last) * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 4u), b1, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 5u), b1, &c4, &c5, &c6, &c7);
+        rows4(subgroupBroadcast(a, 6u), b1, &c8, &c9, &c10, &c11);
+        rows4(subgroupBroadcast(a, 7u), b1, &c12, &c13, &c14, &c15);
+    }
+    if (gid.x * 4u >= p.n) { return; }
+    let cz = z * p.c_sb + n0;
+    store_quad(cz, m0, c0, c1, c2, c3);
+    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
+    store_quad(cz, m0 + 8u, c8, c9, c10, c11);
+    store_quad(cz, m0 + 12u, c12, c13, c14, c15);
+}
+
+// ---------------------------------------------------------------------------------------
+// matmul_nt_cpu_sg: `matmul_nt_cpu` (C = Σ_k A[b, m, k]·B[b, n, k], k contiguous in both:
+// the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. Each
+// invocation computes 8 rows × 4 columns of C over one chunk of K, four steps of k at a
+// time, on the grid of `matmul_nt_cpu` (its 8×8 workgroup flattened to 64, which naga
+// requires for the lane index): invocations 8j … 8j + 7 of a workgroup are one subgroup
+// (8 lanes of consecutive invocation indices, as lavapipe forms them) and share 8 rows. Lane l loads the vec4 of row m0 + l (rows past M repeat the last and are
+// not stored) and `subgroupBroadcast` hands each row to all lanes: one vector load where
+// `matmul_nt_cpu` fetches the same eight rows lane by lane. K, M, N and the strides are
+// multiples of 4 (the caller checks). Grid: (N/4 / 8, M/8 / 8, batch · chunks),
+// `splits` = chunks.
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_nt_cpu_sg(@builtin(local_invocation_id) lid: vec3<u32>,
+                    @builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(subgroup_invocation_id) lane: u32) {
+    let m0 = (wid.y * 8u + lid.x / 8u) * 8u;
+    // The same for the whole subgroup, so the broadcasts below stay among live lanes.
+    if (m0 >= p.m) { return; }
+    let nq = wid.x * 8u + lid.x % 8u;
+    let n0 = min(nq * 4u, p.n - 4u);
+    let z = wid.z;
+    let batch = z / p.splits;
+    let k_begin = (z % p.splits) * p.kchunk;
+    let k_end = min(p.k, k_begin + p.kchunk);
+    let sb = p.b_sn / 4u;
+    let pa = (batch * p.a_sb + min(m0 + lane, p.m - 1u) * p.a_sm) / 4u;
+    let pb = (batch * p.b_sb + n0 * p.b_sn) / 4u;
+    var r0 = vec4<f32>(0.0); var r1 = vec4<f32>(0.0);
+    var r2 = vec4<f32>(0.0); var r3 = vec4<f32>(0.0);
+    var r4 = vec4<f32>(0.0); var r5 = vec4<f32>(0.0);
+    var r6 = vec4<f32>(0.0); var r7 = vec4<f32>(0.0);
+    for (var q = k_begin / 4u; q < k_end / 4u; q++) {
+        let b0 = B4[pb + q]; let b1 = B4[pb + sb + q];
+        let b2 = B4[pb + 2u * sb + q]; let b3 = B4[pb + 3u * sb + q];
+        let a = A4[pa + q];
+        r0 += dots(subgroupBroadcast(a, 0u), b0, b1, b2, b3);
+        r1 += dots(subgroupBroadcast(a, 1u), b0, b1, b2, b3);
+        r2 += dots(subgroupBroadcast(a, 2u), b0, b1, b2, b3);
+        r3 += dots(subgroupBroadcast(a, 3u), b0, b1, b2, b3);
+        r4 += dots(subgroupBroadcast(a, 4u), b0, b1, b2, b3);
+        r5 += dots(subgroupBroadcast(a, 5u), b0, b1, b2, b3);
+        r6 += dots(subgroupBroadcast(a, 6u), b0, b1, b2, b3);
+        r7 += dots(subgroupBroadcast(a, 7u), b0, b1, b2, b3);
+    }
+    if (nq * 4u >= p.n) { return; }
+    let row = z * p.c_sb + m0 * p.c_sm + n0;
+    store_row(row, m0, r0);
+    store_row(row + p.c_sm, m0 + 1u, r1);
+    store_row(row + 2u * p.c_sm, m0 + 2u, r2);
+    store_row(row + 3u * p.c_sm, m0 + 3u, r3);
+    store_row(row + 4u * p.c_sm, m0 + 4u, r4);
+    store_row(row + 5u * p.c_sm, m0 + 5u, r5);
+    store_row(row + 6u * p.c_sm, m0 + 6u, r6);
+    store_row(row + 7u * p.c_sm, m0 + 7u, r7);
+}
+
+/// One row of A (a, four steps of k) against four columns of B.
+fn dots(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
+}
+
+fn store_row(i: u32, m: u32, v: vec4<f32>) {
+    if (m < p.m) { C4[i / 4u] = v; }
+}
