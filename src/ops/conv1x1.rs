@@ -226,6 +226,36 @@ impl Matmul {
         }
     }
 
+    /// [`Matmul::run_acc`] for a product whose A is one M×K matrix of weights shared by
+    /// every batch (a_sb = 0, a_sm = K, a_sk = 1). The CPU-shaped kernels read A as K×M:
+    /// on CPU adapters they get Wᵀ, one small transpose.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_weights(
+        &self,
+        w: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        c: &Tensor,
+        c_sb: usize,
+        c_sm: usize,
+        acc: bool,
+        relu: bool,
+    ) -> Result<()> {
+        debug_assert!(self.a_sb == 0 && self.a_sm == self.k && self.a_sk == 1);
+        let k_major = Matmul {
+            a_sm: 1,
+            a_sk: self.m,
+            ..*self
+        };
+        if w.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(c_sb, c_sm) {
+            let wt = transpose(w, self.m, self.k)?;
+            k_major.run_acc(&wt, b, bias, c, c_sb, c_sm, acc, relu);
+        } else {
+            self.run_acc(w, b, bias, c, c_sb, c_sm, acc, relu);
+        }
+        Ok(())
+    }
+
     /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
     /// along the columns; `matmul_cpu_sg`, the same product with the weights shared
     /// across each subgroup, where the device has subgroups of 8 lanes.
@@ -440,19 +470,7 @@ fn forward_into(
         b_sk: p,
         b_sn: 1,
     };
-    // The CPU kernel reads A as K×M: it takes Wᵀ (Cin × Cout), one small transpose.
-    let k_major = Matmul {
-        a_sm: 1,
-        a_sk: d.cout,
-        ..product
-    };
-    if x.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(d.cout * p, p) {
-        let wt = transpose(w, d.cout, d.cin)?;
-        k_major.run_acc(&wt, x, b, y, d.cout * p, p, acc, relu);
-    } else {
-        product.run_acc(w, x, b, y, d.cout * p, p, acc, relu);
-    }
-    Ok(())
+    product.run_weights(w, x, b, y, d.cout * p, p, acc, relu)
 }
 
 /// The 1×1 convolution of the channel concatenation of `xs`, each input channel first
