@@ -69,6 +69,57 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
+// matmul_cpu_sg32: `matmul_cpu_sg` with 32 rows per invocation, for M a multiple of 32:
+// each vec4 of B then feeds 128 FMAs instead of 64, and the 8 lanes' weights are the 32
+// rows of one step of k (lane l: rows m0 + 4l … + 3). Fewer loads per FMA pay for the
+// accumulators that no longer fit in registers (measured on lavapipe at the network's
+// shapes from M = 32: 10–25 % less time per product).
+// Grid: (N/4 / 64, M/32, batch).
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    let n0 = min(gid.x * 4u, p.n - 4u);
+    let m0 = wid.y * 32u;
+    let z = wid.z;
+    var pa = z * p.a_sb + m0 + 4u * lane;
+    var pb = z * p.b_sb + n0;
+    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
+    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
+    var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0); var c18 = vec4<f32>(0.0); var c19 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0); var c22 = vec4<f32>(0.0); var c23 = vec4<f32>(0.0);
+    var c24 = vec4<f32>(0.0); var c25 = vec4<f32>(0.0); var c26 = vec4<f32>(0.0); var c27 = vec4<f32>(0.0);
+    var c28 = vec4<f32>(0.0); var c29 = vec4<f32>(0.0); var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let a = A4[pa / 4u];
+        let b = B4[pb / 4u];
+        rows4(subgroupBroadcast(a, 0u), b, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 1u), b, &c4, &c5, &c6, &c7);
+        rows4(subgroupBroadcast(a, 2u), b, &c8, &c9, &c10, &c11);
+        rows4(subgroupBroadcast(a, 3u), b, &c12, &c13, &c14, &c15);
+        rows4(subgroupBroadcast(a, 4u), b, &c16, &c17, &c18, &c19);
+        rows4(subgroupBroadcast(a, 5u), b, &c20, &c21, &c22, &c23);
+        rows4(subgroupBroadcast(a, 6u), b, &c24, &c25, &c26, &c27);
+        rows4(subgroupBroadcast(a, 7u), b, &c28, &c29, &c30, &c31);
+        pa += p.a_sk;
+        pb += p.b_sk;
+    }
+    if (gid.x * 4u >= p.n) { return; }
+    let cz = z * p.c_sb + n0;
+    store_quad(cz, m0, c0, c1, c2, c3);
+    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
+    store_quad(cz, m0 + 8u, c8, c9, c10, c11);
+    store_quad(cz, m0 + 12u, c12, c13, c14, c15);
+    store_quad(cz, m0 + 16u, c16, c17, c18, c19);
+    store_quad(cz, m0 + 20u, c20, c21, c22, c23);
+    store_quad(cz, m0 + 24u, c24, c25, c26, c27);
+    store_quad(cz, m0 + 28u, c28, c29, c30, c31);
+}
+
+// ---------------------------------------------------------------------------------------
 // matmul_nt_cpu_sg: `matmul_nt_cpu` (C = Σ_k A[b, m, k]·B[b, n, k], k contiguous in both:
 // the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. Each
 // invocation computes 8 rows × 4 columns of C over one chunk of K, four steps of k at a

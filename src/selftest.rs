@@ -248,7 +248,12 @@ fn cases(rng: &mut StdRng) -> Vec<Case<'static>> {
     }
     // The 1×1 convolution: an odd shape (tiled kernels only) and one of whole vec4s (the
     // CPU-shaped product on CPU adapters).
-    for (nn, cin, cout, hh, ww) in [(2, 5, 6, 7, 9), (2, 12, 20, 6, 10), (1, 7, 20, 4, 8)] {
+    for (nn, cin, cout, hh, ww) in [
+        (2, 5, 6, 7, 9),
+        (2, 12, 20, 6, 10),
+        (1, 7, 20, 4, 8),
+        (1, 8, 32, 4, 6),
+    ] {
         let pp = hh * ww;
         out.push(Case {
             name: format!("conv1x1 {nn}x{cin}x{hh}x{ww} -> {cout}"),

@@ -135,9 +135,17 @@ fn conv1x1_subgroup_kernel_with_an_odd_reduction_and_clamped_rows() {
 }
 
 #[test]
-fn a_planted_error_in_either_subgroup_product_fails_the_conv1x1_check() {
+fn conv1x1_thirty_two_row_subgroup_kernel_forward_and_input_gradient() {
+    // Cout 64 (two 32-row blocks of `matmul_cpu_sg32`) over 15 column quads; then Cin 32,
+    // the input gradient's M, with an odd-sized K = Cout 12.
+    check_conv(2, 12, 64, 6, 10, true);
+    check_conv(1, 32, 12, 4, 6, false);
+}
+
+#[test]
+fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
     // The checks above must be able to fail: one row of weights taken from the wrong lane,
-    // in the forward product and in the weight gradient's.
+    // in each forward product and in the weight gradient's.
     let Some(gpu) = common::gpu_with(KernelClass::Cpu) else {
         return;
     };
@@ -154,6 +162,10 @@ fn a_planted_error_in_either_subgroup_product_fails_the_conv1x1_check() {
             "r5 += dots(subgroupBroadcast(a, 5u)",
             "r5 += dots(subgroupBroadcast(a, 4u)",
         ),
+        (
+            "rows4(subgroupBroadcast(a, 7u), b, &c28",
+            "rows4(subgroupBroadcast(a, 6u), b, &c28",
+        ),
     ] {
         assert!(source.contains(planted), "{planted}");
         let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
@@ -166,9 +178,11 @@ fn a_planted_error_in_either_subgroup_product_fails_the_conv1x1_check() {
             rca_gpu::runtime::Shader::MatmulSg,
             &source.replace(planted, wrong),
         );
-        // Every size a multiple of 4, so both products take the subgroup kernels.
+        // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
+        // the 16-row forward, Cout 32 the 32-row one.
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true)
+            check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
+            check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
         }));
         assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
     }

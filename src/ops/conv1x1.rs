@@ -257,8 +257,9 @@ impl Matmul {
     }
 
     /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
-    /// along the columns; `matmul_cpu_sg`, the same product with the weights shared
-    /// across each subgroup, where the device has subgroups of 8 lanes.
+    /// along the columns; `matmul_cpu_sg` (16 rows) or `matmul_cpu_sg32` (32 rows, when
+    /// M allows), the same product with the weights shared across each subgroup, where
+    /// the device has subgroups of 8 lanes.
     #[allow(clippy::too_many_arguments)]
     fn launch_cpu(
         &self,
@@ -278,7 +279,14 @@ impl Matmul {
             u32_of(self.batch),
         ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
-            let kernel = Kernel::new(Shader::MatmulSg, "matmul_cpu_sg");
+            // 32 rows per invocation where M allows, else 16.
+            let (entry, rows) = if self.m.is_multiple_of(32) {
+                ("matmul_cpu_sg32", 32)
+            } else {
+                ("matmul_cpu_sg", CPU_ROWS)
+            };
+            let grid = [grid[0], u32_of(self.m.div_ceil(rows)), grid[2]];
+            let kernel = Kernel::new(Shader::MatmulSg, entry);
             self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
