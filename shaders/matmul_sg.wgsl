@@ -127,8 +127,10 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 // requires for the lane index): invocations 8j … 8j + 7 of a workgroup are one subgroup
 // (8 lanes of consecutive invocation indices, as lavapipe forms them) and share 8 rows. Lane l loads the vec4 of row m0 + l (rows past M repeat the last and are
 // not stored) and `subgroupBroadcast` hands each row to all lanes: one vector load where
-// `matmul_nt_cpu` fetches the same eight rows lane by lane. K, M, N and the strides are
-// multiples of 4 (the caller checks). Grid: (N/4 / 8, M/8 / 8, batch · chunks),
+// `matmul_nt_cpu` fetches the same eight rows lane by lane. K and the strides are
+// multiples of 4 (the caller checks); M and N are any (rows and columns past the end
+// repeat the last and are not stored), so the thin weight gradients of a layer with one
+// input or one output channel take it too. Grid: (⌈N/4⌉ / 8, ⌈M/8⌉ / 8, batch · chunks),
 // `splits` = chunks.
 
 @compute @workgroup_size(64, 1, 1)
@@ -138,22 +140,26 @@ fn matmul_nt_cpu_sg(@builtin(local_invocation_id) lid: vec3<u32>,
     let m0 = (wid.y * 8u + lid.x / 8u) * 8u;
     // The same for the whole subgroup, so the broadcasts below stay among live lanes.
     if (m0 >= p.m) { return; }
-    let nq = wid.x * 8u + lid.x % 8u;
-    let n0 = min(nq * 4u, p.n - 4u);
+    let n0 = (wid.x * 8u + lid.x % 8u) * 4u;
     let z = wid.z;
     let batch = z / p.splits;
     let k_begin = (z % p.splits) * p.kchunk;
     let k_end = min(p.k, k_begin + p.kchunk);
-    let sb = p.b_sn / 4u;
     let pa = (batch * p.a_sb + min(m0 + lane, p.m - 1u) * p.a_sm) / 4u;
-    let pb = (batch * p.b_sb + n0 * p.b_sn) / 4u;
+    // Columns past N repeat the last (N need not be a multiple of 4 here).
+    let bb = batch * p.b_sb;
+    let last = p.n - 1u;
+    let pb0 = (bb + min(n0, last) * p.b_sn) / 4u;
+    let pb1 = (bb + min(n0 + 1u, last) * p.b_sn) / 4u;
+    let pb2 = (bb + min(n0 + 2u, last) * p.b_sn) / 4u;
+    let pb3 = (bb + min(n0 + 3u, last) * p.b_sn) / 4u;
     var r0 = vec4<f32>(0.0); var r1 = vec4<f32>(0.0);
     var r2 = vec4<f32>(0.0); var r3 = vec4<f32>(0.0);
     var r4 = vec4<f32>(0.0); var r5 = vec4<f32>(0.0);
     var r6 = vec4<f32>(0.0); var r7 = vec4<f32>(0.0);
     for (var q = k_begin / 4u; q < k_end / 4u; q++) {
-        let b0 = B4[pb + q]; let b1 = B4[pb + sb + q];
-        let b2 = B4[pb + 2u * sb + q]; let b3 = B4[pb + 3u * sb + q];
+        let b0 = B4[pb0 + q]; let b1 = B4[pb1 + q];
+        let b2 = B4[pb2 + q]; let b3 = B4[pb3 + q];
         let a = A4[pa + q];
         r0 += dots(subgroupBroadcast(a, 0u), b0, b1, b2, b3);
         r1 += dots(subgroupBroadcast(a, 1u), b0, b1, b2, b3);
@@ -164,16 +170,16 @@ fn matmul_nt_cpu_sg(@builtin(local_invocation_id) lid: vec3<u32>,
         r6 += dots(subgroupBroadcast(a, 6u), b0, b1, b2, b3);
         r7 += dots(subgroupBroadcast(a, 7u), b0, b1, b2, b3);
     }
-    if (nq * 4u >= p.n) { return; }
+    if (n0 >= p.n) { return; }
     let row = z * p.c_sb + m0 * p.c_sm + n0;
-    store_row(row, m0, r0);
-    store_row(row + p.c_sm, m0 + 1u, r1);
-    store_row(row + 2u * p.c_sm, m0 + 2u, r2);
-    store_row(row + 3u * p.c_sm, m0 + 3u, r3);
-    store_row(row + 4u * p.c_sm, m0 + 4u, r4);
-    store_row(row + 5u * p.c_sm, m0 + 5u, r5);
-    store_row(row + 6u * p.c_sm, m0 + 6u, r6);
-    store_row(row + 7u * p.c_sm, m0 + 7u, r7);
+    store_row(row, m0, n0, r0);
+    store_row(row + p.c_sm, m0 + 1u, n0, r1);
+    store_row(row + 2u * p.c_sm, m0 + 2u, n0, r2);
+    store_row(row + 3u * p.c_sm, m0 + 3u, n0, r3);
+    store_row(row + 4u * p.c_sm, m0 + 4u, n0, r4);
+    store_row(row + 5u * p.c_sm, m0 + 5u, n0, r5);
+    store_row(row + 6u * p.c_sm, m0 + 6u, n0, r6);
+    store_row(row + 7u * p.c_sm, m0 + 7u, n0, r7);
 }
 
 /// One row of A (a, four steps of k) against four columns of B.
@@ -181,6 +187,14 @@ fn dots(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>
     return vec4<f32>(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3));
 }
 
-fn store_row(i: u32, m: u32, v: vec4<f32>) {
-    if (m < p.m) { C4[i / 4u] = v; }
+// C as scalars: a row of C need not start on a vec4 when N is not a multiple of 4.
+@group(0) @binding(3) var<storage, read_write> C1: array<f32>;
+
+// Columns n0..n0+3 of row m, those inside C.
+fn store_row(i: u32, m: u32, n0: u32, v: vec4<f32>) {
+    if (m >= p.m) { return; }
+    let vals = array<f32, 4>(v.x, v.y, v.z, v.w);
+    for (var j = 0u; j < 4u; j++) {
+        if (n0 + j < p.n) { C1[i + j] = vals[j]; }
+    }
 }

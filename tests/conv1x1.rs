@@ -135,6 +135,14 @@ fn conv1x1_subgroup_kernel_with_an_odd_reduction_and_clamped_rows() {
 }
 
 #[test]
+fn conv1x1_thin_weight_gradients_of_one_input_or_one_output_channel() {
+    // dW = dY·Xᵀ with N = Cin = 1, then with M = Cout = 1 and N = 6 (not a multiple of 4):
+    // `matmul_nt_cpu_sg` clamps the rows and columns it does not have.
+    check_conv(2, 1, 8, 8, 8, true);
+    check_conv(1, 6, 1, 8, 12, true);
+}
+
+#[test]
 fn conv1x1_thirty_two_row_subgroup_kernel_forward_and_input_gradient() {
     // Cout 64 (two 32-row blocks of `matmul_cpu_sg32`) over 15 column quads; then Cin 32,
     // the input gradient's M, with an odd-sized K = Cout 12.

@@ -298,7 +298,10 @@ impl Matmul {
     /// are written as partial products and summed afterwards.
     pub(crate) fn run_summed(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
         let info = a.gpu().info();
-        if info.kernels == KernelClass::Cpu && self.nt_cpu_layout(info.max_workgroups_per_dim) {
+        let subgroups = info.subgroup_size == Some(SG_LANES);
+        if info.kernels == KernelClass::Cpu
+            && self.nt_cpu_layout(info.max_workgroups_per_dim, subgroups)
+        {
             return self.run_summed_cpu(a, b, shape);
         }
         let tiles = self.m.div_ceil(TILE_M) * self.n.div_ceil(TILE_N) * self.batch;
@@ -326,15 +329,15 @@ impl Matmul {
 impl Matmul {
     /// Whether `matmul_nt_cpu` applies: A as M×K and B as N×K, k contiguous in both, K,
     /// M, N and every stride a multiple of 4, and its grid within the device's limits.
-    fn nt_cpu_layout(&self, max_workgroups_per_dim: u32) -> bool {
+    /// `matmul_nt_cpu_sg` (`subgroups`) takes any M and N.
+    fn nt_cpu_layout(&self, max_workgroups_per_dim: u32, subgroups: bool) -> bool {
         let aligned = |xs: &[usize]| xs.iter().all(|x| x % 4 == 0);
         let max = max_workgroups_per_dim as usize;
         self.a_sk == 1
             && self.b_sk == 1
-            && aligned(&[
-                self.m, self.n, self.k, self.a_sm, self.a_sb, self.b_sn, self.b_sb,
-            ])
-            && (self.n / 4).div_ceil(8) <= max
+            && aligned(&[self.k, self.a_sm, self.a_sb, self.b_sn, self.b_sb])
+            && (subgroups || aligned(&[self.m, self.n]))
+            && self.n.div_ceil(4).div_ceil(8) <= max
             && self.m.div_ceil(64) <= max
             && self.batch * self.k.div_ceil(NT_MIN_KCHUNK) <= max
     }
@@ -347,7 +350,7 @@ impl Matmul {
         let gpu = a.gpu();
         // Workgroups of 8×8 invocations of 8 rows × 4 columns (both kernels).
         let sg = gpu.info().subgroup_size == Some(SG_LANES);
-        let (gx, gy) = ((self.n / 4).div_ceil(8), self.m.div_ceil(64));
+        let (gx, gy) = (self.n.div_ceil(4).div_ceil(8), self.m.div_ceil(64));
         let tiles = gx * gy * self.batch;
         let max_chunks = self.k.div_ceil(NT_MIN_KCHUNK).max(1);
         let chunks = NT_WORKGROUPS.div_ceil(tiles).clamp(1, max_chunks);
