@@ -35,7 +35,7 @@ use image::{Rgb, RgbImage};
 use crate::data::{GrayF32, preprocess_image, resize_probability};
 use crate::metrics::io::mask_key;
 use crate::metrics::{BinaryMask, PostProcess, boundary};
-use crate::model::{Mode, Model, ModelConfig};
+use crate::model::{Model, ModelConfig};
 use crate::nn::Params;
 use crate::train::checkpoint::{CheckpointError, ModelCheckpoint, load_model, values_for};
 use crate::{Error, Gpu, Result, Tensor, no_grad};
@@ -45,6 +45,9 @@ pub struct Predictor {
     gpu: Gpu,
     model: Model,
     params: Params,
+    /// The weights with batch norm folded, made on the first forward pass (the parameters
+    /// never change here).
+    folds: crate::nn::Folds,
     checkpoint: PathBuf,
     epoch: usize,
     /// Images per forward pass; starts at `max_chunk` and shrinks on [`Error::TooLarge`].
@@ -99,6 +102,7 @@ impl Predictor {
             gpu: gpu.clone(),
             model,
             params,
+            folds: Default::default(),
             checkpoint: PathBuf::new(),
             epoch: 0,
             chunk: usize::MAX,
@@ -125,6 +129,7 @@ impl Predictor {
             gpu: gpu.clone(),
             model,
             params,
+            folds: Default::default(),
             checkpoint: path.to_path_buf(),
             epoch: ck.epoch,
             chunk: usize::MAX,
@@ -175,8 +180,8 @@ impl Predictor {
     /// Logits (N, 1, S, S) of a preprocessed batch (N, 1, S, S) already on the GPU: one
     /// eval-mode forward pass without a tape, not chunked. What a benchmark times.
     pub fn forward_logits(&mut self, x: &Tensor) -> Result<Tensor> {
-        let (model, params) = (&self.model, &mut self.params);
-        no_grad(|| model.forward(params, x, Mode::Eval))
+        let (model, params, folds) = (&self.model, &mut self.params, &mut self.folds);
+        no_grad(|| model.forward_folded(params, x, folds))
     }
 
     /// Probabilities (n × S × S, on the host) of `n` preprocessed S×S images laid out one

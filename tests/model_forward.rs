@@ -1,6 +1,7 @@
 //! Every variant runs: forward in eval and train mode gives finite logits of the input's
-//! size, four training steps reduce the loss on a repeated batch, and train mode updates the
-//! BN running statistics while eval mode leaves them alone.
+//! size, four training steps reduce the loss on a repeated batch, train mode updates the
+//! BN running statistics while eval mode leaves them alone, and inference's kept weights
+//! change no logit.
 
 use rand::Rng;
 use rca_gpu::model::{Mode, Model, ModelConfig, Variant};
@@ -54,6 +55,18 @@ fn every_variant_runs_forward_and_learns_a_step() {
         // Without a tape, eval mode folds each batch norm into the product before it;
         // under one it runs the ops as written (each held to its reference). The running
         // statistics are those of four steps, not the initial (0, 1).
+        // Inference keeps the prepared weights from one pass to the next: the same logits,
+        // bit for bit, on the pass that prepares them and on the next, which reuses them.
+        let mut folds = rca_gpu::nn::Folds::default();
+        for pass in ["first", "second"] {
+            let kept = no_grad(|| model.forward_folded(&mut params, &x, &mut folds)).unwrap();
+            assert_eq!(
+                kept.to_vec().unwrap(),
+                folded.to_vec().unwrap(),
+                "{v}: {pass} pass with kept folds"
+            );
+        }
+        assert!(!folds.is_empty(), "{v}: no folds kept");
         let tape = rca_gpu::Tape::start();
         let composed = model.forward(&mut params, &x, Mode::Eval).unwrap();
         drop(tape);

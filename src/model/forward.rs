@@ -3,7 +3,7 @@
 //! for the summary and the memory budget.
 
 use crate::error::Result;
-use crate::nn::{Backend, GpuBackend, Mode, Params};
+use crate::nn::{Backend, Folds, GpuBackend, Mode, Params};
 use crate::tensor::Tensor;
 
 use super::{Block, Model};
@@ -68,6 +68,27 @@ impl Model {
             params,
             mode,
             momentum: self.bn_momentum,
+            folds: None,
+        };
+        self.run(&mut gpu, x)
+    }
+
+    /// [`Model::forward`] in eval mode, keeping the weights with batch norm folded in
+    /// `folds` for the next call: for a caller whose parameters stay as they are
+    /// (inference), which then skips the folding's passes over the weights. Without a
+    /// tape only (folding is for inference), as `forward` in eval mode would be.
+    pub fn forward_folded(
+        &self,
+        params: &mut Params,
+        x: &Tensor,
+        folds: &mut Folds,
+    ) -> Result<Tensor> {
+        let mut gpu = GpuBackend {
+            gpu: x.gpu(),
+            params,
+            mode: Mode::Eval,
+            momentum: self.bn_momentum,
+            folds: Some(folds),
         };
         self.run(&mut gpu, x)
     }

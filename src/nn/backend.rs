@@ -146,7 +146,14 @@ pub struct GpuBackend<'a> {
     pub mode: Mode,
     /// Weight of the old running statistics in training mode (`Model::bn_momentum`).
     pub momentum: f32,
+    /// Where the eval-mode folded weights are kept from one forward pass to the next, for
+    /// a caller whose parameters do not change in between (inference); `None` folds them
+    /// again on every pass.
+    pub folds: Option<&'a mut Folds>,
 }
+
+/// The folded weights of each eval-mode product with batch norm, by the id of its weight.
+pub type Folds = std::collections::HashMap<ParamId, ops::FoldedCat>;
 
 impl GpuBackend<'_> {
     /// Whether batch norm can be folded into the product before it: eval mode (running
@@ -155,19 +162,52 @@ impl GpuBackend<'_> {
         self.mode == Mode::Eval && !crate::autodiff::is_recording()
     }
 
-    /// y = BN(W·diag(scale)·[x_0 | …] + b) (then ReLU) in eval mode, folded.
+    /// Whether the 1×1 products keep their prepared weights in `folds`: eval mode, no
+    /// tape, and a caller that gave somewhere to keep them.
+    fn keeps_folds(&self) -> bool {
+        self.folds.is_some() && self.folds_bn()
+    }
+
+    /// y = BN(W·diag(scale)·[x_0 | …] + b) (then ReLU) in eval mode, folded (without `l`,
+    /// the products alone); the folded weights kept in `folds` under `key` (the weight's
+    /// id) when there is one.
+    #[allow(clippy::too_many_arguments)]
     fn folded(
         &mut self,
+        key: ParamId,
         xs: &[&Tensor],
         scale: Option<&Tensor>,
         (w, b): (&Tensor, &Tensor),
-        l: &Bn,
+        l: Option<&Bn>,
         relu: bool,
     ) -> Result<Tensor> {
-        let stats = [l.gamma, l.beta, l.running_mean, l.running_var].map(|id| self.param(id));
-        let [g, be, rm, rv] = stats;
-        let bn = [&g?, &be?, &rm?, &rv?];
-        ops::conv1x1_cat_bn_eval(xs, scale, w, b, bn, Bn::EPS, relu)
+        if let Some(f) = self.folds.as_deref().and_then(|folds| folds.get(&key)) {
+            return ops::conv1x1_cat_folded(xs, f, relu);
+        }
+        let stats = match l {
+            Some(l) => {
+                let ids = [l.gamma, l.beta, l.running_mean, l.running_var];
+                Some(ids.map(|id| self.param(id)))
+            }
+            None => None,
+        };
+        let stats = match stats {
+            Some([g, be, rm, rv]) => Some([g?, be?, rm?, rv?]),
+            None => None,
+        };
+        let bn = stats.as_ref().map(|[g, be, rm, rv]| [g, be, rm, rv]);
+        match self.folds.as_deref_mut() {
+            Some(folds) => {
+                let f = ops::fold_conv1x1_cat(xs, scale, w, b, bn, Bn::EPS)?;
+                let y = ops::conv1x1_cat_folded(xs, &f, relu);
+                folds.insert(key, f);
+                y
+            }
+            None => match bn {
+                Some(bn) => ops::conv1x1_cat_bn_eval(xs, scale, w, b, bn, Bn::EPS, relu),
+                None => ops::conv1x1_cat(xs, scale, w, Some(b)),
+            },
+        }
     }
 
     /// Batch norm in the backend's mode, with the ReLU fused when `relu`; in training mode
@@ -273,6 +313,26 @@ impl Backend for GpuBackend<'_> {
         self.gpu.set_block(name);
     }
 
+    /// With `folds` (inference), the pointwise product's weights prepared once.
+    fn sep_conv(&mut self, l: &SepConv, x: &Tensor) -> Result<Tensor> {
+        let k = self.param(l.depthwise)?;
+        let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
+        let d = ops::depthwise_conv2d(x, &k)?;
+        if self.keeps_folds() {
+            return self.folded(l.pointwise, &[&d], None, (&w, &b), None, false);
+        }
+        ops::conv1x1(&d, &w, Some(&b))
+    }
+
+    /// With `folds` (inference), a 1×1 layer's weights prepared once.
+    fn conv(&mut self, l: &Conv, x: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+        let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
+        if self.keeps_folds() && w.dims()[2..] == [1, 1] && stride == 1 && pad == 0 {
+            return self.folded(l.weight, &[x], None, (&w, &b), None, false);
+        }
+        ops::conv2d(x, &w, Some(&b), stride, pad)
+    }
+
     /// In eval mode with no tape, the batch norm folded into the pointwise product and
     /// the ReLU into its store (`ops::conv1x1_cat_bn_eval`); the depthwise 1×1 becomes a
     /// scale of the weights.
@@ -281,10 +341,10 @@ impl Backend for GpuBackend<'_> {
         let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
         if self.folds_bn() {
             if k.dims()[2..] == [1, 1] {
-                return self.folded(&[x], Some(&k), (&w, &b), bn, relu);
+                return self.folded(l.pointwise, &[x], Some(&k), (&w, &b), Some(bn), relu);
             }
             let d = ops::depthwise_conv2d(x, &k)?;
-            return self.folded(&[&d], None, (&w, &b), bn, relu);
+            return self.folded(l.pointwise, &[&d], None, (&w, &b), Some(bn), relu);
         }
         let d = ops::depthwise_conv2d(x, &k)?;
         let y = ops::conv1x1(&d, &w, Some(&b))?;
@@ -295,7 +355,7 @@ impl Backend for GpuBackend<'_> {
     fn conv_bn(&mut self, l: &Conv, bn: &Bn, x: &Tensor, relu: bool) -> Result<Tensor> {
         let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
         if self.folds_bn() && w.dims()[2..] == [1, 1] {
-            return self.folded(&[x], None, (&w, &b), bn, relu);
+            return self.folded(l.weight, &[x], None, (&w, &b), Some(bn), relu);
         }
         let y = ops::conv2d(x, &w, Some(&b), 1, 0)?;
         self.bn(&y, bn, relu)
@@ -305,7 +365,7 @@ impl Backend for GpuBackend<'_> {
     fn conv_cat_bn(&mut self, l: &Conv, bn: &Bn, xs: &[&Tensor], relu: bool) -> Result<Tensor> {
         let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
         if self.folds_bn() && w.dims()[2..] == [1, 1] {
-            return self.folded(xs, None, (&w, &b), bn, relu);
+            return self.folded(l.weight, xs, None, (&w, &b), Some(bn), relu);
         }
         let y = self.conv_cat(l, xs)?;
         self.bn(&y, bn, relu)
@@ -316,6 +376,9 @@ impl Backend for GpuBackend<'_> {
     fn conv_cat(&mut self, l: &Conv, xs: &[&Tensor]) -> Result<Tensor> {
         let (w, b) = (self.param(l.weight)?, self.param(l.bias)?);
         if w.dims()[2..] == [1, 1] {
+            if self.keeps_folds() {
+                return self.folded(l.weight, xs, None, (&w, &b), None, false);
+            }
             return ops::conv1x1_cat(xs, None, &w, Some(&b));
         }
         let cat = ops::concat_channels(xs)?;
@@ -328,6 +391,9 @@ impl Backend for GpuBackend<'_> {
         let k = self.param(l.depthwise)?;
         let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
         if k.dims()[2..] == [1, 1] {
+            if self.keeps_folds() {
+                return self.folded(l.pointwise, xs, Some(&k), (&w, &b), None, false);
+            }
             return ops::conv1x1_cat(xs, Some(&k), &w, Some(&b));
         }
         let cat = ops::concat_channels(xs)?;

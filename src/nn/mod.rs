@@ -7,6 +7,6 @@ pub mod backend;
 pub mod layers;
 pub mod params;
 
-pub use backend::{Backend, GpuBackend, Mode};
+pub use backend::{Backend, Folds, GpuBackend, Mode};
 pub use layers::{Bn, Conv, Csa, Gating, HybridPool, Plain, Ric, SepConv};
 pub use params::{ParamId, ParamInfo, ParamKind, ParamSpec, Params};

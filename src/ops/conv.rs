@@ -365,7 +365,7 @@ pub fn conv2d(
         b_sk: p,
         b_sn: 1,
     }
-    .run_weights(w, &col, b, &y, d.cout * p, p, false, false)?;
+    .run_weights(w, None, &col, b, &y, d.cout * p, p, false, false)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
     record(&inputs, &y, || Conv2dGrad {

@@ -228,11 +228,12 @@ impl Matmul {
 
     /// [`Matmul::run_acc`] for a product whose A is one M×K matrix of weights shared by
     /// every batch (a_sb = 0, a_sm = K, a_sk = 1). The CPU-shaped kernels read A as K×M:
-    /// on CPU adapters they get Wᵀ, one small transpose.
+    /// on CPU adapters they get Wᵀ, `wt` when the caller has it, else one small transpose.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_weights(
         &self,
         w: &Tensor,
+        wt: Option<&Tensor>,
         b: &Tensor,
         bias: Option<&Tensor>,
         c: &Tensor,
@@ -248,7 +249,10 @@ impl Matmul {
             ..*self
         };
         if w.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(c_sb, c_sm) {
-            let wt = transpose(w, self.m, self.k)?;
+            let wt = match wt {
+                Some(t) => t.clone(),
+                None => transpose(w, self.m, self.k)?,
+            };
             k_major.run_acc(&wt, b, bias, c, c_sb, c_sm, acc, relu);
         } else {
             self.run_acc(w, b, bias, c, c_sb, c_sm, acc, relu);
@@ -445,7 +449,7 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
 pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let d = check(x, w, b)?;
     let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.h, d.w], "conv1x1")?;
-    forward_into(x, w, b, &y, &d, false, false)?;
+    forward_into(x, w, None, b, &y, &d, false, false)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
     record(&inputs, &y, || Conv1x1Grad {
@@ -457,10 +461,12 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// y = W·x (+ b) into `y` (N, Cout, H, W), or y += W·x (+ b) when `acc`; max(0, ·) of
-/// that when `relu`.
+/// that when `relu`. `wt` is Wᵀ when the caller has it (see [`Matmul::run_weights`]).
+#[allow(clippy::too_many_arguments)]
 fn forward_into(
     x: &Tensor,
     w: &Tensor,
+    wt: Option<&Tensor>,
     b: Option<&Tensor>,
     y: &Tensor,
     d: &Dims,
@@ -481,7 +487,7 @@ fn forward_into(
         b_sk: p,
         b_sn: 1,
     };
-    product.run_weights(w, x, b, y, d.cout * p, p, acc, relu)
+    product.run_weights(w, wt, x, b, y, d.cout * p, p, acc, relu)
 }
 
 /// The 1×1 convolution of the channel concatenation of `xs`, each input channel first
@@ -505,7 +511,7 @@ pub fn conv1x1_cat(
         None => w.clone(),
     };
     let parts = column_blocks(&scaled, c.cout, &c.channels)?;
-    let y = sum_of_products(op, xs, &parts, b, &c, false)?;
+    let y = sum_of_products(op, xs, &parts, None, b, &c, false)?;
     let mut inputs: Vec<&Tensor> = xs.to_vec();
     inputs.extend(scale);
     inputs.push(w);
@@ -572,10 +578,12 @@ fn cat_check(
 
 /// y = Σ_i W_i·x_i + b, one product per input added into y (the bias with the first,
 /// max(0, ·) with the last when `relu`).
+/// `parts_t` are the blocks transposed, when the caller has them.
 fn sum_of_products(
     op: &'static str,
     xs: &[&Tensor],
     parts: &[Tensor],
+    parts_t: Option<&[Tensor]>,
     b: Option<&Tensor>,
     c: &Cat,
     relu: bool,
@@ -585,7 +593,8 @@ fn sum_of_products(
     for (i, (x, wi)) in xs.iter().zip(parts).enumerate() {
         let d = check(x, wi, None)?;
         let bias = if i == 0 { b } else { None };
-        forward_into(x, wi, bias, &y, &d, i > 0, relu && i == last)?;
+        let wt = parts_t.map(|t| &t[i]);
+        forward_into(x, wi, wt, bias, &y, &d, i > 0, relu && i == last)?;
     }
     Ok(y)
 }
@@ -611,13 +620,97 @@ pub fn conv1x1_cat_bn_eval(
         )));
     }
     let c = cat_check(op, xs, scale, w, Some(b))?;
-    let (wf, bf) = fold_into_conv1x1(w, b, gamma, beta, running_mean, running_var, eps)?;
+    let bn = [gamma, beta, running_mean, running_var];
+    let folded = fold_cat(w, b, scale, Some(bn), eps, &c, false)?;
+    sum_of_products(op, xs, &folded.parts, None, Some(&folded.bias), &c, relu)
+}
+
+/// The weights of a [`conv1x1_cat_bn_eval`] (or, without batch norm, of a
+/// [`conv1x1_cat`]) made once for a caller whose parameters stay the same from one
+/// forward pass to the next (inference): the batch norm folded, the scale applied, the
+/// column blocks cut and, on CPU adapters, transposed for the CPU-shaped product.
+/// [`conv1x1_cat_folded`] then runs only the products.
+pub struct FoldedCat {
+    parts: Vec<Tensor>,
+    parts_t: Option<Vec<Tensor>>,
+    bias: Tensor,
+    /// The weights and scale it was made from, to check the inputs it is applied to.
+    w: Tensor,
+    scale: Option<Tensor>,
+}
+
+/// Fold (when `bn`), scale and cut as [`conv1x1_cat_bn_eval`] does, and transpose when
+/// `transposed`.
+fn fold_cat(
+    w: &Tensor,
+    b: &Tensor,
+    scale: Option<&Tensor>,
+    bn: Option<[&Tensor; 4]>,
+    eps: f32,
+    c: &Cat,
+    transposed: bool,
+) -> Result<FoldedCat> {
+    let (wf, bias) = match bn {
+        Some([g, be, rm, rv]) => fold_into_conv1x1(w, b, g, be, rm, rv, eps)?,
+        None => (w.clone(), b.clone()),
+    };
     let wf = match scale {
         Some(s) => scale_columns(&wf, s, c.cout, c.total)?,
         None => wf,
     };
     let parts = column_blocks(&wf, c.cout, &c.channels)?;
-    sum_of_products(op, xs, &parts, Some(&bf), &c, relu)
+    let parts_t = if transposed {
+        let t = parts.iter().zip(&c.channels);
+        Some(
+            t.map(|(p, &ci)| transpose(p, c.cout, ci))
+                .collect::<Result<_>>()?,
+        )
+    } else {
+        None
+    };
+    Ok(FoldedCat {
+        parts,
+        parts_t,
+        bias,
+        w: w.clone(),
+        scale: scale.cloned(),
+    })
+}
+
+/// [`FoldedCat`] for inputs with `xs`'s channel counts (the other sizes do not matter),
+/// with eval-mode batch norm `bn` = [γ, β, running mean, running variance] or without.
+pub fn fold_conv1x1_cat(
+    xs: &[&Tensor],
+    scale: Option<&Tensor>,
+    w: &Tensor,
+    b: &Tensor,
+    bn: Option<[&Tensor; 4]>,
+    eps: f32,
+) -> Result<FoldedCat> {
+    let c = cat_check("fold_conv1x1_cat", xs, scale, w, Some(b))?;
+    let cpu = w.gpu().info().kernels == KernelClass::Cpu;
+    fold_cat(w, b, scale, bn, eps, &c, cpu)
+}
+
+/// [`conv1x1_cat_bn_eval`] (or [`conv1x1_cat`]) with weights folded beforehand: the same
+/// values, without the folding's passes over the weights. Not recorded: for inference.
+pub fn conv1x1_cat_folded(xs: &[&Tensor], f: &FoldedCat, relu: bool) -> Result<Tensor> {
+    let op = "conv1x1_cat_folded";
+    if crate::autodiff::is_recording() {
+        return Err(Error::Autodiff(format!(
+            "{op} is for inference: it records no gradient"
+        )));
+    }
+    let c = cat_check(op, xs, f.scale.as_ref(), &f.w, Some(&f.bias))?;
+    if c.channels != f.parts.iter().map(|p| p.dims()[1]).collect::<Vec<_>>() {
+        return Err(Error::Shape {
+            op,
+            lhs: xs[0].shape().clone(),
+            rhs: f.w.shape().clone(),
+        });
+    }
+    let parts_t = f.parts_t.as_deref();
+    sum_of_products(op, xs, &f.parts, parts_t, Some(&f.bias), &c, relu)
 }
 
 /// w (Cout, C, 1, 1) with column c times s[c]: w seen as (1, Cout, 1, C), s as (1, 1, 1, C).

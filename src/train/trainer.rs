@@ -54,7 +54,7 @@ use crate::data::{
     AugmentConfig, BatchConfig, LoadOptions, MaskResize, SampleSource, Split, SplitConfig,
     epoch_batches, load_dataset,
 };
-use crate::model::{Mode, Model, ModelConfig};
+use crate::model::{Model, ModelConfig};
 use crate::nn::Params;
 use crate::{Gpu, Tensor, no_grad, ops};
 
@@ -330,12 +330,16 @@ impl<'a> Trainer<'a> {
         let gpu = self.gpu;
         let bc = BatchConfig::evaluation(self.cfg.batch);
         let (mut loss, mut sums, mut n) = (0.0, MetricSums::default(), 0usize);
+        // The weights stay as they are through validation: prepare them once.
+        let mut folds = crate::nn::Folds::default();
         for b in epoch_batches(self.data.source.clone(), &self.data.val, &bc, 0) {
             let shape = [b.n, 1, b.size, b.size];
             let x = Tensor::from_vec(gpu, shape, &b.images)?;
             let y = Tensor::from_vec(gpu, shape, &b.masks)?;
             let (l, logits) = no_grad(|| -> crate::Result<(f32, Vec<f32>)> {
-                let logits = self.model.forward(&mut self.params, &x, Mode::Eval)?;
+                let logits = self
+                    .model
+                    .forward_folded(&mut self.params, &x, &mut folds)?;
                 let l = ops::bce_dice_loss(&logits, &y)?.to_scalar()?;
                 Ok((l, logits.to_vec()?))
             })?;
