@@ -73,6 +73,9 @@ fn full_sums(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+/// Store max(0, ·): the ReLU after the hybrid pools' spectral branch, in inference.
+override RELU: bool = false;
+
 // One invocation per vec4 of y: the vec4 g of row i of a plane.
 @compute @workgroup_size(256)
 fn full_apply(@builtin(workgroup_id) wid: vec3<u32>,
@@ -89,5 +92,10 @@ fn full_apply(@builtin(workgroup_id) wid: vec3<u32>,
     let si = sums_in[sb + q + i / 4u][i % 4u];
     let t = sums_in[sb + 2u * q].x;
     let sgn = select(1.0, -1.0, (i & 1u) == 1u);
-    out[e] = x[e] + p.c * (sgn * sums_in[sb + g] + si * ALT) + (p.c * p.c * sgn * t) * ALT;
+    let v = x[e] + p.c * (sgn * sums_in[sb + g] + si * ALT) + (p.c * p.c * sgn * t) * ALT;
+    if (RELU) {
+        out[e] = max(v, vec4<f32>(0.0));
+    } else {
+        out[e] = v;
+    }
 }

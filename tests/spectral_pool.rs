@@ -259,3 +259,24 @@ fn spectral_pool_rejects_bad_sizes() {
     assert!(ops::spectral_unpool(&dy, 4).is_err());
     assert!(ops::spectral_unpool(&dy, 24).is_err());
 }
+
+#[test]
+fn spectral_pool_relu_is_the_relu_of_the_pool_and_refuses_a_tape() {
+    // Inference's fused form: in the closed form's store at full size, the two ops when
+    // halving. The same values bit for bit (max(0, ·) of the same sums).
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    for (m, h) in [(16, 16), (32, 32), (16, 8)] {
+        let (n, c) = (2, 3);
+        let x = Tensor::from_vec(&gpu, [n, c, m, m], &uniform(&mut rng, n * c * m * m)).unwrap();
+        let fused = rca_gpu::no_grad(|| ops::spectral_pool_relu(&x, h)).unwrap();
+        let two = rca_gpu::no_grad(|| ops::relu(&ops::spectral_pool(&x, h)?)).unwrap();
+        let fused = fused.to_vec().unwrap();
+        assert_eq!(fused, two.to_vec().unwrap(), "M {m} → h {h}");
+        assert!(fused.contains(&0.0) && fused.iter().any(|&v| v > 0.0));
+    }
+    let x = Tensor::from_vec(&gpu, [1, 1, 8, 8], &uniform(&mut rng, 64)).unwrap();
+    let tape = Tape::start();
+    assert!(ops::spectral_pool_relu(&x, 8).is_err());
+    drop(tape);
+}

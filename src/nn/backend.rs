@@ -65,6 +65,11 @@ pub trait Backend {
     fn upsample2x(&mut self, x: &Self::T) -> Result<Self::T>;
     /// Spectral pooling of square maps (N, C, M, M) → (N, C, h, h).
     fn spectral_pool(&mut self, x: &Self::T, h: usize) -> Result<Self::T>;
+    /// Spectral pooling then a ReLU (the hybrid pools' spectral branch).
+    fn spectral_pool_relu(&mut self, x: &Self::T, h: usize) -> Result<Self::T> {
+        let y = self.spectral_pool(x, h)?;
+        self.relu(&y)
+    }
 
     /// From here on, the ops belong to the block `name` of the network (e.g. `enc2`,
     /// `dec0.csa`): the counting backend makes a summary row of each, a profiler may label
@@ -307,6 +312,14 @@ impl Backend for GpuBackend<'_> {
 
     fn spectral_pool(&mut self, x: &Tensor, h: usize) -> Result<Tensor> {
         ops::spectral_pool(x, h)
+    }
+
+    /// Without a tape, the ReLU in the pooling's store where it can be.
+    fn spectral_pool_relu(&mut self, x: &Tensor, h: usize) -> Result<Tensor> {
+        if crate::autodiff::is_recording() {
+            return ops::relu(&ops::spectral_pool(x, h)?);
+        }
+        ops::spectral_pool_relu(x, h)
     }
 
     fn enter(&mut self, name: &str) {

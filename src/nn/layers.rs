@@ -184,12 +184,11 @@ impl HybridPool {
     /// The max-pool branch and the ReLU of the spectral one.
     fn branches<B: Backend>(&self, b: &mut B, x: &B::T, valid: bool) -> Result<(B::T, B::T)> {
         let m = b.dims(x)[2];
-        let (pooled, spectral) = if valid {
-            (b.max_pool_valid(x)?, b.spectral_pool(x, m / 2)?)
+        Ok(if valid {
+            (b.max_pool_valid(x)?, b.spectral_pool_relu(x, m / 2)?)
         } else {
-            (b.max_pool_same(x)?, b.spectral_pool(x, m)?)
-        };
-        Ok((pooled, b.relu(&spectral)?))
+            (b.max_pool_same(x)?, b.spectral_pool_relu(x, m)?)
+        })
     }
 }
 

@@ -29,8 +29,8 @@ pub use pool::{max_pool_same, max_pool_valid, upsample2x};
 pub use reduce::{mean, mean_channels, sum, sum_channels};
 pub use shape::concat_channels;
 pub use spectral::{
-    spectral_crop, spectral_pad, spectral_pool, spectral_pool_via, spectral_unpool,
-    spectral_unpool_via,
+    spectral_crop, spectral_pad, spectral_pool, spectral_pool_relu, spectral_pool_via,
+    spectral_unpool, spectral_unpool_via,
 };
 
 pub(crate) use crate::runtime::launch_1d;

@@ -50,7 +50,7 @@ fn closed_form(m: usize, h: usize, path: FftPath) -> bool {
 
 /// y = A·x·Aᵀ for h = M: per plane the alternating row and column sums and their total
 /// (one workgroup per plane), then y from x and the sums (one invocation per vec4).
-fn full_size_raw(x: &Tensor, planes: usize, m: usize) -> Result<Tensor> {
+fn full_size_raw(x: &Tensor, planes: usize, m: usize, relu: bool) -> Result<Tensor> {
     let gpu = x.gpu();
     let sums = Tensor::uninit(gpu, [planes, 2 * m + 4], "spectral_sums")?;
     let total = planes * m * m / 4;
@@ -69,7 +69,7 @@ fn full_size_raw(x: &Tensor, planes: usize, m: usize) -> Result<Tensor> {
     let y = Tensor::uninit(gpu, x.shape().clone(), "spectral_pool")?;
     launch_1d(
         gpu,
-        &Kernel::new(Shader::Spectral, "full_apply"),
+        &Kernel::new(Shader::Spectral, "full_apply").with("RELU", u32::from(relu)),
         &[x.bind(0), sums.bind(2), y.bind(3)],
         &params,
         total,
@@ -213,7 +213,7 @@ pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
 /// FFT (unnormalised), real part.
 fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
     if closed_form(m, h, path) {
-        return full_size_raw(x, planes, m);
+        return full_size_raw(x, planes, m, false);
     }
     let (n, c, _, _) = x.shape().nchw().expect("checked by the caller");
     if !use_global(x, m, path)? {
@@ -286,7 +286,7 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
 fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
     if closed_form(m, h, path) {
         // A is symmetric: Aᵀ·dy·A = A·dy·Aᵀ.
-        return full_size_raw(dy, planes, m);
+        return full_size_raw(dy, planes, m, false);
     }
     let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
     let (n, c, _, _) = dy.shape().nchw().expect("checked by the caller");
@@ -353,6 +353,24 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
 /// Spectral pooling of x (N, C, M, M) to (N, C, h, h); see the module docs.
 pub fn spectral_pool(x: &Tensor, h: usize) -> Result<Tensor> {
     spectral_pool_via(x, h, FftPath::Auto)
+}
+
+/// max(0, [`spectral_pool`]) for inference: at full size (h = M, the closed form) the
+/// ReLU is applied in the pooling's store, saving a pass over the output; otherwise the
+/// two ops. The same values as the two ops. Not recorded: an error while a tape records.
+pub fn spectral_pool_relu(x: &Tensor, h: usize) -> Result<Tensor> {
+    let op = "spectral_pool_relu";
+    if crate::autodiff::is_recording() {
+        return Err(Error::Autodiff(format!(
+            "{op} is for inference: it records no gradient"
+        )));
+    }
+    let (n, c, m) = real_planes(op, x)?;
+    check_h(op, x, m, h)?;
+    if closed_form(m, h, FftPath::Auto) {
+        return full_size_raw(x, n * c, m, true);
+    }
+    super::relu(&pool_raw(x, n * c, m, h, FftPath::Auto)?)
 }
 
 /// [`spectral_pool`] with its FFTs (and its backward's) through a chosen form of the
