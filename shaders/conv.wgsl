@@ -181,7 +181,11 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 // partials (parts, C, K·K) with part = (n, row chunk, strip), a row chunk p.kh rows:
 //   dst[part, c, a·K + b] = Σ_{(i, j) in part} dy[n, c, i, j] · x[n, c, i + a − K/2, j + b − K/2]
 // Each invocation covers p.kh rows of one strip of 4 columns and keeps all K·K taps in
-// registers, so each loaded x value is used for 4 outputs.
+// registers. It walks the input rows under the chunk once: input row ii meets output row
+// i = ii − a + K/2 through tap row a, so the strips of dy of the last K output rows are
+// kept (g[a] that of row i0 + v − a at step v) and each loaded x window feeds K of them,
+// instead of being loaded again for each output row. Rows outside the chunk or the map
+// count as zeros; each tap still adds its rows in ascending order.
 @compute @workgroup_size(256)
 fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
@@ -203,22 +207,33 @@ fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let live = vec4<f32>(vec4<bool>(j0 < p.w, j0 + 1u < p.w, j0 + 2u < p.w, j0 + 3u < p.w));
     var acc: array<f32, 25>;
     for (var q = 0u; q < K * K; q++) { acc[q] = 0.0; }
-    let i_end = min(p.h, (rc + 1u) * rows);
-    for (var i = rc * rows; i < i_end; i++) {
-        let o = plane + i * p.w;
-        let g = live * vec4<f32>(
-            wt[o + min(j0, p.w - 1u)], wt[o + min(j0 + 1u, p.w - 1u)],
-            wt[o + min(j0 + 2u, p.w - 1u)], wt[o + min(j0 + 3u, p.w - 1u)]);
+    var g: array<vec4<f32>, 5>;
+    for (var a = 0u; a < K; a++) { g[a] = vec4<f32>(0.0); }
+    let i0 = rc * rows;
+    let i_end = min(p.h, i0 + rows);
+    for (var v = 0u; v < i_end - i0 + K - 1u; v++) {
+        // The dy strip of output row i0 + v enters; the oldest leaves.
+        for (var a = 1u; a < K; a++) { g[K - a] = g[K - a - 1u]; }
+        let i = i0 + v;
+        if (i < i_end) {
+            let o = plane + i * p.w;
+            g[0] = live * vec4<f32>(
+                wt[o + min(j0, p.w - 1u)], wt[o + min(j0 + 1u, p.w - 1u)],
+                wt[o + min(j0 + 2u, p.w - 1u)], wt[o + min(j0 + 3u, p.w - 1u)]);
+        } else {
+            g[0] = vec4<f32>(0.0);
+        }
+        // Input row ii = i0 + v − K/2 under tap row a meets output row i0 + v − a: g[a].
+        let ii = i32(i0 + v) - half;
+        if (ii < 0 || ii >= i32(p.h)) { continue; }
+        let row = plane + u32(ii) * p.w;
+        var win: array<f32, 8>;
+        for (var b = 0u; b < K + TW - 1u; b++) {
+            win[b] = row_at(row, i32(j0 + b) - half);
+        }
         for (var a = 0u; a < K; a++) {
-            let ii = i32(i) + i32(a) - half;
-            if (ii < 0 || ii >= i32(p.h)) { continue; }
-            let row = plane + u32(ii) * p.w;
-            var win: array<f32, 8>;
-            for (var b = 0u; b < K + TW - 1u; b++) {
-                win[b] = row_at(row, i32(j0 + b) - half);
-            }
             for (var b = 0u; b < K; b++) {
-                acc[a * K + b] += dot(g, vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]));
+                acc[a * K + b] += dot(g[a], vec4<f32>(win[b], win[b + 1u], win[b + 2u], win[b + 3u]));
             }
         }
     }
