@@ -167,29 +167,33 @@ fn max_pool_same_backward(@builtin(workgroup_id) wid: vec3<u32>,
         xm[k] = x[mid + c];
         xd[k] = x[down + c];
     }
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     // Window at column wj = j0 − 1 + k covers patch columns k, k + 1, i.e. strip pixels
-    // k − 1 and k.
+    // k − 1 and k. For each: the first arg-max of the window at row i − 1 (fu: the strip
+    // is its second row, candidates 2 and 3) and at row i (fm: first row, 0 and 1), 4 for
+    // a window that does not exist, and its dy. Straight-line code: no branch per window
+    // and no indexing by a computed position.
+    var fu: array<u32, 5>;
+    var fm: array<u32, 5>;
+    var du: array<f32, 5>;
+    var dm: array<f32, 5>;
     for (var k = 0u; k < 5u; k++) {
         let wj = i32(j0 + k) - 1;
-        if (wj < 0 || wj >= i32(p.w)) { continue; }
-        if (i > 0u) {
-            // Window at row i − 1: the strip is its second row (candidates 2 and 3).
-            let f = first_max(xu[k], xu[k + 1u], xm[k], xm[k + 1u]);
-            if (f >= 2u) {
-                let m = k + f - 3u;   // pixel k − 1 (f = 2) or k (f = 3), wraps when < 0
-                if (m < 4u) { acc[m] += dy[up + u32(wj)]; }
-            }
-        }
-        // Window at row i: the strip is its first row (candidates 0 and 1).
-        let f = first_max(xm[k], xm[k + 1u], xd[k], xd[k + 1u]);
-        if (f <= 1u) {
-            let m = k + f - 1u;
-            if (m < 4u) { acc[m] += dy[mid + u32(wj)]; }
-        }
+        let exists = wj >= 0 && wj < i32(p.w);
+        let c = u32(clamp(wj, 0, i32(p.w) - 1));
+        fu[k] = select(4u, first_max(xu[k], xu[k + 1u], xm[k], xm[k + 1u]), exists && i > 0u);
+        fm[k] = select(4u, first_max(xm[k], xm[k + 1u], xd[k], xd[k + 1u]), exists);
+        du[k] = dy[up + c];
+        dm[k] = dy[mid + c];
     }
+    // Pixel m of the strip is the second column of window k = m (candidates 3, 1) and the
+    // first of window k = m + 1 (candidates 2, 0): summed in that order, as windows by k.
     for (var m = 0u; m < 4u; m++) {
-        if (j0 + m < p.w) { out[mid + j0 + m] = acc[m]; }
+        var a = 0.0;
+        a = select(a, a + du[m], fu[m] == 3u);
+        a = select(a, a + dm[m], fm[m] == 1u);
+        a = select(a, a + du[m + 1u], fu[m + 1u] == 2u);
+        a = select(a, a + dm[m + 1u], fm[m + 1u] == 0u);
+        if (j0 + m < p.w) { out[mid + j0 + m] = a; }
     }
 }
 
