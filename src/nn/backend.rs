@@ -151,13 +151,14 @@ pub struct GpuBackend<'a> {
     pub mode: Mode,
     /// Weight of the old running statistics in training mode (`Model::bn_momentum`).
     pub momentum: f32,
-    /// Where the eval-mode folded weights are kept from one forward pass to the next, for
-    /// a caller whose parameters do not change in between (inference); `None` folds them
-    /// again on every pass.
+    /// Where the eval-mode 1×1 products' prepared weights are kept from one forward pass
+    /// to the next, for a caller whose parameters do not change in between (inference);
+    /// `None` prepares them again on every pass.
     pub folds: Option<&'a mut Folds>,
 }
 
-/// The folded weights of each eval-mode product with batch norm, by the id of its weight.
+/// The prepared weights of each eval-mode 1×1 product (batch norm folded in where one
+/// follows it), by the id of its weight.
 pub type Folds = std::collections::HashMap<ParamId, ops::FoldedCat>;
 
 impl GpuBackend<'_> {
