@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rca_gpu::{KernelClass, Tensor, ops};
+use rca_gpu::{AdapterRequest, Gpu, KernelClass, Tensor, ops};
 
 use super::{gpu_with, timed};
 
@@ -16,16 +16,26 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("sepconv 16->16 @256x256 batch 8", 8, 16, 16, 256, 256),
 ];
 
-/// Both kernel variants on the bench's adapter, side by side in one run: the CPU-shaped
-/// product (`matmul_cpu`) and the tiled GPU-shaped one (`matmul`/`matmul4`).
+/// Every kernel variant on the bench's adapter, side by side in one run: the CPU-shaped
+/// products (`matmul_cpu_sg`/`matmul_cpu_sg32` where the adapter has 8-lane subgroups,
+/// and `matmul_cpu` without them) and the tiled GPU-shaped one (`matmul`/`matmul4`).
 pub fn benches(c: &mut Criterion) {
-    for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        benches_on(c, class);
+    let cpu = gpu_with(KernelClass::Cpu);
+    let subgroups = cpu.info().subgroup_size.is_some();
+    benches_on(c, "cpu", cpu);
+    if subgroups {
+        let plain = Gpu::new(&AdapterRequest {
+            kernels: Some(KernelClass::Cpu),
+            subgroups: Some(false),
+            ..AdapterRequest::from_env()
+        })
+        .expect("a second device on the bench's adapter");
+        benches_on(c, "cpu without subgroups", plain);
     }
+    benches_on(c, "gpu", gpu_with(KernelClass::Gpu));
 }
 
-fn benches_on(c: &mut Criterion, class: KernelClass) {
-    let gpu = gpu_with(class);
+fn benches_on(c: &mut Criterion, class: &str, gpu: Gpu) {
     let mut group = c.benchmark_group(format!("conv1x1 forward, {class} kernels (GFLOP/s)"));
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
