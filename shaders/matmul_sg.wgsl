@@ -124,23 +124,24 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 // the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. Each
 // invocation computes 8 rows × 4 columns of C over one chunk of K, four steps of k at a
 // time, on the grid of `matmul_nt_cpu` (its 8×8 workgroup flattened to 64, which naga
-// requires for the lane index): invocations 8j … 8j + 7 of a workgroup are one subgroup
-// (8 lanes of consecutive invocation indices, as lavapipe forms them) and share 8 rows. Lane l loads the vec4 of row m0 + l (rows past M repeat the last and are
-// not stored) and `subgroupBroadcast` hands each row to all lanes: one vector load where
-// `matmul_nt_cpu` fetches the same eight rows lane by lane. K and the strides are
-// multiples of 4 (the caller checks); M and N are any (rows and columns past the end
-// repeat the last and are not stored), so the thin weight gradients of a layer with one
-// input or one output channel take it too. Grid: (⌈N/4⌉ / 8, ⌈M/8⌉ / 8, batch · chunks),
-// `splits` = chunks.
+// requires for the lane index): each of the workgroup's 8 subgroups takes one block of 8
+// rows (its subgroup id) and its 8 lanes the column quads (the lane index), so the lanes
+// that share rows are one subgroup however the device forms them. Lane l loads the vec4
+// of row m0 + l (rows past M repeat the last and are not stored) and `subgroupBroadcast`
+// hands each row to all lanes: one vector load where `matmul_nt_cpu` fetches the same
+// eight rows lane by lane. K and the strides are multiples of 4 (the caller checks); M and
+// N are any (rows and columns past the end repeat the last and are not stored), so the
+// thin weight gradients of a layer with one input or one output channel take it too.
+// Grid: (⌈N/4⌉ / 8, ⌈M/8⌉ / 8, batch · chunks), `splits` = chunks.
 
 @compute @workgroup_size(64, 1, 1)
-fn matmul_nt_cpu_sg(@builtin(local_invocation_id) lid: vec3<u32>,
-                    @builtin(workgroup_id) wid: vec3<u32>,
+fn matmul_nt_cpu_sg(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(subgroup_id) sg: u32,
                     @builtin(subgroup_invocation_id) lane: u32) {
-    let m0 = (wid.y * 8u + lid.x / 8u) * 8u;
+    let m0 = (wid.y * 8u + sg) * 8u;
     // The same for the whole subgroup, so the broadcasts below stay among live lanes.
     if (m0 >= p.m) { return; }
-    let n0 = (wid.x * 8u + lid.x % 8u) * 4u;
+    let n0 = (wid.x * 8u + lane) * 4u;
     let z = wid.z;
     let batch = z / p.splits;
     let k_begin = (z % p.splits) * p.kchunk;
