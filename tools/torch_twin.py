@@ -705,19 +705,41 @@ def collect_inputs(inputs):
     return files
 
 
+class OnnxModel:
+    """A model exported by `export-onnx`, run by onnxruntime on the CPU: image (N, 1, S, S)
+    → probability, so that `predict` and `check` can use the exported file itself."""
+
+    def __init__(self, path):
+        try:
+            import onnxruntime
+        except ImportError:
+            sys.exit("--onnx needs onnxruntime: pip install onnxruntime")
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        shape = self.session.get_inputs()[0].shape
+        if len(shape) != 4 or not isinstance(shape[-1], int) or shape[-1] != shape[-2]:
+            sys.exit(f"{path}: input shape {shape} is not (N, 1, S, S)")
+        self.input_size = shape[-1]
+
+    def probability(self, x):
+        return self.session.run(None, {"image": x.astype(np.float32)})[0]
+
+
 @torch.no_grad()
 def predict_probabilities(model, images, batch=1):
     """Lesion probability maps at each grey image's original size: preprocess to S×S, one
     eval-mode forward per batch, sigmoid, resize back (bilinear where it grows, area where
     it shrinks)."""
-    model.eval()
-    device = next(model.parameters()).device
     s = model.input_size
     out = []
     for start in range(0, len(images), batch):
         group = images[start:start + batch]
-        x = torch.from_numpy(np.stack([preprocess_image(g, s) for g in group])[:, None])
-        prob = torch.sigmoid(model(x.to(device))).cpu().numpy()[:, 0]
+        x = np.stack([preprocess_image(g, s) for g in group])[:, None]
+        if isinstance(model, OnnxModel):
+            prob = model.probability(x)[:, 0]
+        else:
+            model.eval()
+            device = next(model.parameters()).device
+            prob = torch.sigmoid(model(torch.from_numpy(x).to(device))).cpu().numpy()[:, 0]
         out.extend(resize_gray(p, g.shape[1], g.shape[0]) for p, g in zip(prob, group))
     return out
 
@@ -837,14 +859,15 @@ def need_pillow():
 
 def cmd_predict(args):
     need_pillow()
-    model = load_checkpoint(args.checkpoint)
+    model = OnnxModel(args.onnx) if args.onnx else load_checkpoint(args.checkpoint)
     files = collect_inputs(args.inputs)
     for f, mask in predict_to_folder(model, files, args.out, post_process_settings(args), args.batch):
         area = int(mask.sum())
         print(f"{f.stem}  {mask.shape[1]}x{mask.shape[0]}  lesion {area} px "
               f"({100.0 * area / mask.size:.2f} %)")
-    print(f"{len(files)} image(s) segmented by the twin ({model.variant} F={model.width} "
-          f"S={model.input_size}); outputs in {args.out}", file=sys.stderr)
+    what = (f"{args.onnx} (onnxruntime, S={model.input_size})" if args.onnx else
+            f"the twin ({model.variant} F={model.width} S={model.input_size})")
+    print(f"{len(files)} image(s) segmented by {what}; outputs in {args.out}", file=sys.stderr)
 
 
 def read_png(path):
@@ -863,7 +886,7 @@ def cmd_check(args):
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
-        model = load_checkpoint(args.checkpoint)
+        model = OnnxModel(args.onnx) if args.onnx else load_checkpoint(args.checkpoint)
         for _ in predict_to_folder(model, files, twin_dir, post_process_settings(args)):
             pass
         print(f"{'image':<24} {'size':>9} {'mask px':>8} {'differ':>7} {'prob max |Δ|':>13} "
@@ -1045,7 +1068,9 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="segment images like `rca-gpu infer`")
-    p.add_argument("--checkpoint", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="an rca-gpu checkpoint, run by the twin")
+    source.add_argument("--onnx", help="a file from export-onnx, run by onnxruntime")
     p.add_argument("--out", default="predictions")
     p.add_argument("--batch", type=int, default=1, help="images per forward pass")
     add_post_process_args(p)
@@ -1054,6 +1079,8 @@ def main(argv=None):
 
     p = sub.add_parser("check", help="compare the twin's outputs with `rca-gpu infer`'s")
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--onnx", help="compare this file from export-onnx (run by onnxruntime) "
+                   "instead of the twin")
     p.add_argument("--rca-gpu", default="target/release/rca-gpu", help="the rca-gpu binary")
     p.add_argument("--out", help="keep both sets of outputs in this folder")
     add_post_process_args(p)
