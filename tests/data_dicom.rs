@@ -119,6 +119,61 @@ fn a_cine_loop_or_a_damaged_file_is_refused_naming_it() {
     );
 }
 
+/// Byte offset of the first explicit-VR element header with this tag and VR.
+fn element_at(bytes: &[u8], group: u16, element: u16, vr: &[u8; 2]) -> usize {
+    let mut head = Vec::new();
+    head.extend_from_slice(&group.to_le_bytes());
+    head.extend_from_slice(&element.to_le_bytes());
+    head.extend_from_slice(vr);
+    bytes
+        .windows(head.len())
+        .position(|w| w == head.as_slice())
+        .expect("element not found")
+}
+
+#[test]
+fn an_element_longer_than_the_file_is_refused_before_it_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pixel data (4-byte length) and Patient's Name (2-byte length) claiming more bytes than
+    // follow; the first would make the DICOM crate allocate 3.7 GB. As the fuzzer found it,
+    // in a data element of the data set, and in the file meta group.
+    for (name, group, element, vr, at) in [
+        ("pixels.dcm", 0x7FE0, 0x0010, b"OB", 8),
+        ("name.dcm", 0x0010, 0x0010, b"PN", 6),
+        ("meta.dcm", 0x0002, 0x0010, b"UI", 6),
+    ] {
+        let mut bytes = std::fs::read(fixture("mono2.dcm")).unwrap();
+        let pos = element_at(&bytes, group, element, vr) + at;
+        if at == 8 {
+            bytes[pos..pos + 4].copy_from_slice(&0xDCDC_DCDCu32.to_le_bytes());
+        } else {
+            bytes[pos..pos + 2].copy_from_slice(&0xFFF0u16.to_le_bytes());
+            bytes.truncate(pos + 2 + 1000);
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        for err in [
+            load_image_gray(&path).unwrap_err().to_string(),
+            image_size(&path).unwrap_err().to_string(),
+        ] {
+            assert!(
+                err.contains(name)
+                    && err.contains(&format!("({group:04X},{element:04X}) declares")),
+                "{err}"
+            );
+        }
+    }
+    // Every fixture, implicit VR and encapsulated JPEG included, passes the check.
+    for f in [
+        "mono2_implicit.dcm",
+        "jpeg_mono2.dcm",
+        "jpeg_ybr_full_422.dcm",
+        "rgb.dcm",
+    ] {
+        load_image_gray(&fixture(f)).unwrap();
+    }
+}
+
 #[test]
 fn infer_segments_dicom_files_at_their_size() {
     if common::gpu().is_none() {

@@ -47,9 +47,194 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> DataError {
 }
 
 fn open(path: &Path) -> Result<DefaultDicomObject, DataError> {
+    check_lengths(path)?;
     OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| bad(path, format!("not a readable DICOM file ({e})")))
+}
+
+/// Refuses a file that declares an element longer than the bytes after it. The DICOM crate
+/// allocates (and zeroes) each element's declared length before reading it, so a corrupt
+/// header of a 1 kB file would take gigabytes; found by the `image_file` fuzz target.
+fn check_lengths(path: &Path) -> Result<(), DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    lengths::check(&bytes).map_err(|why| bad(path, why))
+}
+
+/// A walk over a DICOM file's elements that checks every declared length against the bytes
+/// left, descending into sequences, items and encapsulated pixel data as the parser will.
+/// A deflated data set it leaves to the parser; it is a guard, not a reader.
+mod lengths {
+    use dicom_object::Tag;
+
+    const UNDEFINED: u32 = u32::MAX;
+    /// VRs with a 2-byte length in explicit VR; every other one, unknown ones included (the
+    /// parser reads those as UN), has 2 reserved bytes and a 4-byte length.
+    const SHORT_VRS: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
+
+    /// An open undefined-length value, closed by a sequence delimiter.
+    enum Open {
+        /// A sequence (or an undefined-length UN, read as an implicit-VR sequence); the
+        /// encoding to return to.
+        Sequence { explicit: bool },
+        /// Encapsulated pixel data: items are raw fragments.
+        Fragments,
+    }
+
+    struct Walk<'a> {
+        b: &'a [u8],
+        pos: usize,
+        explicit: bool,
+        big_endian: bool,
+    }
+
+    impl Walk<'_> {
+        fn u16_at(&self, at: usize) -> u16 {
+            let v = [self.b[at], self.b[at + 1]];
+            if self.big_endian {
+                u16::from_be_bytes(v)
+            } else {
+                u16::from_le_bytes(v)
+            }
+        }
+
+        fn u32_at(&self, at: usize) -> u32 {
+            let v = [self.b[at], self.b[at + 1], self.b[at + 2], self.b[at + 3]];
+            if self.big_endian {
+                u32::from_be_bytes(v)
+            } else {
+                u32::from_le_bytes(v)
+            }
+        }
+
+        fn left(&self) -> usize {
+            self.b.len() - self.pos
+        }
+
+        /// The next element's tag, VR (explicit VR only) and length, with `pos` moved past
+        /// its header; None where fewer bytes than a header are left.
+        fn header(&mut self) -> Option<(Tag, Option<[u8; 2]>, u32)> {
+            if self.left() < 8 {
+                return None;
+            }
+            let tag = Tag(self.u16_at(self.pos), self.u16_at(self.pos + 2));
+            if tag.0 == 0xFFFE || !self.explicit {
+                let len = self.u32_at(self.pos + 4);
+                self.pos += 8;
+                return Some((tag, None, len));
+            }
+            let vr = [self.b[self.pos + 4], self.b[self.pos + 5]];
+            if SHORT_VRS.contains(&&vr) {
+                let len = u32::from(self.u16_at(self.pos + 6));
+                self.pos += 8;
+                Some((tag, Some(vr), len))
+            } else {
+                if self.left() < 12 {
+                    return None;
+                }
+                let len = self.u32_at(self.pos + 8);
+                self.pos += 12;
+                Some((tag, Some(vr), len))
+            }
+        }
+
+        fn fits(&self, tag: Tag, len: u32) -> Result<(), String> {
+            if len as usize > self.left() {
+                return Err(format!(
+                    "its element ({:04X},{:04X}) declares {len} bytes, but only {} follow \
+                     (a corrupt or truncated file)",
+                    tag.0,
+                    tag.1,
+                    self.left()
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    pub fn check(b: &[u8]) -> Result<(), String> {
+        let start = if b.len() >= 132 && &b[128..132] == b"DICM" {
+            132
+        } else if b.starts_with(b"DICM") {
+            4
+        } else {
+            return Ok(());
+        };
+        let mut w = Walk {
+            b,
+            pos: start,
+            explicit: true,
+            big_endian: false,
+        };
+        // The file meta group: explicit VR little endian, defined lengths.
+        let mut syntax = String::new();
+        while w.left() >= 8 && w.u16_at(w.pos) == 0x0002 {
+            let Some((tag, _, len)) = w.header() else {
+                return Ok(());
+            };
+            w.fits(tag, len)?;
+            if tag == Tag(0x0002, 0x0010) {
+                let value = &b[w.pos..w.pos + len as usize];
+                syntax = String::from_utf8_lossy(value)
+                    .trim_end_matches(['\0', ' '])
+                    .to_string();
+            }
+            w.pos += len as usize;
+        }
+        match syntax.as_str() {
+            "1.2.840.10008.1.2" => w.explicit = false,
+            "1.2.840.10008.1.2.2" => w.big_endian = true,
+            // Deflated: the lengths count the inflated stream.
+            "1.2.840.10008.1.2.1.99" => return Ok(()),
+            _ => {}
+        }
+        let mut open: Vec<Open> = Vec::new();
+        while let Some((tag, vr, len)) = w.header() {
+            if tag.0 == 0xFFFE {
+                match tag.1 {
+                    0xE000 if matches!(open.last(), Some(Open::Fragments)) => {
+                        w.fits(tag, len)?;
+                        w.pos += len as usize;
+                    }
+                    // An item of a sequence: its elements follow (checked one by one).
+                    0xE000 if len != UNDEFINED => w.fits(tag, len)?,
+                    0xE0DD => match open.pop() {
+                        Some(Open::Sequence { explicit }) => w.explicit = explicit,
+                        Some(Open::Fragments) | None => {}
+                    },
+                    _ => {}
+                }
+                continue;
+            }
+            if len == UNDEFINED {
+                if tag == Tag(0x7FE0, 0x0010) {
+                    open.push(Open::Fragments);
+                } else {
+                    open.push(Open::Sequence {
+                        explicit: w.explicit,
+                    });
+                    // An undefined-length UN holds an implicit-VR sequence.
+                    if vr.is_some_and(|vr| &vr != b"SQ") {
+                        w.explicit = false;
+                    }
+                }
+                continue;
+            }
+            w.fits(tag, len)?;
+            // Implicit VR names no VR: a value that opens with an item tag is a sequence.
+            let is_sequence = match vr {
+                Some(vr) => &vr == b"SQ",
+                None => w.left() >= 4 && (w.u16_at(w.pos), w.u16_at(w.pos + 2)) == (0xFFFE, 0xE000),
+            };
+            if !is_sequence {
+                w.pos += len as usize;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn int(obj: &DefaultDicomObject, path: &Path, tag: Tag, name: &str) -> Result<u32, DataError> {
@@ -68,6 +253,7 @@ fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
 
 /// (columns, rows) of a DICOM image, from its header.
 pub fn dicom_size(path: &Path) -> Result<(u32, u32), DataError> {
+    check_lengths(path)?;
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
