@@ -164,7 +164,11 @@ pub fn dynamic_to_gray(img: &DynamicImage) -> GrayF32 {
             .to_rgb32f()
             .as_raw()
             .chunks_exact(3)
-            .map(|p| (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).clamp(0.0, 1.0))
+            // Float images may hold anything: NaN counts as black.
+            .map(|p| {
+                let y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+                if y.is_nan() { 0.0 } else { y.clamp(0.0, 1.0) }
+            })
             .collect(),
     };
     GrayF32 { w, h, data }
@@ -200,36 +204,75 @@ pub fn load_mask(path: &Path) -> Result<GrayF32, DataError> {
     Ok(dynamic_to_mask(&img, lossy))
 }
 
-/// Binarises a decoded mask (see the module docs for the rule).
+/// Binarises a decoded mask (see the module docs for the rule), straight from the decoded
+/// samples: no f32 RGBA copy (16 bytes a pixel, 1.6 GB at the 100-megapixel limit).
 pub fn dynamic_to_mask(img: &DynamicImage, lossy: bool) -> GrayF32 {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let rgba = img.to_rgba32f();
-    let has_alpha = img.color().has_alpha();
     // Lossless masks: any non-zero channel. Lossy ones: above half range.
     let cut = if lossy { 0.5 } else { 0.0 };
-    let mut data: Vec<f32> = rgba
-        .as_raw()
-        .chunks_exact(4)
+    let data = match img {
+        DynamicImage::ImageLuma8(g) => mask_of(g.as_raw(), 1, false, 255.0, cut),
+        DynamicImage::ImageLumaA8(g) => mask_of(g.as_raw(), 2, true, 255.0, cut),
+        DynamicImage::ImageRgb8(g) => mask_of(g.as_raw(), 3, false, 255.0, cut),
+        DynamicImage::ImageRgba8(g) => mask_of(g.as_raw(), 4, true, 255.0, cut),
+        DynamicImage::ImageLuma16(g) => mask_of(g.as_raw(), 1, false, 65535.0, cut),
+        DynamicImage::ImageLumaA16(g) => mask_of(g.as_raw(), 2, true, 65535.0, cut),
+        DynamicImage::ImageRgb16(g) => mask_of(g.as_raw(), 3, false, 65535.0, cut),
+        DynamicImage::ImageRgba16(g) => mask_of(g.as_raw(), 4, true, 65535.0, cut),
+        DynamicImage::ImageRgb32F(g) => mask_of(g.as_raw(), 3, false, 1.0, cut),
+        DynamicImage::ImageRgba32F(g) => mask_of(g.as_raw(), 4, true, 1.0, cut),
+        other => mask_of(
+            other.to_rgba32f().as_raw(),
+            4,
+            other.color().has_alpha(),
+            1.0,
+            cut,
+        ),
+    };
+    GrayF32 { w, h, data }
+}
+
+/// The mask of interleaved samples (`channels` per pixel, colour first, alpha last when
+/// `has_alpha`), each sample divided by `max`: a pixel is lesion when it is visible (alpha
+/// above 0) and a colour channel is above `cut`. A mask drawn only in the alpha channel
+/// (black strokes on a transparent canvas) would come out empty under that rule; then the
+/// alpha above `cut` is the mask, provided the alpha varies.
+fn mask_of<T: Copy + Into<f32>>(
+    raw: &[T],
+    channels: usize,
+    has_alpha: bool,
+    max: f32,
+    cut: f32,
+) -> Vec<f32> {
+    let colours = if has_alpha { channels - 1 } else { channels };
+    let alpha = |p: &[T]| {
+        if has_alpha {
+            p[channels - 1].into() / max
+        } else {
+            1.0
+        }
+    };
+    let data: Vec<f32> = raw
+        .chunks_exact(channels)
         .map(|p| {
-            let visible = !has_alpha || p[3] > 0.0;
-            let on = p[0] > cut || p[1] > cut || p[2] > cut;
-            if visible && on { 1.0 } else { 0.0 }
+            let on = p[..colours].iter().any(|&v| v.into() / max > cut);
+            if alpha(p) > 0.0 && on { 1.0 } else { 0.0 }
         })
         .collect();
-    // A mask drawn only in the alpha channel (black strokes on a transparent
-    // canvas) would come out empty under the colour rule; use the alpha instead.
-    if has_alpha && data.iter().all(|&v| v == 0.0) {
-        let alphas = rgba.as_raw().chunks_exact(4).map(|p| p[3]);
-        let (lo, hi) = alphas.fold((f32::MAX, f32::MIN), |(lo, hi), a| (lo.min(a), hi.max(a)));
-        if hi > lo {
-            data = rgba
-                .as_raw()
-                .chunks_exact(4)
-                .map(|p| if p[3] > cut { 1.0 } else { 0.0 })
-                .collect();
-        }
+    if !has_alpha || data.iter().any(|&v| v != 0.0) {
+        return data;
     }
-    GrayF32 { w, h, data }
+    let (lo, hi) = raw
+        .chunks_exact(channels)
+        .map(alpha)
+        .fold((f32::MAX, f32::MIN), |(lo, hi), a| (lo.min(a), hi.max(a)));
+    if hi > lo {
+        return raw
+            .chunks_exact(channels)
+            .map(|p| if alpha(p) > cut { 1.0 } else { 0.0 })
+            .collect();
+    }
+    data
 }
 
 /// Reads only the header of an image file to get its size.
