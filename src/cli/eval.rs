@@ -206,7 +206,7 @@ pub fn select_items(args: &Args, model: &ModelSource) -> anyhow::Result<(Vec<Ite
             )
         })?;
         Some(
-            serde_json::from_str(&text)
+            TrainConfig::parse(&text)
                 .with_context(|| format!("{} is not a training config", config_path.display()))?,
         )
     } else {

@@ -249,7 +249,7 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
                 config_path.display()
             )
         })?;
-        let mut saved: TrainConfig = serde_json::from_str(&text)
+        let mut saved = TrainConfig::parse(&text)
             .with_context(|| format!("{} is not a training config", config_path.display()))?;
         if let Some(dir) = saved.data.as_mut().filter(|d| d.is_relative()) {
             // Older runs stored --data as given; it resolves only from the directory the run
@@ -290,31 +290,10 @@ pub fn run(mut args: Args) -> anyhow::Result<()> {
             None => args.config(None, None),
         }
     };
-    cfg.model_config()?;
+    cfg.check(args.resume)?;
     if let Some(dir) = &cfg.data {
         // Checked before the GPU is opened, so a typo fails at once.
         super::check_data_folder(dir)?;
-    }
-    if cfg.batch == 0 || cfg.epochs == 0 && !args.resume {
-        bail!("--batch and --epochs must be at least 1");
-    }
-    if !(0.0..1.0).contains(&cfg.bn_momentum) {
-        bail!(
-            "--bn-momentum {} is outside [0, 1): it is the weight of the old running statistics",
-            cfg.bn_momentum
-        );
-    }
-    if !(0.0..=1.0).contains(&cfg.lesion_free) {
-        bail!(
-            "--lesion-free {} is outside [0, 1]: it is a share of the training scans",
-            cfg.lesion_free
-        );
-    }
-    if cfg.lesion_free > 0.0 && !cfg.augment {
-        bail!("--lesion-free is an augmentation: it cannot be combined with --no-augment");
-    }
-    if cfg.data.is_none() && cfg.phantoms < 2 {
-        bail!("--phantoms must be at least 2 (training and validation need one image each)");
     }
     let gpu = args.adapter.open()?;
     let stop = Arc::new(AtomicBool::new(false));

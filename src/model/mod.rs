@@ -99,6 +99,14 @@ impl FromStr for Variant {
     }
 }
 
+/// The largest input side S a model may declare: an 8192² image at F = 1 already needs
+/// gigabytes of activations. Checked where a checkpoint or the command line names one.
+pub const MAX_INPUT_SIZE: usize = 8192;
+
+/// The largest base width F a model may declare (the paper's is 16; at 1024 the bottom
+/// level has 16,384 channels).
+pub const MAX_WIDTH: usize = 1024;
+
 /// What defines a model's parameters and input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelConfig {
@@ -116,8 +124,15 @@ impl ModelConfig {
                 "input size {size} is not a power of two ≥ 32 (four 2× down-samplings and the FFT need it)"
             ));
         }
-        if width == 0 {
-            return Err("width F must be at least 1".into());
+        if size > MAX_INPUT_SIZE {
+            return Err(format!(
+                "input size {size} is larger than {MAX_INPUT_SIZE} (one image's activations would not fit a GPU)"
+            ));
+        }
+        if width == 0 || width > MAX_WIDTH {
+            return Err(format!(
+                "width F = {width} is outside 1 to {MAX_WIDTH} (the paper's is 16)"
+            ));
         }
         Ok(Self {
             variant,
@@ -251,6 +266,13 @@ mod tests {
         assert!(ModelConfig::new(Variant::RcaIunet, 16, 256).is_ok());
         assert!(ModelConfig::new(Variant::RcaIunet, 16, 16).is_err());
         assert!(ModelConfig::new(Variant::RcaIunet, 16, 96).is_err());
+        assert!(ModelConfig::new(Variant::RcaIunet, 16, MAX_INPUT_SIZE).is_ok());
+        assert!(ModelConfig::new(Variant::RcaIunet, 16, 2 * MAX_INPUT_SIZE).is_err());
+        assert!(ModelConfig::new(Variant::RcaIunet, MAX_WIDTH, 32).is_ok());
+        assert!(ModelConfig::new(Variant::RcaIunet, MAX_WIDTH + 1, 32).is_err());
+        assert!(ModelConfig::new(Variant::RcaIunet, 0, 32).is_err());
+        // A checkpoint may declare any number: the product must not overflow on the way.
+        assert!(ModelConfig::new(Variant::RcaIunet, usize::MAX, 1 << 62).is_err());
     }
 
     #[test]

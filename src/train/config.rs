@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::data::split::Fold;
@@ -75,7 +75,58 @@ fn default_bn_momentum() -> f32 {
     crate::nn::Bn::MOMENTUM
 }
 
+/// The most phantoms a run may ask for: they are generated on the fly, but a split lists
+/// every name.
+pub const MAX_PHANTOMS: usize = 1_000_000;
+
 impl TrainConfig {
+    /// A run folder's `config.json`, parsed and [checked](Self::check) as a resume.
+    pub fn parse(text: &str) -> anyhow::Result<TrainConfig> {
+        let cfg: TrainConfig = serde_json::from_str(text)?;
+        cfg.check(true)?;
+        Ok(cfg)
+    }
+
+    /// Refuses settings no run can have (from the command line, or a `config.json` edited by
+    /// hand), each with the option it comes from. `resume`: `epochs` may be 0 (a resume
+    /// that only finishes an interrupted epoch).
+    pub fn check(&self, resume: bool) -> anyhow::Result<()> {
+        self.model_config()?;
+        self.pairing()?;
+        if let Some(fold) = self.fold {
+            Fold::new(fold.k, fold.of)?;
+        }
+        if self.batch == 0 || self.epochs == 0 && !resume {
+            bail!("--batch and --epochs must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr {} is not a positive number", self.lr);
+        }
+        if !(0.0..1.0).contains(&self.bn_momentum) {
+            bail!(
+                "--bn-momentum {} is outside [0, 1): it is the weight of the old running statistics",
+                self.bn_momentum
+            );
+        }
+        if !(0.0..=1.0).contains(&self.lesion_free) {
+            bail!(
+                "--lesion-free {} is outside [0, 1]: it is a share of the training scans",
+                self.lesion_free
+            );
+        }
+        if self.lesion_free > 0.0 && !self.augment {
+            bail!("--lesion-free is an augmentation: it cannot be combined with --no-augment");
+        }
+        if self.data.is_none() && !(2..=MAX_PHANTOMS).contains(&self.phantoms) {
+            bail!(
+                "--phantoms {} is outside 2 to {MAX_PHANTOMS} (training and validation need one \
+                 image each)",
+                self.phantoms
+            );
+        }
+        Ok(())
+    }
+
     /// The fields that differ between two configs, as "name: a ≠ b" (ignoring `epochs`).
     pub fn differences(&self, other: &TrainConfig) -> Vec<String> {
         let a = serde_json::to_value(self).unwrap_or_default();
@@ -127,4 +178,46 @@ pub fn file_sha256(path: &Path) -> anyhow::Result<String> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVED: &str = r#"{"variant": "unet", "width": 1, "size": 32, "batch": 2, "epochs": 1,
+        "lr": 0.001, "seed": 42, "data": null, "format": null, "skip_bad": false,
+        "phantoms": 4, "patience": 5, "early_stop": 15, "augment": true, "log_every": 10,
+        "init": null, "init_sha256": null, "bn_momentum": 0.9}"#;
+
+    fn edited(field: &str, value: &str) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(SAVED).unwrap();
+        v[field] = serde_json::from_str(value).unwrap();
+        v.to_string()
+    }
+
+    #[test]
+    fn a_config_edited_out_of_range_is_refused_naming_the_setting() {
+        TrainConfig::parse(SAVED).unwrap();
+        for (field, value, says) in [
+            ("width", "4611686018427387904", "width F"),
+            ("size", "1073741824", "input size"),
+            ("variant", "\"resnet\"", "resnet"),
+            ("batch", "0", "--batch"),
+            ("lr", "-1.0", "--lr"),
+            ("bn_momentum", "1.0", "--bn-momentum"),
+            ("phantoms", "1", "--phantoms"),
+            ("phantoms", "10000000000", "--phantoms"),
+            ("lesion_free", "2.0", "--lesion-free"),
+            ("fold", r#"{"k": 7, "of": 5}"#, "fold 7 of 5"),
+            ("image_pattern", "\"no-braces\"", "{id}"),
+        ] {
+            let err = TrainConfig::parse(&edited(field, value)).unwrap_err();
+            assert!(
+                format!("{err:#}").contains(says),
+                "{field} = {value}: {err:#}"
+            );
+        }
+        // A resume may finish an interrupted epoch with no epochs to add.
+        TrainConfig::parse(&edited("epochs", "0")).unwrap();
+    }
 }
