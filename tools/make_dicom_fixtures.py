@@ -66,10 +66,9 @@ def base(name, rows, cols, ts, pi, spp, bits=8, stored=None):
     return ds
 
 
-def save(ds, name, implicit=False):
-    path = OUT / name
+def save(ds, path, implicit=False):
     ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
-    print(f"{path.relative_to(ROOT)}: {path.stat().st_size} bytes")
+    print(f"{path}: {path.stat().st_size} bytes")
 
 
 def jpeg(img, subsampling):
@@ -81,30 +80,37 @@ def jpeg(img, subsampling):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     grey = Image.open(SOURCE).convert("L").resize((W, H), Image.Resampling.BOX)
-    g = np.asarray(grey, dtype=np.uint8)
     grey.save(OUT / "source.png")
     (OUT / "MARK.txt").write_text(" ".join(map(str, MARK)) + "\n")
+    write_all(grey, lambda name: OUT / name)
+
+
+def write_all(grey, path):
+    """Every DICOM file above, holding the grey PIL picture `grey` (even width); `path(name)`
+    says where each goes (tools/make_fuzz_seeds.py reuses this for its seeds)."""
+    g = np.asarray(grey, dtype=np.uint8)
+    H, W = g.shape
 
     ds = base("mono2", H, W, ExplicitVRLittleEndian, "MONOCHROME2", 1)
     ds.PixelData = g.tobytes()
-    save(ds, "mono2.dcm")
+    save(ds, path("mono2.dcm"))
 
     ds = base("mono2i", H, W, ImplicitVRLittleEndian, "MONOCHROME2", 1)
     ds.PixelData = g.tobytes()
-    save(ds, "mono2_implicit.dcm", implicit=True)
+    save(ds, path("mono2_implicit.dcm"), implicit=True)
 
     # 12 bits stored, inverted: stored = 4095 - g·4095/255, so that displayed = g.
     ds = base("mono1", H, W, ExplicitVRLittleEndian, "MONOCHROME1", 1, bits=16, stored=12)
     v16 = (4095 - np.round(g.astype(np.float64) * 4095 / 255)).astype("<u2")
     ds.PixelData = v16.tobytes()
-    save(ds, "mono1_16bit.dcm")
+    save(ds, path("mono1_16bit.dcm"))
 
     rgb = np.repeat(g[:, :, None], 3, axis=2).copy()
     x0, y0, x1, y1 = MARK
     rgb[y0:y1, x0:x1] = YELLOW
     ds = base("rgb", H, W, ExplicitVRLittleEndian, "RGB", 3)
     ds.PixelData = rgb.tobytes()
-    save(ds, "rgb.dcm")
+    save(ds, path("rgb.dcm"))
 
     # Grey in YBR_FULL: Y = grey, Cb = Cr = 128; 4:2:2 stores Y0 Y1 Cb Cr per pixel pair.
     pairs = g.reshape(H, W // 2, 2)
@@ -113,25 +119,25 @@ def main():
     ybr[:, :, 2:4] = 128
     ds = base("ybr422", H, W, ExplicitVRLittleEndian, "YBR_FULL_422", 3)
     ds.PixelData = ybr.tobytes()
-    save(ds, "ybr_full_422.dcm")
+    save(ds, path("ybr_full_422.dcm"))
 
     ds = base("jpegybr", H, W, JPEGBaseline8Bit, "YBR_FULL_422", 3)
     ds.PixelData = encapsulate([jpeg(Image.fromarray(np.repeat(g[:, :, None], 3, axis=2)), 1)])
     ds["PixelData"].VR = "OB"
     ds.LossyImageCompression = "01"
-    save(ds, "jpeg_ybr_full_422.dcm")
+    save(ds, path("jpeg_ybr_full_422.dcm"))
 
     ds = base("jpegmono", H, W, JPEGBaseline8Bit, "MONOCHROME2", 1)
     ds.PixelData = encapsulate([jpeg(grey, 0)])
     ds["PixelData"].VR = "OB"
     ds.LossyImageCompression = "01"
-    save(ds, "jpeg_mono2.dcm")
+    save(ds, path("jpeg_mono2.dcm"))
 
     small = g[:8, :8]
     ds = base("multi", 8, 8, ExplicitVRLittleEndian, "MONOCHROME2", 1)
     ds.NumberOfFrames = 2
     ds.PixelData = np.stack([small, 255 - small]).tobytes()
-    save(ds, "multiframe.dcm")
+    save(ds, path("multiframe.dcm"))
 
 
 if __name__ == "__main__":
