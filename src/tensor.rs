@@ -72,12 +72,19 @@ impl<const N: usize> From<[usize; N]> for Shape {
     }
 }
 
+/// Byte alignment of a [`Tensor::slice`]: WebGPU's largest
+/// `min_storage_buffer_offset_alignment`, so a slice can be bound on every device.
+pub(crate) const VIEW_ALIGN: u64 = 256;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An f32 tensor on the GPU.
 #[derive(Clone)]
 pub struct Tensor {
     pub(crate) buf: Arc<PooledBuffer>,
+    /// Where this tensor's data starts in `buf`, in bytes: 0, or a multiple of
+    /// [`VIEW_ALIGN`] for a slice of a larger tensor (see [`Tensor::slice`]).
+    offset: u64,
     shape: Shape,
     id: u64,
     requires_grad: bool,
@@ -94,7 +101,22 @@ impl Tensor {
     /// A tensor with undefined contents (NaN when the device is in poison mode). Ops use
     /// it for their outputs.
     pub fn uninit(gpu: &Gpu, shape: impl Into<Shape>, op: &'static str) -> Result<Self> {
-        let shape = shape.into();
+        let t = Self::allocate(gpu, shape.into(), op)?;
+        if gpu.poison() {
+            t.fill(f32::NAN);
+        }
+        Ok(t)
+    }
+
+    /// A tensor of +0.0 set by a transfer command (a clear), not a kernel launch.
+    pub(crate) fn cleared(gpu: &Gpu, shape: impl Into<Shape>, op: &'static str) -> Result<Self> {
+        let t = Self::allocate(gpu, shape.into(), op)?;
+        t.clear();
+        Ok(t)
+    }
+
+    /// A pooled buffer for `shape`, its contents whatever they were.
+    fn allocate(gpu: &Gpu, shape: Shape, op: &'static str) -> Result<Self> {
         let numel = shape.numel();
         if numel == 0 {
             return Err(Error::BadShape {
@@ -120,22 +142,19 @@ impl Tensor {
             pool.note_request(bytes);
             pool.take(&gpu.inner.device, Kind::Storage, class)
         };
-        let t = Self {
+        Ok(Self {
             buf: Arc::new(PooledBuffer::new(
                 raw,
                 Kind::Storage,
                 class,
                 Arc::downgrade(&gpu.inner),
             )),
+            offset: 0,
             shape,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requires_grad: false,
             gpu: gpu.clone(),
-        };
-        if gpu.poison() {
-            t.fill(f32::NAN);
-        }
-        Ok(t)
+        })
     }
 
     /// Upload host data.
@@ -149,11 +168,28 @@ impl Tensor {
                 shape,
             });
         }
-        let t = Self::uninit(gpu, shape, "upload")?;
-        // The pooled buffer may still be read by recorded kernels; a queue write would
-        // land before them, so submit those first.
-        gpu.flush_then(|q| q.write_buffer(t.buf.raw(), 0, bytemuck::cast_slice(data)));
+        // Every element is written: nothing to poison.
+        let t = Self::allocate(gpu, shape, "upload")?;
+        t.write(data)?;
         Ok(t)
+    }
+
+    /// Overwrite the data with host values, in place (not recorded).
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::DataLength {
+                op: "upload",
+                len: data.len(),
+                expected: self.numel(),
+                shape: self.shape.clone(),
+            });
+        }
+        // The buffer may still be read by recorded kernels; a queue write would land
+        // before them, so submit those first.
+        self.gpu.flush_then(|q| {
+            q.write_buffer(self.buf.raw(), self.offset, bytemuck::cast_slice(data));
+        });
+        Ok(())
     }
 
     /// A tensor filled with one value.
@@ -165,7 +201,7 @@ impl Tensor {
 
     /// Zeros.
     pub fn zeros(gpu: &Gpu, shape: impl Into<Shape>) -> Result<Self> {
-        Self::full(gpu, shape, 0.0)
+        Self::cleared(gpu, shape, "zeros")
     }
 
     /// Read the data back to the host (submits pending work and waits for it).
@@ -184,7 +220,7 @@ impl Tensor {
             Arc::downgrade(&gpu.inner),
         );
         gpu.with_encoder(|enc| {
-            enc.copy_buffer_to_buffer(self.buf.raw(), 0, staging.raw(), 0, bytes);
+            enc.copy_buffer_to_buffer(self.buf.raw(), self.offset, staging.raw(), 0, bytes);
         });
         gpu.submit_and_read(staging.raw(), bytes)
     }
@@ -244,11 +280,77 @@ impl Tensor {
         }
         Ok(Self {
             buf: self.buf.clone(),
+            offset: self.offset,
             shape,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             requires_grad: false,
             gpu: self.gpu.clone(),
         })
+    }
+
+    /// The elements `start..start + shape.numel()` of this tensor as a tensor of their
+    /// own that shares its buffer (writes through one are seen through the other). `start`
+    /// must be a multiple of [`VIEW_ALIGN`] / 4 elements: where a slice may be bound.
+    ///
+    /// Kernels check their operands per buffer, not per range: a kernel may not write one
+    /// slice of a buffer while reading another.
+    pub(crate) fn slice(&self, start: usize, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        let end = start.checked_add(shape.numel());
+        let offset = self.offset + 4 * start as u64;
+        if end.is_none_or(|e| e > self.numel()) || !offset.is_multiple_of(VIEW_ALIGN) {
+            return Err(Error::BadShape {
+                op: "slice",
+                shape,
+                expected: format!(
+                    "a slice within {} elements starting at a multiple of {}, not at {start}",
+                    self.numel(),
+                    VIEW_ALIGN / 4
+                ),
+            });
+        }
+        Ok(Self {
+            buf: self.buf.clone(),
+            offset,
+            shape,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad: false,
+            gpu: self.gpu.clone(),
+        })
+    }
+
+    /// Whether `self` and `other` are (parts of) one buffer.
+    pub(crate) fn shares_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
+    /// Copy `src`'s data over this tensor's (same number of elements), recorded in order
+    /// with the kernels (not on the tape).
+    pub(crate) fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.numel() != self.numel() {
+            return Err(Error::Shape {
+                op: "copy",
+                lhs: self.shape.clone(),
+                rhs: src.shape.clone(),
+            });
+        }
+        self.gpu.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(
+                src.buf.raw(),
+                src.offset,
+                self.buf.raw(),
+                self.offset,
+                self.bytes(),
+            );
+        });
+        Ok(())
+    }
+
+    /// Set every element to +0.0, in place (not recorded): a transfer command, no kernel.
+    pub(crate) fn clear(&self) {
+        self.gpu.with_encoder(|enc| {
+            enc.clear_buffer(self.buf.raw(), self.offset, Some(self.bytes()));
+        });
     }
 
     /// Fill the elements with `value`, in place (not recorded).
@@ -280,6 +382,7 @@ impl Tensor {
         Binding {
             slot,
             buffer: self.buf.raw(),
+            offset: self.offset,
             bytes: self.bytes(),
         }
     }

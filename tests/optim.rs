@@ -2,6 +2,7 @@
 //! properties the training loop relies on: updates in place, no recompilation when the
 //! learning rate changes, shape and aliasing errors.
 
+use rand::Rng;
 use rca_gpu::ops::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_LR};
 use rca_gpu::reference::optim::{Adam, adam_step};
 use rca_gpu::{Tensor, ops};
@@ -113,4 +114,107 @@ fn adam_rejects_mismatched_sizes_and_aliased_state() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("adam_step") && e.contains("distinct"), "{e}");
+}
+
+/// The training loop's Adam ([`rca_gpu::train::Adam`]) over a network's parameters, which
+/// live as slices of flat buffers: held to the per-tensor reference over three steps,
+/// with one launch per flat buffer, on a device with the usual binding limit (one
+/// buffer) and on one whose limit splits them into several; a parameter the loss does
+/// not reach keeps its value and its moments, and splits its buffer's launch in two.
+#[test]
+fn adam_updates_a_networks_flat_parameter_buffers_in_one_launch_each() {
+    use rca_gpu::nn::{ParamKind, ParamSpec};
+    use rca_gpu::{AdapterRequest, Gpu, Tape};
+
+    if common::gpu().is_none() {
+        return;
+    }
+    let mut rng = common::rng();
+    let mut spec = ParamSpec::default();
+    let kernel = ParamKind::Kernel {
+        fan_in: 9,
+        fan_out: 9,
+    };
+    let sizes: [(&[usize], ParamKind); 7] = [
+        (&[5, 3, 3, 3], kernel),
+        (&[5], ParamKind::Zeros),
+        (&[5], ParamKind::RunningMean),
+        (&[700], kernel),
+        (&[17, 31], kernel),
+        (&[64], ParamKind::Ones),
+        (&[3, 333], kernel),
+    ];
+    for (i, (shape, kind)) in sizes.iter().enumerate() {
+        spec.add(format!("p{i}"), shape, *kind);
+    }
+    // Parameter 4 (17×31) is not reached by the loss.
+    let unreached = 4;
+    // (binding limit, flat buffers, launches): at 1024 elements a buffer, (p0, p1, p3),
+    // (p4, p5) and (p6), where p4 opens its buffer and so does not split its launch.
+    for (cap, groups, launches) in [(None, 1, 2), (Some(4 * 1024), 3, 3)] {
+        let gpu = Gpu::new(&AdapterRequest {
+            max_binding: cap,
+            ..AdapterRequest::from_env()
+        })
+        .unwrap();
+        gpu.set_poison(true);
+        let params = spec.init(&gpu, rng.random()).unwrap();
+        assert_eq!(params.groups().len(), groups, "binding limit {cap:?}");
+        let mut adam = rca_gpu::train::Adam::new(&params, 0.01).unwrap();
+        let mut want: Vec<Vec<f64>> = params
+            .to_host()
+            .unwrap()
+            .iter()
+            .map(|v| to_f64(v))
+            .collect();
+        let mut moments: Vec<(Vec<f64>, Vec<f64>)> = want
+            .iter()
+            .map(|v| (vec![0.0; v.len()], vec![0.0; v.len()]))
+            .collect();
+        for t in 1..=3u32 {
+            // loss = Σ_i Σ c_i·p_i over the reached trainable parameters: ∂loss/∂p_i = c_i.
+            let tape = Tape::start();
+            let mut loss: Option<Tensor> = None;
+            let mut coefficients = vec![Vec::new(); sizes.len()];
+            for (i, (info, p)) in params.iter().enumerate() {
+                if !info.kind.trainable() || i == unreached {
+                    continue;
+                }
+                coefficients[i] = uniform(&mut rng, p.numel());
+                let c = Tensor::from_vec(&gpu, p.shape().clone(), &coefficients[i]).unwrap();
+                let term = ops::sum(&ops::mul(p, &c).unwrap()).unwrap();
+                loss = Some(match loss {
+                    None => term,
+                    Some(l) => ops::add(&l, &term).unwrap(),
+                });
+            }
+            let grads = tape.backward(&loss.unwrap()).unwrap();
+            let before = gpu.stats().dispatches;
+            adam.update(&params, grads).unwrap();
+            assert_eq!(
+                gpu.stats().dispatches - before,
+                launches,
+                "one launch per flat buffer, and one more where p{unreached} splits one"
+            );
+            for (i, (info, p)) in params.iter().enumerate() {
+                if info.kind.trainable() && i != unreached {
+                    let (m, v) = &mut moments[i];
+                    adam_step(
+                        &mut want[i],
+                        &to_f64(&coefficients[i]),
+                        m,
+                        v,
+                        t,
+                        hyper(0.01),
+                    );
+                }
+                let what = format!("p{i} at step {t}, binding limit {cap:?}");
+                common::assert_close(&what, &p.to_vec().unwrap(), &want[i], F32);
+                if let Some((m, v)) = &adam.moments[i] {
+                    common::assert_close(&what, &m.to_vec().unwrap(), &moments[i].0, F32);
+                    common::assert_close(&what, &v.to_vec().unwrap(), &moments[i].1, F32);
+                }
+            }
+        }
+    }
 }

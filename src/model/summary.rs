@@ -45,9 +45,11 @@ pub struct Count<'a> {
     /// every op's output (a gradient has the shape of its value, so the backward allocates
     /// nothing larger), the scratch buffers the op's forward or backward makes inside
     /// (`ops::conv::Dense::scratch_floats`, `ops::conv::depthwise_scratch_floats`,
-    /// `ops::spectral::scratch_floats`), and the parameters
-    /// (whose gradients and Adam moments have their shapes). Small per-workgroup partial
-    /// sums are not counted; `tests/` holds the figure to what a real step allocates.
+    /// `ops::spectral::scratch_floats`), and each parameter (whose gradient has its
+    /// shape). Small per-workgroup partial sums are not counted, nor are the flat buffers
+    /// that hold all trainable parameters, their moments and a copy of their gradients
+    /// (`nn::FlatGroup`): those are split wherever one would pass the binding limit, so
+    /// they never decide a batch. `tests/` holds the figure to what a real step allocates.
     pub largest_buffer: u64,
 }
 

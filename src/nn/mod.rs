@@ -9,4 +9,4 @@ pub mod params;
 
 pub use backend::{Backend, Folds, GpuBackend, Mode};
 pub use layers::{Bn, Conv, Csa, Gating, HybridPool, Plain, Ric, SepConv};
-pub use params::{ParamId, ParamInfo, ParamKind, ParamSpec, Params};
+pub use params::{FlatGroup, ParamId, ParamInfo, ParamKind, ParamSpec, Params};

@@ -2,12 +2,17 @@
 //! [`ParamSpec`] while the network is built (no GPU needed, so counts and summaries are
 //! exact before anything is allocated); [`ParamSpec::init`] then makes the tensors on a
 //! device with the seeded Glorot-uniform initialisation of MODEL.md.
+//!
+//! On the device the trainable tensors are slices of one flat buffer ([`FlatGroup`]; a
+//! few where one would pass the adapter's binding limit), so that Adam updates all of
+//! them in one launch. BN running statistics, which the forward pass replaces, are
+//! tensors of their own.
 
 use crate::data::rng::Rng;
 
 use crate::error::Result;
 use crate::runtime::Gpu;
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, VIEW_ALIGN};
 
 /// What a parameter is for: trained by the optimizer, or a batch-norm running statistic
 /// (part of the model, saved in checkpoints, but not trained).
@@ -119,6 +124,15 @@ impl ParamSpec {
             .collect()
     }
 
+    /// The lengths (elements, with the alignment gaps) of the flat buffers that hold the
+    /// trainable tensors on a device that binds at most `limit_bytes` per buffer.
+    pub fn flat_lengths(&self, limit_bytes: u64) -> Vec<usize> {
+        flat_layout(&self.params, (limit_bytes / 4) as usize)
+            .iter()
+            .map(|g| g.len)
+            .collect()
+    }
+
     /// Make the tensors on `gpu`: trainable ones are marked as parameters of the tape.
     pub fn init(&self, gpu: &Gpu, seed: u64) -> Result<Params> {
         let values = self.init_values(seed);
@@ -127,30 +141,105 @@ impl ParamSpec {
 
     /// Make the tensors from given values (a checkpoint), in declaration order.
     pub fn load(&self, gpu: &Gpu, values: &[Vec<f32>]) -> Result<Params> {
+        if values.len() != self.params.len() {
+            return Err(crate::error::Error::DataLength {
+                op: "load parameters",
+                len: values.len(),
+                expected: self.params.len(),
+                shape: [self.params.len()].into(),
+            });
+        }
+        for (p, v) in self.params.iter().zip(values) {
+            if v.len() != p.numel() {
+                return Err(crate::error::Error::DataLength {
+                    op: "upload",
+                    len: v.len(),
+                    expected: p.numel(),
+                    shape: p.shape.as_slice().into(),
+                });
+            }
+        }
+        let info = gpu.info();
+        let limit = (info.max_storage_binding.min(info.max_buffer_size) / 4) as usize;
+        let mut tensors: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        let mut groups = Vec::new();
+        for layout in flat_layout(&self.params, limit) {
+            let mut host = vec![0.0f32; layout.len];
+            for &(id, start) in &layout.members {
+                host[start..start + self.params[id.0].numel()].copy_from_slice(&values[id.0]);
+            }
+            let flat = Tensor::from_vec(gpu, [layout.len], &host)?;
+            for &(id, start) in &layout.members {
+                let t = flat.slice(start, self.params[id.0].shape.as_slice())?;
+                tensors[id.0] = Some(t.requires_grad());
+            }
+            groups.push(FlatGroup {
+                tensor: flat,
+                members: layout.members,
+            });
+        }
         let tensors = self
             .params
             .iter()
             .zip(values)
-            .map(|(p, v)| {
-                let t = Tensor::from_vec(gpu, p.shape.as_slice(), v)?;
-                Ok(if p.kind.trainable() {
-                    t.requires_grad()
-                } else {
-                    t
-                })
+            .zip(tensors)
+            .map(|((p, v), t)| match t {
+                Some(t) => Ok(t),
+                None => Tensor::from_vec(gpu, p.shape.as_slice(), v),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Params {
             spec: self.clone(),
             tensors,
+            groups,
         })
     }
+}
+
+/// Trainable parameters packed into one buffer: each is the slice of `tensor` that starts
+/// at its element offset (a multiple of `VIEW_ALIGN` / 4; the gaps hold zeros).
+pub struct FlatGroup {
+    /// The whole buffer, (len).
+    pub tensor: Tensor,
+    /// (parameter, first element), in declaration order.
+    pub members: Vec<(ParamId, usize)>,
+}
+
+/// Where each trainable parameter goes: in declaration order, each at the next aligned
+/// offset, a new group whenever the next one would pass `limit` elements.
+struct Layout {
+    len: usize,
+    members: Vec<(ParamId, usize)>,
+}
+
+fn flat_layout(params: &[ParamInfo], limit: usize) -> Vec<Layout> {
+    let align = (VIEW_ALIGN / 4) as usize;
+    let mut groups: Vec<Layout> = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        if !p.kind.trainable() {
+            continue;
+        }
+        let start = groups.last().map_or(0, |g| g.len.next_multiple_of(align));
+        let fits = groups.last().is_some_and(|_| start + p.numel() <= limit);
+        if fits {
+            let g = groups.last_mut().expect("checked");
+            g.members.push((ParamId(i), start));
+            g.len = start + p.numel();
+        } else {
+            groups.push(Layout {
+                len: p.numel(),
+                members: vec![(ParamId(i), 0)],
+            });
+        }
+    }
+    groups
 }
 
 /// The tensors of a network, indexed by [`ParamId`].
 pub struct Params {
     spec: ParamSpec,
     tensors: Vec<Tensor>,
+    groups: Vec<FlatGroup>,
 }
 
 impl Params {
@@ -162,10 +251,21 @@ impl Params {
         &self.tensors[id.0]
     }
 
-    /// Replace a tensor (e.g. a BN running statistic after a training step).
+    /// Replace a BN running statistic (after a training step). Trainable tensors are
+    /// slices of their [`FlatGroup`] and are only ever updated in place.
     pub fn set(&mut self, id: ParamId, t: Tensor) {
         debug_assert_eq!(t.dims(), self.spec.get(id).shape.as_slice());
+        assert!(
+            !self.spec.get(id).kind.trainable(),
+            "{}: a trainable parameter is updated in place, not replaced",
+            self.spec.get(id).name
+        );
         self.tensors[id.0] = t;
+    }
+
+    /// The flat buffers that hold the trainable tensors.
+    pub fn groups(&self) -> &[FlatGroup] {
+        &self.groups
     }
 
     /// (info, tensor) pairs in declaration order.

@@ -44,6 +44,7 @@ fn bind_table(table: &wgpu::Buffer, slot: u32) -> Binding<'_> {
     Binding {
         slot,
         buffer: table,
+        offset: 0,
         bytes: table.size(),
     }
 }

@@ -16,8 +16,6 @@
 //! it after `backward`, outside any recording, and hold no handle that expects the old
 //! parameter.
 
-use std::sync::Arc;
-
 use super::{launch_1d, u32_of};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader, kernel_params};
@@ -80,7 +78,7 @@ pub fn adam_step(
     let all = [param, grad, m, v];
     for (i, a) in all.iter().enumerate() {
         for b in &all[i + 1..] {
-            if Arc::ptr_eq(&a.buf, &b.buf) {
+            if a.shares_buffer(b) {
                 return Err(Error::BadShape {
                     op,
                     shape: a.shape().clone(),

@@ -179,6 +179,8 @@ impl PipelineCache {
 pub(crate) struct Binding<'a> {
     pub slot: u32,
     pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the buffer's start (a multiple of `tensor::VIEW_ALIGN`).
+    pub offset: u64,
     pub bytes: u64,
 }
 
@@ -245,7 +247,7 @@ impl Gpu {
                 binding: b.slot,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: b.buffer,
-                    offset: 0,
+                    offset: b.offset,
                     size: wgpu::BufferSize::new(b.bytes),
                 }),
             })
@@ -273,6 +275,9 @@ impl Gpu {
                     beginning_of_pass_write_index: Some(index),
                     end_of_pass_write_index: Some(index + 1),
                 });
+        self.inner
+            .dispatches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.with_encoder(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel.entry),

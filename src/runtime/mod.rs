@@ -156,6 +156,7 @@ pub(crate) struct GpuInner {
     /// kernel never writes then shows up as NaN instead of as a stale value).
     poison: AtomicBool,
     submits: AtomicU64,
+    dispatches: AtomicU64,
     /// Read-only tables that kernels bind on every call (the FFT's twiddles), by name:
     /// uploaded once, kept as long as the device. Plain buffers, not tensors, because a
     /// tensor holds its device and would keep it alive from inside.
@@ -176,6 +177,8 @@ pub struct RuntimeStats {
     pub pool: PoolStats,
     pub pipelines_compiled: u64,
     pub submits: u64,
+    /// Kernel launches recorded (compute dispatches; copies and clears are not counted).
+    pub dispatches: u64,
 }
 
 /// Launches recorded before a submit is forced, so a long no-read-back loop still
@@ -238,6 +241,7 @@ impl Gpu {
                 pending: Mutex::new(Pending::default()),
                 poison: AtomicBool::new(false),
                 submits: AtomicU64::new(0),
+                dispatches: AtomicU64::new(0),
                 tables: Mutex::default(),
                 profile: Mutex::default(),
             }),
@@ -268,12 +272,13 @@ impl Gpu {
         self.inner.poison.load(Ordering::Relaxed)
     }
 
-    /// Counters: buffers created and reused, pipelines compiled, submits.
+    /// Counters: buffers created and reused, pipelines compiled, submits, dispatches.
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {
             pool: self.inner.pool.lock().expect("pool lock").stats(),
             pipelines_compiled: self.inner.pipelines.compiled(),
             submits: self.inner.submits.load(Ordering::Relaxed),
+            dispatches: self.inner.dispatches.load(Ordering::Relaxed),
         }
     }
 

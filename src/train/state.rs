@@ -19,9 +19,9 @@ use super::checkpoint::{
 use super::config::{TrainConfig, file_sha256};
 use super::history::{EpochRecord, MetricSums};
 use super::step::Adam;
+use crate::Gpu;
 use crate::model::{Model, ModelConfig};
 use crate::nn::Params;
-use crate::{Gpu, Tensor};
 
 /// The loop's position and scheduler counters, stored in the optimizer file's `rng` field.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ impl Start {
                 .load(gpu, &values_for(&last, &ck, &model.spec)?)?;
             let opt = load_optimizer(&last, &ck.sha256)?;
             let mut adam = Adam::new(&params, cfg.lr)?;
-            moments_from(gpu, &params, &mut adam, &opt)?;
+            moments_from(&params, &mut adam, &opt)?;
             let state: LoopState = serde_json::from_str(&opt.rng).with_context(|| {
                 format!(
                     "{}: the loop state is unreadable",
@@ -132,22 +132,26 @@ impl Start {
 }
 
 /// Put the saved Adam moments, step count and learning rate of `state` into `adam`.
-fn moments_from(
-    gpu: &Gpu,
-    params: &Params,
-    adam: &mut Adam,
-    state: &OptimizerState,
-) -> anyhow::Result<()> {
-    let find = |list: &[NamedTensor], name: &str| -> anyhow::Result<Tensor> {
-        let t = list
-            .iter()
+fn moments_from(params: &Params, adam: &mut Adam, state: &OptimizerState) -> anyhow::Result<()> {
+    fn find<'a>(list: &'a [NamedTensor], name: &str) -> anyhow::Result<&'a NamedTensor> {
+        list.iter()
             .find(|t| t.name == name)
-            .with_context(|| format!("optimizer state has no moment for '{name}'"))?;
-        Ok(Tensor::from_vec(gpu, t.shape.as_slice(), &t.data)?)
-    };
-    for ((info, _), mv) in params.iter().zip(adam.moments.iter_mut()) {
-        if mv.is_some() {
-            *mv = Some((find(&state.m, &info.name)?, find(&state.v, &info.name)?));
+            .with_context(|| format!("optimizer state has no moment for '{name}'"))
+    }
+    for ((info, _), mv) in params.iter().zip(&adam.moments) {
+        if let Some((m, v)) = mv {
+            for (t, list) in [(m, &state.m), (v, &state.v)] {
+                let saved = find(list, &info.name)?;
+                if saved.shape != info.shape {
+                    bail!(
+                        "optimizer state: the moment of '{}' is {:?}, the parameter {:?}",
+                        info.name,
+                        saved.shape,
+                        info.shape
+                    );
+                }
+                t.write(&saved.data)?;
+            }
         }
     }
     adam.step = u32::try_from(state.step).context("Adam step count overflows")?;

@@ -9,6 +9,9 @@ use crate::ops::{self, optim};
 use crate::tensor::Tensor;
 
 /// Adam's state for every trainable parameter (MODEL.md: lr 1e-3, β 0.9/0.999, ε 1e-7).
+///
+/// The moments are laid out as the parameters are ([`Params::groups`]): one flat m and
+/// one flat v per group, so one launch updates every parameter of a group.
 pub struct Adam {
     pub lr: f32,
     pub beta1: f32,
@@ -16,26 +19,26 @@ pub struct Adam {
     pub eps: f32,
     /// Updates applied so far (the bias correction's t is step + 1 for the next one).
     pub step: u32,
-    /// (m, v) per parameter, `None` for BN running statistics.
+    /// (m, v) per parameter, `None` for BN running statistics: slices of `flat`.
     pub moments: Vec<Option<(Tensor, Tensor)>>,
+    /// (m, v) of each group of `Params::groups`, whole.
+    flat: Vec<(Tensor, Tensor)>,
 }
 
 impl Adam {
     /// Zero moments for every trainable parameter of `params`.
     pub fn new(params: &Params, lr: f32) -> Result<Self> {
-        let moments = params
-            .iter()
-            .map(|(info, t)| {
-                if info.kind.trainable() {
-                    Ok(Some((
-                        Tensor::zeros(t.gpu(), t.shape().clone())?,
-                        Tensor::zeros(t.gpu(), t.shape().clone())?,
-                    )))
-                } else {
-                    Ok(None)
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut moments = vec![None; params.spec().params().len()];
+        let mut flat = Vec::new();
+        for group in params.groups() {
+            let m = Tensor::zeros(group.tensor.gpu(), group.tensor.shape().clone())?;
+            let v = Tensor::zeros(group.tensor.gpu(), group.tensor.shape().clone())?;
+            for &(id, start) in &group.members {
+                let shape = params.get(id).shape().clone();
+                moments[id.0] = Some((m.slice(start, shape.clone())?, v.slice(start, shape)?));
+            }
+            flat.push((m, v));
+        }
         Ok(Self {
             lr,
             beta1: optim::ADAM_BETA1,
@@ -43,20 +46,58 @@ impl Adam {
             eps: optim::ADAM_EPS,
             step: 0,
             moments,
+            flat,
         })
     }
 
     /// Apply one update from `grads`, in place. A parameter without a gradient (one the
     /// loss does not reach) keeps its value, as in Keras.
+    ///
+    /// The gradients are copied into one flat buffer laid out as the group (the gaps
+    /// zeroed, which leaves the zeros there as they are), and one launch updates the
+    /// group; a parameter without a gradient splits that launch in two.
     pub fn update(&mut self, params: &Params, mut grads: crate::Grads) -> Result<()> {
         self.step += 1;
-        for ((_, p), mv) in params.iter().zip(&self.moments) {
-            let (Some((m, v)), Some(g)) = (mv, grads.take(p)) else {
-                continue;
-            };
-            ops::adam_step(
-                p, &g, m, v, self.step, self.lr, self.beta1, self.beta2, self.eps,
-            )?;
+        for (group, (m, v)) in params.groups().iter().zip(&self.flat) {
+            let p = &group.tensor;
+            let g = Tensor::cleared(p.gpu(), p.shape().clone(), "adam")?;
+            // Runs of consecutive members that have a gradient: (first element, end).
+            let mut runs: Vec<(usize, usize)> = Vec::new();
+            let mut open = false;
+            for &(id, start) in &group.members {
+                let param = params.get(id);
+                let Some(grad) = grads.take(param) else {
+                    open = false;
+                    continue;
+                };
+                g.slice(start, param.shape().clone())?.copy_from(&grad)?;
+                let end = start + param.numel();
+                match runs.last_mut() {
+                    Some(run) if open => run.1 = end,
+                    _ => runs.push((start, end)),
+                }
+                open = true;
+            }
+            for (start, end) in runs {
+                let part = |t: &Tensor| {
+                    if (start, end) == (0, t.numel()) {
+                        Ok(t.clone())
+                    } else {
+                        t.slice(start, [end - start])
+                    }
+                };
+                ops::adam_step(
+                    &part(p)?,
+                    &part(&g)?,
+                    &part(m)?,
+                    &part(v)?,
+                    self.step,
+                    self.lr,
+                    self.beta1,
+                    self.beta2,
+                    self.eps,
+                )?;
+            }
         }
         Ok(())
     }
