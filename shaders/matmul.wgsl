@@ -8,7 +8,7 @@
 // strides, so the same kernel computes W·X (forward), Wᵀ·dY (input gradient) and dY·Xᵀ
 // (weight gradient) without transposing anything in memory. C is row-major per z.
 //
-// The parameter block, the vec4 views A4/B4/C4, the bias, the ACC and RELU overrides and
+// The parameter block, the vec4 views A4/B4/C4, the bias, the ACC override, the epilogue flags and
 // `store_quad` are in shaders/matmul_common.wgsl, which the runtime puts before this file.
 //
 // Each invocation computes a 4×8 tile of C (four rows, two vec4 of columns), so every
@@ -29,7 +29,7 @@ fn acc1(i: u32) -> f32 {
 }
 
 fn act(v: f32) -> f32 {
-    if (RELU) { return max(v, 0.0); }
+    if ((p.flags & RELU) != 0u) { return max(v, 0.0); }
     return v;
 }
 
@@ -87,7 +87,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 fn store_row(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (m >= p.m) { return; }
     var bv = 0.0;
-    if (p.has_bias != 0u) { bv = bias[m]; }
+    if ((p.flags & BIAS) != 0u) { bv = bias[m]; }
     let row = cz + m * p.c_sm;
     let v = array<f32, 8>(lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w);
     for (var j = 0u; j < TN; j++) {
@@ -184,7 +184,7 @@ fn matmul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (m >= p.m) { return; }
     var bv = 0.0;
-    if (p.has_bias != 0u) { bv = bias[m]; }
+    if ((p.flags & BIAS) != 0u) { bv = bias[m]; }
     let row = cz + m * p.c_sm + n0;
     C4[row / 4u] = act4(acc4(row / 4u) + lo + vec4<f32>(bv));
     if (n0 + 4u < p.n) {

@@ -12,7 +12,7 @@ struct Params {
     a_sb: u32, a_sm: u32, a_sk: u32,
     b_sb: u32, b_sk: u32, b_sn: u32,
     c_sb: u32, c_sm: u32,
-    has_bias: u32,
+    flags: u32,    // what the store adds and applies: BIAS | RELU
 }
 
 var<immediate> p: Params;
@@ -22,12 +22,19 @@ var<immediate> p: Params;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C4: array<vec4<f32>>;
 
-/// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
-/// concatenation taken input by input, `ops::conv1x1_cat`).
-override ACC: bool = false;
-
+// The bits of `p.flags`: immediates, not override constants, so that both settings run
+// one pipeline. On lavapipe, where LLVM compiles a pipeline on its first dispatch (about a
+// second for the unrolled products), that halves what the first inference compiles.
+/// Add bias[m] to row m.
+const BIAS: u32 = 1u;
 /// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
-override RELU: bool = false;
+const RELU: u32 = 4u;
+
+/// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
+/// concatenation taken input by input, `ops::conv1x1_cat`). An override constant: as a
+/// flag, the loads of C it adds to every pipeline made the products measurably slower on
+/// lavapipe (13.5 → 9.6 GFLOP/s for `matmul_cpu_sg` in the network at 256²).
+override ACC: bool = false;
 
 fn acc4(i: u32) -> vec4<f32> {
     if (ACC) { return C4[i]; }
@@ -35,7 +42,7 @@ fn acc4(i: u32) -> vec4<f32> {
 }
 
 fn act4(v: vec4<f32>) -> vec4<f32> {
-    if (RELU) { return max(v, vec4<f32>(0.0)); }
+    if ((p.flags & RELU) != 0u) { return max(v, vec4<f32>(0.0)); }
     return v;
 }
 
@@ -43,7 +50,7 @@ fn act4(v: vec4<f32>) -> vec4<f32> {
 fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
     if (m >= p.m) { return; }
     var bv = vec4<f32>(0.0);
-    if (p.has_bias != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
+    if ((p.flags & BIAS) != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
     let row = cz + m * p.c_sm;
     C4[row / 4u] = act4(acc4(row / 4u) + r0 + vec4<f32>(bv.x));
     C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y));

@@ -49,9 +49,15 @@ kernel_params! {
         b_sn: u32,
         c_sb: u32,
         c_sm: u32,
-        has_bias: u32,
+        /// What the store adds and applies: [`BIAS`] | [`RELU`].
+        flags: u32,
     }
 }
+
+/// `MatmulParams::flags`: add bias[m] to row m.
+const BIAS: u32 = 1;
+/// `MatmulParams::flags`: store max(0, ·) (a folded batch norm's ReLU).
+const RELU: u32 = 4;
 
 /// Lanes per subgroup that `matmul_cpu_sg` is written for: its 8 lanes' vec4 loads hold
 /// the 16 rows of two steps of k.
@@ -90,6 +96,7 @@ impl Matmul {
         relu: bool,
     ) {
         let params = self.params(c_sb, c_sm, splits, kchunk, bias.is_some());
+        let params = epilogue(params, relu);
         let grid = [
             u32_of(self.n.div_ceil(TILE_N)),
             u32_of(self.m.div_ceil(TILE_M)),
@@ -101,7 +108,7 @@ impl Matmul {
                 .with("B_ROWS", u32::from(b_rows)),
             None => Kernel::new(Shader::Matmul, "matmul"),
         };
-        self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+        self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
     }
 
     /// Bind A, B, the bias and C, launch, and declare the FLOPs to a profile.
@@ -146,7 +153,7 @@ impl Matmul {
             b_sn: u32_of(self.b_sn),
             c_sb: u32_of(c_sb),
             c_sm: u32_of(c_sm),
-            has_bias: u32::from(has_bias),
+            flags: if has_bias { BIAS } else { 0 },
         }
     }
 
@@ -277,6 +284,7 @@ impl Matmul {
         relu: bool,
     ) {
         let params = self.params(c_sb, c_sm, 1, self.k, bias.is_some());
+        let params = epilogue(params, relu);
         let grid = [
             u32_of((self.n / 4).div_ceil(CPU_GROUP)),
             u32_of(self.m.div_ceil(CPU_ROWS)),
@@ -291,10 +299,10 @@ impl Matmul {
             };
             let grid = [grid[0], u32_of(self.m.div_ceil(rows)), grid[2]];
             let kernel = Kernel::new(Shader::MatmulSg, entry);
-            self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+            self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
-            self.dispatch(&epilogue(kernel, acc, relu), [a, b, c], bias, &params, grid);
+            self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
         }
     }
 
@@ -385,10 +393,17 @@ impl Matmul {
     }
 }
 
-/// `kernel` with the ACC and RELU overrides its store needs.
-fn epilogue(kernel: Kernel, acc: bool, relu: bool) -> Kernel {
-    let kernel = if acc { kernel.with("ACC", 1) } else { kernel };
-    if relu { kernel.with("RELU", 1) } else { kernel }
+/// `params` with the RELU flag where the store needs it.
+fn epilogue(mut params: MatmulParams, relu: bool) -> MatmulParams {
+    if relu {
+        params.flags |= RELU;
+    }
+    params
+}
+
+/// `kernel` with the ACC override where the store adds to C.
+fn accumulate(kernel: Kernel, acc: bool) -> Kernel {
+    if acc { kernel.with("ACC", 1) } else { kernel }
 }
 
 fn transpose(a: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
