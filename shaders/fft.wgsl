@@ -19,12 +19,11 @@
 //   barriers after the load instead of 8: barriers are what lavapipe pays most for, and
 //   workgroup-memory traffic is what a GPU does; both drop 4×. (Radix-4 only measured
 //   1.2–2× slower on lavapipe; a twiddle table in workgroup memory was slower than sin/cos.)
-// - fft_wg_real_pair_in / fft_wg_real_pair_out: the same reading real lines or writing
-//   real results, two real lines per complex transform (half the work); fft_wg_crop,
-//   fft_wg_crop_real_pair / fft_wg_pad, fft_wg_pad_real_pair: the same with spectral
-//   pooling's crop/merge fused into the store (or its pad/split into the load), on lines
-//   of a general layout, so that pooling's second M-point pass only transforms the h
-//   kept lines.
+// - The same entry point reads real lines or writes real results, two real lines per
+//   complex transform (half the work), and runs spectral pooling's crop/merge fused into
+//   the store (or its pad/split into the load) on lines of a general layout, so that
+//   pooling's second M-point pass only transforms the h kept lines: the immediates
+//   `load` and `store` choose (see fft_wg).
 // - fft_bitrev then fft_r2_global / fft_r4_global: radix-2/4 stages in global memory,
 //   one dispatch per stage pair (the dispatch boundary is the barrier), for lines that
 //   do not fit in workgroup memory (and, forced, in the tests).
@@ -41,7 +40,7 @@ struct Params {
     h: u32,      // spectral pooling: the output size h (the input size is m)
     sign: f32,   // −1 forward, +1 inverse
     scale: f32,  // applied where the data is written
-    // The general line layout of the fused spectral passes (fft_wg_crop*, fft_wg_pad*):
+    // The general line layout of the fused spectral passes (LOAD_GENERAL, STORE_CROP, …):
     // line l is plane l / lpp, index l % lpp; input point i of it is at
     // plane·ps_in + index·ls + i·es, output point j at plane·ps_out + index·ls_out + j·es_out.
     lpp: u32,
@@ -49,6 +48,8 @@ struct Params {
     ps_out: u32,
     ls_out: u32,
     es_out: u32,
+    load: u32,   // fft_wg: how the tile is loaded (LOAD_*)
+    store: u32,  // fft_wg: how it is stored (STORE_*)
 }
 
 var<immediate> p: Params;
@@ -235,91 +236,6 @@ fn tile_stages(lid: u32, count: u32) {
     }
 }
 
-// src, dst: (planes, M, M) complex. One pass (rows or columns) over `lpw` lines per
-// workgroup, all stages in workgroup memory. Lines past the end (in the last workgroup)
-// are transformed from garbage and not stored.
-@compute @workgroup_size(64)
-fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    // Neighbouring invocations take neighbouring addresses: along the line for rows,
-    // across lines for columns (lpw is a power of two).
-    let across = p.es != 1u && p.lpw > 1u;
-    let lshift = firstTrailingBit(p.lpw);
-    for (var e = lid; e < count; e += WG_FFT) {
-        var r = e >> p.log2m;
-        var i = e & mask;
-        if (across) {
-            r = e & (p.lpw - 1u);
-            i = e >> lshift;
-        }
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(i)] = src[point(first + r, i)];
-        }
-    }
-    workgroupBarrier();
-    tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        var r = e >> p.log2m;
-        var i = e & mask;
-        if (across) {
-            r = e & (p.lpw - 1u);
-            i = e >> lshift;
-        }
-        if (first + r < p.lines) {
-            dst[point(first + r, i)] = p.scale * buf[r * p.m + i];
-        }
-    }
-}
-
-// fft_wg on a real input, two lines per transform: src_real (planes, M, M) real, dst
-// (planes, M, M) complex. Tile line r (complex line l = first + r < lines = planes·M/2)
-// carries real lines 2l and 2l+1 as x0 + i·x1; the store separates their spectra by
-// symmetry (see unpacked). Half the work of a complex pass.
-@compute @workgroup_size(64)
-fn fft_wg_real_pair_in(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    load_real_pair(lid, first, count, false);
-    workgroupBarrier();
-    tile_stages(lid, count);
-    for (var e = lid; e < 2u * count; e += WG_FFT) {
-        let r = e >> (p.log2m + 1u);
-        let which = (e >> p.log2m) & 1u;
-        let k = e & mask;
-        if (first + r < p.lines) {
-            dst[point(2u * (first + r) + which, k)] = p.scale * unpacked(r, k, which);
-        }
-    }
-}
-
-// fft_wg for lines whose transforms are real (Hermitian input, as in spectral pooling),
-// two per transform: src (planes, M, M) complex, dst_real (planes, M, M) real. Tile line
-// r (complex line l) loads P0 + i·P1 from lines 2l and 2l+1; the real and imaginary
-// parts of the result are the two real outputs.
-@compute @workgroup_size(64)
-fn fft_wg_real_pair_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let i = e & mask;
-            buf[r * p.m + bitrev(i)] = packed(src[point(2u * l, i)], src[point(2u * l + 1u, i)]);
-        }
-    }
-    workgroupBarrier();
-    tile_stages(lid, count);
-    store_real_pair(lid, first, count, false);
-}
-
 fn point_in(l: u32, i: u32) -> u32 {
     return (l / p.lpp) * p.ps_in + (l % p.lpp) * p.ls + i * p.es;
 }
@@ -394,33 +310,6 @@ fn store_real_pair(lid: u32, first: u32, count: u32, general: bool) {
     }
 }
 
-// Spectral pooling's forward M-point passes with the crop/merge fused into the store:
-// src lines of M complex points (layout: lpp, ps_in, ls, es), dst lines of h complex
-// points (lpp, ps_out, ls_out, es_out), dst = scale · crop(FFT(src)) along the line. The
-// row pass writes (planes, M, h), so the column pass transforms h columns, not M.
-@compute @workgroup_size(64)
-fn fft_wg_crop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = src[point_in(first + r, e & mask)];
-        }
-    }
-    workgroupBarrier();
-    tile_stages(lid, count);
-    for (var e = lid; e < p.lpw * p.h; e += WG_FFT) {
-        let r = e / p.h;
-        let j = e % p.h;
-        if (first + r < p.lines) {
-            dst[point_out(first + r, j)] = cropped(r, j);
-        }
-    }
-}
-
 // Bin k of the spectra of the two real lines packed into tile line r as z = x0 + i·x1:
 // X0[k] = (Z[k] + conj Z[−k]) / 2, X1[k] = (Z[k] − conj Z[−k]) / (2i).
 fn unpacked(r: u32, k: u32, which: u32) -> vec2<f32> {
@@ -442,74 +331,156 @@ fn cropped_unpacked(r: u32, j: u32, which: u32) -> vec2<f32> {
     return (p.scale * s.z) * v;
 }
 
-// fft_wg_crop on a real input (src_real), two lines per transform: tile line r (complex
-// line l = first + r < lines) carries real lines 2l and 2l+1 as x0 + i·x1, and the store
-// separates their spectra by symmetry. The first pass of spectral pooling, at half the
-// work of a complex pass.
-@compute @workgroup_size(64)
-fn fft_wg_crop_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                         @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
-    load_real_pair(lid, first, count, true);
-    workgroupBarrier();
-    tile_stages(lid, count);
-    for (var e = lid; e < 2u * p.lpw * p.h; e += WG_FFT) {
-        let r = e / (2u * p.h);
-        let which = (e / p.h) & 1u;
-        let j = e % p.h;
-        if (first + r < p.lines) {
-            dst[point_out(2u * (first + r) + which, j)] = cropped_unpacked(r, j, which);
+// The workgroup-memory passes: one entry point, whose load into workgroup memory and
+// store out of it are chosen by the immediates `load` and `store` (uniform in a dispatch,
+// so each is one branch per workgroup). One pipeline instead of seven: on lavapipe, which
+// compiles a pipeline on its first dispatch, the radix-16 stages they share took LLVM
+// about 0.8 s in each. A workgroup takes `lpw` lines (tile line r is line first + r <
+// lines) of M points; lines past the end (in the last workgroup) are transformed from
+// garbage and not stored. The forms (load, store):
+// - complex (LOAD_COMPLEX, STORE_COMPLEX): src, dst (planes, M, M) complex. Neighbouring
+//   invocations take neighbouring addresses: along the line for rows, across lines for
+//   columns (lpw is a power of two).
+// - real in (LOAD_REAL_PAIR, STORE_UNPACKED): src_real (planes, M, M) real, dst complex.
+//   Tile line r carries real lines 2l and 2l+1 as x0 + i·x1; the store separates their
+//   spectra by symmetry (see unpacked). Half the work of a complex pass.
+// - real out (LOAD_PACKED, STORE_REAL_PAIR): for lines whose transforms are real
+//   (Hermitian input, as in spectral pooling), two per transform: tile line r loads
+//   P0 + i·P1 from lines 2l and 2l+1; the real and imaginary parts of the result are the
+//   two real outputs (dst_real).
+// - crop (LOAD_GENERAL, STORE_CROP): spectral pooling's forward M-point passes with the
+//   crop/merge fused into the store: src lines of M complex points (lpp, ps_in, ls, es),
+//   dst lines of h complex points (lpp, ps_out, ls_out, es_out), dst = scale ·
+//   crop(FFT(src)) along the line. The row pass writes (planes, M, h), so the column pass
+//   transforms h columns, not M.
+// - crop, real in (LOAD_REAL_PAIR_GENERAL, STORE_CROP_UNPACKED): the first pass of spectral
+//   pooling, on real lines two per transform, at half the work of a complex pass.
+// - pad (LOAD_PAD, STORE_GENERAL): the adjoint of crop: src lines of h complex points
+//   (lpp, ps_in, ls, es), dst lines of M complex points (lpp, ps_out, ls_out, es_out),
+//   dst = scale · FFT(pad(src)) along the line (the pad/split fused into the load).
+// - pad, real out (LOAD_PAD_PACKED, STORE_REAL_PAIR_GENERAL): pad for two lines whose
+//   transforms are real (Hermitian spectra, as in spectral pooling's backward), in one
+//   complex transform. The last pass of spectral pooling's backward.
+const LOAD_COMPLEX: u32 = 0u;
+const LOAD_REAL_PAIR: u32 = 1u;
+const LOAD_REAL_PAIR_GENERAL: u32 = 2u;
+const LOAD_PACKED: u32 = 3u;
+const LOAD_GENERAL: u32 = 4u;
+const LOAD_PAD: u32 = 5u;
+const LOAD_PAD_PACKED: u32 = 6u;
+const STORE_COMPLEX: u32 = 0u;
+const STORE_UNPACKED: u32 = 1u;
+const STORE_REAL_PAIR: u32 = 2u;
+const STORE_REAL_PAIR_GENERAL: u32 = 3u;
+const STORE_CROP: u32 = 4u;
+const STORE_CROP_UNPACKED: u32 = 5u;
+const STORE_GENERAL: u32 = 6u;
+
+// Tile line and point of element e of the complex form's loops: along the line, or across
+// lines for a column pass of several lines.
+fn complex_at(e: u32) -> vec2<u32> {
+    let across = p.es != 1u && p.lpw > 1u;
+    if (across) {
+        return vec2<u32>(e & (p.lpw - 1u), e >> firstTrailingBit(p.lpw));
+    }
+    return vec2<u32>(e >> p.log2m, e & (p.m - 1u));
+}
+
+fn load_tile(lid: u32, first: u32, count: u32) {
+    let mask = p.m - 1u;
+    switch p.load {
+        case LOAD_REAL_PAIR: { load_real_pair(lid, first, count, false); }
+        case LOAD_REAL_PAIR_GENERAL: { load_real_pair(lid, first, count, true); }
+        case LOAD_COMPLEX: {
+            for (var e = lid; e < count; e += WG_FFT) {
+                let ri = complex_at(e);
+                if (first + ri.x < p.lines) {
+                    buf[ri.x * p.m + bitrev(ri.y)] = src[point(first + ri.x, ri.y)];
+                }
+            }
+        }
+        default: {
+            for (var e = lid; e < count; e += WG_FFT) {
+                let r = e >> p.log2m;
+                let l = first + r;
+                if (l < p.lines) {
+                    let i = e & mask;
+                    var v: vec2<f32>;
+                    switch p.load {
+                        case LOAD_PACKED: { v = packed(src[point(2u * l, i)], src[point(2u * l + 1u, i)]); }
+                        case LOAD_GENERAL: { v = src[point_in(l, i)]; }
+                        case LOAD_PAD: { v = padded(l, i); }
+                        default: { v = packed(padded(2u * l, i), padded(2u * l + 1u, i)); }
+                    }
+                    buf[r * p.m + bitrev(i)] = v;
+                }
+            }
         }
     }
 }
 
-// The adjoint of fft_wg_crop: src lines of h complex points (lpp, ps_in, ls, es), dst
-// lines of M complex points (lpp, ps_out, ls_out, es_out), dst = scale · FFT(pad(src))
-// along the line (the pad/split fused into the load).
-@compute @workgroup_size(64)
-fn fft_wg_pad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let first = (wid.y * nwg.x + wid.x) * p.lpw;
-    let count = p.lpw * p.m;
+fn store_tile(lid: u32, first: u32, count: u32) {
     let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            buf[r * p.m + bitrev(e & mask)] = padded(first + r, e & mask);
+    switch p.store {
+        case STORE_REAL_PAIR: { store_real_pair(lid, first, count, false); }
+        case STORE_REAL_PAIR_GENERAL: { store_real_pair(lid, first, count, true); }
+        case STORE_COMPLEX: {
+            for (var e = lid; e < count; e += WG_FFT) {
+                let ri = complex_at(e);
+                if (first + ri.x < p.lines) {
+                    dst[point(first + ri.x, ri.y)] = p.scale * buf[ri.x * p.m + ri.y];
+                }
+            }
         }
-    }
-    workgroupBarrier();
-    tile_stages(lid, count);
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        if (first + r < p.lines) {
-            dst[point_out(first + r, e & mask)] = p.scale * buf[e];
+        case STORE_UNPACKED: {
+            for (var e = lid; e < 2u * count; e += WG_FFT) {
+                let r = e >> (p.log2m + 1u);
+                let which = (e >> p.log2m) & 1u;
+                let k = e & mask;
+                if (first + r < p.lines) {
+                    dst[point(2u * (first + r) + which, k)] = p.scale * unpacked(r, k, which);
+                }
+            }
+        }
+        case STORE_CROP: {
+            for (var e = lid; e < p.lpw * p.h; e += WG_FFT) {
+                let r = e / p.h;
+                let j = e % p.h;
+                if (first + r < p.lines) {
+                    dst[point_out(first + r, j)] = cropped(r, j);
+                }
+            }
+        }
+        case STORE_CROP_UNPACKED: {
+            for (var e = lid; e < 2u * p.lpw * p.h; e += WG_FFT) {
+                let r = e / (2u * p.h);
+                let which = (e / p.h) & 1u;
+                let j = e % p.h;
+                if (first + r < p.lines) {
+                    dst[point_out(2u * (first + r) + which, j)] = cropped_unpacked(r, j, which);
+                }
+            }
+        }
+        default: {
+            for (var e = lid; e < count; e += WG_FFT) {
+                let r = e >> p.log2m;
+                if (first + r < p.lines) {
+                    dst[point_out(first + r, e & mask)] = p.scale * buf[e];
+                }
+            }
         }
     }
 }
 
-// fft_wg_pad for two lines whose transforms are real (Hermitian spectra, as in spectral
-// pooling's backward), in one complex transform: tile line r (complex line l) loads
-// P0 + i·P1 from lines 2l and 2l+1, and the real and imaginary parts of the result are
-// the two real outputs. The last pass of spectral pooling's backward.
 @compute @workgroup_size(64)
-fn fft_wg_pad_real_pair(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
+fn fft_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
     let first = (wid.y * nwg.x + wid.x) * p.lpw;
     let count = p.lpw * p.m;
-    let mask = p.m - 1u;
-    for (var e = lid; e < count; e += WG_FFT) {
-        let r = e >> p.log2m;
-        let l = first + r;
-        if (l < p.lines) {
-            let i = e & mask;
-            buf[r * p.m + bitrev(i)] = packed(padded(2u * l, i), padded(2u * l + 1u, i));
-        }
-    }
+    load_tile(lid, first, count);
     workgroupBarrier();
     tile_stages(lid, count);
-    store_real_pair(lid, first, count, true);
+    store_tile(lid, first, count);
 }
 
 // src, dst: (planes, M, M) complex. First step of a global-memory pass: dst = scale · src

@@ -100,6 +100,9 @@ kernel_params! {
         ps_out: u32,
         ls_out: u32,
         es_out: u32,
+        /// `fft_wg`: how the tile is loaded and stored ([`WgPass::modes`]).
+        load: u32,
+        store: u32,
     }
 }
 
@@ -123,6 +126,8 @@ impl Params {
             ps_out: u32_of(self.ps_out),
             ls_out: u32_of(self.ls_out),
             es_out: u32_of(self.es_out),
+            load: 0,
+            store: 0,
         }
     }
 }
@@ -152,6 +157,67 @@ enum Io {
     /// A complex input whose transform is real (Hermitian), written as reals; two lines
     /// per transform.
     RealOut,
+}
+
+/// The forms of `fft_wg`, the workgroup-memory pass (the shader's header lists them):
+/// one entry point whose load and store the block's `load` and `store` choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WgPass {
+    /// Complex lines of (planes, M, M) in, the same out.
+    Complex,
+    /// Real lines in, two per transform; complex spectra out.
+    RealIn,
+    /// Complex lines with real transforms in, two per transform; real lines out.
+    RealOut,
+    /// Spectral pooling: complex lines in (general layout), cropped spectra out.
+    Crop,
+    /// [`WgPass::Crop`] on real lines, two per transform.
+    CropRealIn,
+    /// Spectral pooling's adjoint: padded complex lines in, complex lines out.
+    Pad,
+    /// [`WgPass::Pad`] for lines with real transforms, two per transform; real lines out.
+    PadRealOut,
+}
+
+impl WgPass {
+    /// The shader's (LOAD_*, STORE_*) for this form.
+    fn modes(self) -> (u32, u32) {
+        match self {
+            WgPass::Complex => (0, 0),
+            WgPass::RealIn => (1, 1),
+            WgPass::RealOut => (3, 2),
+            WgPass::Crop => (4, 4),
+            WgPass::CropRealIn => (2, 5),
+            WgPass::Pad => (5, 6),
+            WgPass::PadRealOut => (6, 3),
+        }
+    }
+}
+
+/// Launch `fft_wg` in form `pass` on `grid`. The entry point declares every view it may
+/// use, so each is bound: `src` both as complex (slot 0) and as real (slot 2), `dst` both
+/// ways too (slots 1 and 3); the form reads and writes the right ones.
+fn launch_fft_wg(pass: WgPass, src: &Tensor, dst: &Tensor, p: Params, grid: [u32; 3]) {
+    let gpu = src.gpu();
+    let tw = twiddles(gpu);
+    let (load, store) = pass.modes();
+    let block = FftParams {
+        load,
+        store,
+        ..p.block()
+    };
+    gpu.launch(
+        &Kernel::new(Shader::Fft, "fft_wg"),
+        &[
+            src.bind(0),
+            dst.bind(1),
+            src.bind(2),
+            dst.bind(3),
+            bind_table(&tw, 4),
+        ],
+        &block,
+        grid,
+    );
 }
 
 /// One 1-D pass over every row (`rows`) or column of `planes` M×M planes, src → dst,
@@ -190,23 +256,12 @@ fn pass(
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
         let p = Params { lpw, lines, ..base };
-        let (entry, bindings) = match io {
-            Io::Complex => ("fft_wg", [src.bind(0), dst.bind(1), bind_table(&tw, 4)]),
-            Io::RealIn => (
-                "fft_wg_real_pair_in",
-                [src.bind(2), dst.bind(1), bind_table(&tw, 4)],
-            ),
-            Io::RealOut => (
-                "fft_wg_real_pair_out",
-                [src.bind(0), dst.bind(3), bind_table(&tw, 4)],
-            ),
+        let pass = match io {
+            Io::Complex => WgPass::Complex,
+            Io::RealIn => WgPass::RealIn,
+            Io::RealOut => WgPass::RealOut,
         };
-        gpu.launch(
-            &Kernel::new(Shader::Fft, entry),
-            &bindings,
-            &p.block(),
-            grid,
-        );
+        launch_fft_wg(pass, src, dst, p, grid);
         return Ok(());
     }
     debug_assert!(io == Io::Complex, "the global passes take complex data");
@@ -250,32 +305,15 @@ fn pass(
     Ok(())
 }
 
-/// Launch a workgroup-memory pass `entry` over `p.lines` lines of `p.m` points, reading
-/// `src` (bound as real when `src_real`) and writing `dst` (real when `dst_real`). The
-/// fused spectral passes take their line layout from `p` (see the shader's header).
-pub(crate) fn launch_wg(
-    entry: &'static str,
-    src: &Tensor,
-    src_real: bool,
-    dst: &Tensor,
-    dst_real: bool,
-    p: Params,
-) -> Result<()> {
+/// Launch the workgroup-memory pass in form `pass` over `p.lines` lines of `p.m` points,
+/// src → dst. The fused spectral passes take their line layout from `p` (see the
+/// shader's header).
+pub(crate) fn launch_wg(pass: WgPass, src: &Tensor, dst: &Tensor, p: Params) -> Result<()> {
     let gpu = src.gpu();
-    let tw = twiddles(gpu);
     let lpw = (TILE / p.m).min(p.lines);
     let groups = u32_of(p.lines.div_ceil(lpw));
     let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
-    gpu.launch(
-        &Kernel::new(Shader::Fft, entry),
-        &[
-            src.bind(if src_real { 2 } else { 0 }),
-            dst.bind(if dst_real { 3 } else { 1 }),
-            bind_table(&tw, 4),
-        ],
-        &Params { lpw, ..p }.block(),
-        grid,
-    );
+    launch_fft_wg(pass, src, dst, Params { lpw, ..p }, grid);
     Ok(())
 }
 

@@ -21,7 +21,7 @@
 //! steps as separate kernels (FFT, `spectral_crop`, FFT).
 
 use super::fft::{
-    FftPath, Params, TW_N, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
+    FftPath, Params, TW_N, WgPass, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
 };
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
@@ -230,11 +230,9 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
         // Rows of x (planes, M, M) → rows of (planes, M, h), two real rows per
         // transform (M is even, so a pair never straddles two planes).
         launch_wg(
-            "fft_wg_crop_real_pair",
+            WgPass::CropRealIn,
             x,
-            true,
             &rows,
-            false,
             Params {
                 lines: planes * m / 2,
                 lpp: m,
@@ -251,11 +249,9 @@ fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Res
         // inverse.
         let low = Tensor::uninit(x.gpu(), [n, c, h, h, 2], "spectral_pool")?;
         launch_wg(
-            "fft_wg_crop",
+            WgPass::Crop,
             &rows,
-            false,
             &low,
-            false,
             Params {
                 lines: planes * h,
                 lpp: h,
@@ -303,11 +299,9 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
         // Columns of (planes, h, h) → columns of (planes, M, h), with the 1/h².
         let cols = Tensor::uninit(dy.gpu(), [n, c, m, h, 2], "spectral_unpool")?;
         launch_wg(
-            "fft_wg_pad",
+            WgPass::Pad,
             &g,
-            false,
             &cols,
-            false,
             Params {
                 lines: planes * h,
                 lpp: h,
@@ -326,11 +320,9 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
         // Hermitian), two rows per transform (M even: a pair stays in one plane).
         let dx = Tensor::uninit(dy.gpu(), [n, c, m, m], "spectral_unpool")?;
         launch_wg(
-            "fft_wg_pad_real_pair",
+            WgPass::PadRealOut,
             &cols,
-            false,
             &dx,
-            true,
             Params {
                 lines: planes * m / 2,
                 lpp: m,
