@@ -37,6 +37,8 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
     let n0 = min(gid.x * 4u, p.n - 4u);
     let m0 = wid.y * 16u;
     let z = wid.z;
+    // A subgroup with no column inside N skips the loop (see sg32's).
+    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     // This lane's share of the weights: one row quad (clamped into M) of step k + dk.
     let dk = lane / 4u;
     let pa = z * p.a_sb + min(m0 + 4u * (lane % 4u), p.m - 4u);
@@ -83,6 +85,11 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
     let n0 = min(gid.x * 4u, p.n - 4u);
     let m0 = wid.y * 32u;
     let z = wid.z;
+    // A subgroup with no column inside N has nothing to compute: it skips the loop (the
+    // broadcasts stay among lanes that all run it). Where N/4 is short of a workgroup
+    // (the network's deepest levels below 256², any level at 32²) the clamped lanes
+    // otherwise ran the whole loop for nothing.
+    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     var pa = z * p.a_sb + m0 + 4u * lane;
     var pb = z * p.b_sb + n0;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
