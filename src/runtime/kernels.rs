@@ -278,17 +278,24 @@ impl Gpu {
         self.inner
             .dispatches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.with_encoder(|enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.entry),
-                timestamp_writes,
-            });
+        let record = |pass: &mut wgpu::ComputePass<'_>| {
             pass.set_pipeline(&p.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             if !immediates.is_empty() {
                 pass.set_immediates(0, immediates);
             }
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-        });
+        };
+        match timestamp_writes {
+            // A profile times each dispatch: a pass of its own, with the clock at both ends.
+            Some(timestamp_writes) => self.with_encoder(|enc| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(kernel.entry),
+                    timestamp_writes: Some(timestamp_writes),
+                });
+                record(&mut pass);
+            }),
+            None => self.with_pass(|pass| record(pass)),
+        }
     }
 }

@@ -167,6 +167,9 @@ pub(crate) struct GpuInner {
 
 #[derive(Default)]
 struct Pending {
+    /// The compute pass that launches are recorded into, open on `encoder` (declared
+    /// first: it must end before the encoder is used or finished).
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     launches: u32,
 }
@@ -287,25 +290,56 @@ impl Gpu {
         self.inner.pool.lock().expect("pool lock").trim();
     }
 
-    /// Run `f` with the pending encoder, creating it if needed.
+    /// Run `f` with the pending encoder, creating it if needed (and ending the open
+    /// compute pass first: copies and clears are recorded outside passes).
     pub(crate) fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut pending = self.inner.pending.lock().expect("encoder lock");
-        let encoder = pending.encoder.get_or_insert_with(|| {
-            self.inner
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("rca-gpu pending"),
-                })
-        });
+        pending.pass = None;
+        let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
         let r = f(encoder);
+        self.count_launch(&mut pending);
+        r
+    }
+
+    /// Run `f` with the open compute pass of the pending encoder, beginning one if needed.
+    /// Consecutive launches share one pass; wgpu orders the dispatches inside it as it
+    /// orders passes (each dispatch is its own usage scope), and a CPU adapter then pays
+    /// for one pass instead of one per dispatch.
+    pub(crate) fn with_pass<R>(&self, f: impl FnOnce(&mut wgpu::ComputePass<'static>) -> R) -> R {
+        let mut pending = self.inner.pending.lock().expect("encoder lock");
+        if pending.pass.is_none() {
+            let encoder = pending.encoder.get_or_insert_with(|| self.new_encoder());
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("rca-gpu launches"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            pending.pass = Some(pass);
+        }
+        let r = f(pending.pass.as_mut().expect("just opened"));
+        self.count_launch(&mut pending);
+        r
+    }
+
+    fn new_encoder(&self) -> wgpu::CommandEncoder {
+        self.inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("rca-gpu pending"),
+            })
+    }
+
+    /// Count one recorded command; submit when enough are pending.
+    fn count_launch(&self, pending: &mut Pending) {
         pending.launches += 1;
         if pending.launches >= MAX_PENDING_LAUNCHES {
             pending.launches = 0;
+            pending.pass = None;
             let encoder = pending.encoder.take().expect("just used");
             self.inner.queue.submit([encoder.finish()]);
             self.inner.submits.fetch_add(1, Ordering::Relaxed);
         }
-        r
     }
 
     /// Submit everything recorded so far. Does not wait for it to finish.
@@ -320,6 +354,7 @@ impl Gpu {
     pub(crate) fn flush_then<R>(&self, f: impl FnOnce(&wgpu::Queue) -> R) -> R {
         let mut pending = self.inner.pending.lock().expect("encoder lock");
         pending.launches = 0;
+        pending.pass = None;
         if let Some(encoder) = pending.encoder.take() {
             // Submitted under the lock, so submits reach the queue in recording order.
             self.inner.queue.submit([encoder.finish()]);
