@@ -8,8 +8,9 @@
 // strides, so the same kernel computes W·X (forward), Wᵀ·dY (input gradient) and dY·Xᵀ
 // (weight gradient) without transposing anything in memory. C is row-major per z.
 //
-// The parameter block, the vec4 views A4/B4/C4, the bias, the ACC override, the epilogue flags and
-// `store_quad` are in shaders/matmul_common.wgsl, which the runtime puts before this file.
+// The parameter block, the vec4 views A4/B4/C4, the bias, the ACC override, the epilogue
+// flags and `store_quad` are in shaders/matmul_common.wgsl, which the runtime puts before
+// this file.
 //
 // Each invocation computes a 4×8 tile of C (four rows, two vec4 of columns), so every
 // value loaded from A is used eight times and every value from B four times; a

@@ -28,7 +28,7 @@ var<immediate> p: Params;
 /// Add bias[m] to row m.
 const BIAS: u32 = 1u;
 /// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
-const RELU: u32 = 4u;
+const RELU: u32 = 2u;
 
 /// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
 /// concatenation taken input by input, `ops::conv1x1_cat`). An override constant: as a

@@ -194,7 +194,8 @@ impl Tensor {
 
     /// A tensor filled with one value.
     pub fn full(gpu: &Gpu, shape: impl Into<Shape>, value: f32) -> Result<Self> {
-        let t = Self::uninit(gpu, shape, "full")?;
+        // Every element is written: nothing to poison.
+        let t = Self::allocate(gpu, shape.into(), "full")?;
         t.fill(value);
         Ok(t)
     }

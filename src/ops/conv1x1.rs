@@ -57,7 +57,7 @@ kernel_params! {
 /// `MatmulParams::flags`: add bias[m] to row m.
 const BIAS: u32 = 1;
 /// `MatmulParams::flags`: store max(0, ·) (a folded batch norm's ReLU).
-const RELU: u32 = 4;
+const RELU: u32 = 2;
 
 /// Lanes per subgroup that `matmul_cpu_sg` is written for: its 8 lanes' vec4 loads hold
 /// the 16 rows of two steps of k.

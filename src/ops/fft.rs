@@ -148,17 +148,6 @@ pub(crate) fn launch_fft_1d(
     );
 }
 
-/// What a workgroup-memory pass reads and writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Io {
-    Complex,
-    /// A real input (imaginary parts 0), complex output; two real lines per transform.
-    RealIn,
-    /// A complex input whose transform is real (Hermitian), written as reals; two lines
-    /// per transform.
-    RealOut,
-}
-
 /// The forms of `fft_wg`, the workgroup-memory pass (the shader's header lists them):
 /// one entry point whose load and store the block's `load` and `store` choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,8 +210,8 @@ fn launch_fft_wg(pass: WgPass, src: &Tensor, dst: &Tensor, p: Params, grid: [u32
 }
 
 /// One 1-D pass over every row (`rows`) or column of `planes` M×M planes, src → dst,
-/// with sign and scale as in the shader's header. The global form takes complex data
-/// only.
+/// with sign and scale as in the shader's header, in form `io` (`Complex`, `RealIn` or
+/// `RealOut`). The global form takes complex data only.
 #[allow(clippy::too_many_arguments)]
 fn pass(
     src: &Tensor,
@@ -233,7 +222,7 @@ fn pass(
     sign: f32,
     scale: f32,
     global: bool,
-    io: Io,
+    io: WgPass,
 ) -> Result<()> {
     let gpu = src.gpu();
     let tw = twiddles(gpu);
@@ -251,20 +240,19 @@ fn pass(
     if !global {
         // The real forms transform two lines at once (M is even: a pair never straddles
         // two planes).
-        let lines = if io == Io::Complex { lines } else { lines / 2 };
+        let lines = if io == WgPass::Complex {
+            lines
+        } else {
+            lines / 2
+        };
         let lpw = (TILE / m).min(lines.next_power_of_two());
         let groups = u32_of(lines.div_ceil(lpw));
         let grid = grid_1d(groups, gpu.info().max_workgroups_per_dim);
         let p = Params { lpw, lines, ..base };
-        let pass = match io {
-            Io::Complex => WgPass::Complex,
-            Io::RealIn => WgPass::RealIn,
-            Io::RealOut => WgPass::RealOut,
-        };
-        launch_fft_wg(pass, src, dst, p, grid);
+        launch_fft_wg(io, src, dst, p, grid);
         return Ok(());
     }
-    debug_assert!(io == Io::Complex, "the global passes take complex data");
+    debug_assert!(io == WgPass::Complex, "the global passes take complex data");
     launch_fft_1d(
         "fft_bitrev",
         &[src.bind(0), dst.bind(1)],
@@ -369,19 +357,46 @@ pub(crate) fn fft2_io(
     if global {
         let xc = if real_in { to_complex(x)? } else { x.clone() };
         let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
-        pass(&xc, &tmp, planes, m, true, sign, scale, true, Io::Complex)?;
+        pass(
+            &xc,
+            &tmp,
+            planes,
+            m,
+            true,
+            sign,
+            scale,
+            true,
+            WgPass::Complex,
+        )?;
         drop(xc);
         let out = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
-        pass(&tmp, &out, planes, m, false, sign, 1.0, true, Io::Complex)?;
+        pass(
+            &tmp,
+            &out,
+            planes,
+            m,
+            false,
+            sign,
+            1.0,
+            true,
+            WgPass::Complex,
+        )?;
         return if real_out { real_part(&out) } else { Ok(out) };
     }
     let tmp = Tensor::uninit(x.gpu(), Shape(cdims.clone()), "fft2")?;
-    let io = if real_in { Io::RealIn } else { Io::Complex };
+    let io = if real_in {
+        WgPass::RealIn
+    } else {
+        WgPass::Complex
+    };
     pass(x, &tmp, planes, m, true, sign, scale, false, io)?;
     let (out, io) = if real_out {
-        (Tensor::uninit(x.gpu(), rdims, "fft2")?, Io::RealOut)
+        (Tensor::uninit(x.gpu(), rdims, "fft2")?, WgPass::RealOut)
     } else {
-        (Tensor::uninit(x.gpu(), Shape(cdims), "fft2")?, Io::Complex)
+        (
+            Tensor::uninit(x.gpu(), Shape(cdims), "fft2")?,
+            WgPass::Complex,
+        )
     };
     pass(&tmp, &out, planes, m, false, sign, 1.0, false, io)?;
     Ok(out)
