@@ -11,6 +11,16 @@
 // planes are split (spw = 1), small ones are grouped (qspan covers the plane, spw > 1):
 // a 16×16 plane per workgroup would mean thousands of tiny workgroups. No element index
 // is ever divided.
+//
+// Where P is a multiple of 4 (every plane of the model at input sizes that are multiples
+// of 32) the *4 entry points run instead: the same kernels on vec4s of 4 consecutive
+// pixels, with `inner` and `qspan` counted in vec4s and 64 invocations per workgroup (256
+// pixels, like the scalar ones). On lavapipe a load or store costs about the same per lane
+// whatever its width, so a vec4 moves 4 pixels for the price of one (measured:
+// `cargo bench --bench kernels -- batch_norm`, docs/benchmarks.md).
+//
+// Backward with MASK: the ReLU that bn_apply fused is differentiated here too, from its
+// output y (slot `*y`): dy passes where y > 0. One pass over the data instead of two.
 
 struct Params {
     c: u32,        // channels
@@ -31,22 +41,22 @@ const WG: u32 = 256u;
 
 var<workgroup> acc2: array<vec2<f32>, WG>;
 
-// Sum of acc2 over the workgroup, valid in lid 0. Two barriers, not a log2(256) = 8
-// level tree: barriers dominate small reductions on lavapipe, and 16 serial adds by 16
-// lanes are nothing on any device.
-fn reduce_acc2(lid: u32) -> vec2<f32> {
+// Sum of acc2[0 .. side²] over a workgroup of side² invocations, valid in lid 0. Two
+// barriers, not a log2 tree: barriers dominate small reductions on lavapipe, and `side`
+// serial adds by `side` lanes are nothing on any device.
+fn reduce_acc2(lid: u32, side: u32) -> vec2<f32> {
     workgroupBarrier();
-    if (lid < 16u) {
+    if (lid < side) {
         var s = acc2[lid];
-        for (var k = 1u; k < 16u; k++) {
-            s += acc2[lid + 16u * k];
+        for (var k = 1u; k < side; k++) {
+            s += acc2[lid + side * k];
         }
         acc2[lid] = s;
     }
     workgroupBarrier();
     var t = vec2<f32>(0.0);
     if (lid == 0u) {
-        for (var k = 0u; k < 16u; k++) {
+        for (var k = 0u; k < side; k++) {
             t += acc2[k];
         }
     }
@@ -86,7 +96,7 @@ fn bn_stats_partial(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     acc2[lid] = s;
-    let t = reduce_acc2(lid);
+    let t = reduce_acc2(lid, 16u);
     if (lid == 0u) {
         let cnt = f32((q_end - q_begin) * (n_end - n_begin));
         let o = part_index(wid) * 3u;
@@ -187,6 +197,10 @@ fn bn_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 @group(0) @binding(1) var<storage, read> gdy: array<f32>;
 @group(0) @binding(2) var<storage, read> gstats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gpart: array<f32>;
+@group(0) @binding(4) var<storage, read> gy: array<f32>;
+
+// Backward kernels: dy is masked by the fused ReLU's output y (see the header).
+override MASK: bool = false;
 
 // x, dy are (N, C, P); gpart is (C, nq·ns, 2) = tile sums of [dy, dy·x̂] with
 // x̂ = (x − mean)·invstd: the two reductions every gradient of batch norm needs.
@@ -203,12 +217,15 @@ fn bn_grad_partial(@builtin(workgroup_id) wid: vec3<u32>,
     for (var n = wid.z * p.spw; n < n_end; n++) {
         let plane = (n * p.c + c) * p.inner;
         for (var q = q_begin + lid; q < q_end; q += WG) {
-            let g = gdy[plane + q];
+            var g = gdy[plane + q];
+            if (MASK) {
+                g = select(0.0, g, gy[plane + q] > 0.0);
+            }
             s += vec2<f32>(g, g * (gx[plane + q] - mean) * invstd);
         }
     }
     acc2[lid] = s;
-    let t = reduce_acc2(lid);
+    let t = reduce_acc2(lid, 16u);
     if (lid == 0u) {
         let o = part_index(wid) * 2u;
         gpart[o] = t.x;
@@ -242,6 +259,7 @@ fn bn_grad_final(@builtin(global_invocation_id) gid: vec3<u32>) {
 @group(0) @binding(4) var<storage, read> idgamma: array<f32>;
 @group(0) @binding(5) var<storage, read> idbeta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> idx: array<f32>;
+@group(0) @binding(7) var<storage, read> iy: array<f32>;
 
 // x, dy, dx are (N, C, P), tiled like the reductions. Differentiates
 //   y = gamma·x̂ + beta, x̂ = (x − mean)·invstd
@@ -266,9 +284,142 @@ fn bn_backward_input(@builtin(workgroup_id) wid: vec3<u32>,
         let plane = (n * p.c + c) * p.inner;
         for (var q = q_begin + lid; q < q_end; q += WG) {
             let xh = (ix[plane + q] - mean) * invstd;
-            let g = idy[plane + q];
+            var g = idy[plane + q];
+            if (MASK) {
+                g = select(0.0, g, iy[plane + q] > 0.0);
+            }
             // select, not a multiply by 0: in eval mode slots 4 and 5 may hold anything.
             idx[plane + q] = k * select(g, g - db - xh * dg, train);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The same kernels on vec4s (P a multiple of 4; `inner`, `qspan` in vec4s; see the header).
+
+const WG4: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> sx4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn bn_stats_partial4(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_begin = wid.z * p.spw;
+    let n_end = min(p.n, n_begin + p.spw);
+    let shift = sx4[(n_begin * p.c + c) * p.inner + q_begin].x;
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = n_begin; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG4) {
+            let d = sx4[plane + q] - shift;
+            s1 += d;
+            s2 += d * d;
+        }
+    }
+    let one = vec4<f32>(1.0);
+    acc2[lid] = vec2<f32>(dot(s1, one), dot(s2, one));
+    let t = reduce_acc2(lid, 8u);
+    if (lid == 0u) {
+        let cnt = f32(4u * (q_end - q_begin) * (n_end - n_begin));
+        let o = part_index(wid) * 3u;
+        spart[o] = cnt;
+        spart[o + 1u] = shift + t.x / cnt;
+        spart[o + 2u] = max(t.y - t.x * t.x / cnt, 0.0);
+    }
+}
+
+@group(0) @binding(0) var<storage, read> ax4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> ay4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn bn_apply4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let a = agamma[c] * astats[2u * c + 1u];
+    let b = abeta[c] - astats[2u * c] * a;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG4) {
+            let v = a * ax4[plane + q] + b;
+            if (RELU) {
+                ay4[plane + q] = max(v, vec4<f32>(0.0));
+            } else {
+                ay4[plane + q] = v;
+            }
+        }
+    }
+}
+
+@group(0) @binding(0) var<storage, read> gx4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> gdy4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> gy4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn bn_grad_partial4(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let mean = gstats[2u * c];
+    let invstd = gstats[2u * c + 1u];
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG4) {
+            var g = gdy4[plane + q];
+            if (MASK) {
+                g = select(vec4<f32>(0.0), g, gy4[plane + q] > vec4<f32>(0.0));
+            }
+            s1 += g;
+            s2 += g * (gx4[plane + q] - mean) * invstd;
+        }
+    }
+    let one = vec4<f32>(1.0);
+    acc2[lid] = vec2<f32>(dot(s1, one), dot(s2, one));
+    let t = reduce_acc2(lid, 8u);
+    if (lid == 0u) {
+        let o = part_index(wid) * 2u;
+        gpart[o] = t.x;
+        gpart[o + 1u] = t.y;
+    }
+}
+
+@group(0) @binding(0) var<storage, read> ix4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> idy4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> idx4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> iy4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn bn_backward_input4(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let mean = istats[2u * c];
+    let invstd = istats[2u * c + 1u];
+    let k = igamma[c] * invstd;
+    let inv_m = 1.0 / f32(4u * p.n * p.inner);
+    let db = idbeta[c] * inv_m;
+    let dg = idgamma[c] * inv_m;
+    let train = p.train != 0u;
+    let q_begin = wid.x * p.qspan;
+    let q_end = min(p.inner, q_begin + p.qspan);
+    let n_end = min(p.n, (wid.z + 1u) * p.spw);
+    for (var n = wid.z * p.spw; n < n_end; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = q_begin + lid; q < q_end; q += WG4) {
+            let xh = (ix4[plane + q] - mean) * invstd;
+            var g = idy4[plane + q];
+            if (MASK) {
+                g = select(vec4<f32>(0.0), g, iy4[plane + q] > vec4<f32>(0.0));
+            }
+            idx4[plane + q] = k * select(g, g - db - xh * dg, train);
         }
     }
 }

@@ -51,6 +51,8 @@ fn check_train(shape: [usize; 4], tol: Tol) {
 #[test]
 fn batch_norm_train_matches_reference_and_gradients() {
     check_train([2, 3, 9, 11], F32);
+    // P = 96, a multiple of 4: the vec4 kernels.
+    check_train([2, 3, 8, 12], F32);
 }
 
 #[test]
@@ -58,13 +60,13 @@ fn batch_norm_train_over_planes_larger_than_one_tile() {
     // 83·99 = 8217 pixels per plane: two reduction tiles per (sample, channel). Kept
     // just above one tile, so the test stays quick.
     // dγ sums 16,434 products: allow the f32 accumulation error of such a sum.
-    check_train(
-        [2, 1, 83, 99],
-        Tol {
-            atol: 1e-4,
-            rtol: F32.rtol,
-        },
-    );
+    let tol = Tol {
+        atol: 1e-4,
+        rtol: F32.rtol,
+    };
+    check_train([2, 1, 83, 99], tol);
+    // The vec4 kernels: 92·92 = 8464 pixels, 2116 vec4s, two tiles of 2048.
+    check_train([2, 1, 92, 92], tol);
 }
 
 #[test]
@@ -72,12 +74,16 @@ fn batch_norm_train_groups_small_planes_of_many_samples() {
     // 15-pixel planes, 35 samples: reduction tiles hold 32 samples (the second one 3),
     // element-wise tiles 4 samples (the last one 3).
     check_train([35, 2, 3, 5], F32);
+    // The same grouping in vec4s: 4 per plane, 32 and 4 samples per tile.
+    check_train([35, 2, 4, 4], F32);
 }
 
 #[test]
 fn batch_norm_train_with_a_partial_last_group_of_samples() {
     // 255-pixel planes: element-wise tiles of 4 samples over a batch of 5.
     check_train([5, 2, 15, 17], F32);
+    // 64 vec4s per plane: element-wise tiles of 256 vec4s hold 4 samples.
+    check_train([5, 2, 16, 16], F32);
 }
 
 #[test]
@@ -89,137 +95,143 @@ fn batch_norm_train_statistics_survive_a_mean_far_from_zero() {
     // multiplied by Σ dy, a limit of f32 rather than of the kernel.
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (3, 2, 37, 43);
-    let p = h * w;
-    let x: Vec<f32> = uniform(&mut rng, n * c * p)
-        .iter()
-        .map(|v| v + 300.0)
-        .collect();
-    let gamma = uniform(&mut rng, c);
-    let beta = uniform(&mut rng, c);
-    let rm = uniform(&mut rng, c);
-    let rv = variances(&mut rng, c);
-    let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
-    let (y, new_mean, new_var) = ops::batch_norm_train(
-        &up(&x, &[n, c, h, w]),
-        &up(&gamma, &[c]),
-        &up(&beta, &[c]),
-        &up(&rm, &[c]),
-        &up(&rv, &[c]),
-        BN_MOMENTUM,
-        BN_EPS,
-    )
-    .unwrap();
-    let (want_y, want_mean, want_var) = r::batch_norm_train(
-        &to_f64(&x),
-        &to_f64(&gamma),
-        &to_f64(&beta),
-        &to_f64(&rm),
-        &to_f64(&rv),
-        n,
-        c,
-        p,
-        MOMENTUM,
-        EPS,
-    );
-    let tol = Tol {
-        atol: 1e-4,
-        rtol: F32.rtol,
-    };
-    common::assert_close("y", &y.to_vec().unwrap(), &want_y, tol);
-    common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
-    common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
+    // P = 1591 runs the scalar kernels, P = 1584 the vec4 ones.
+    for (n, c, h, w) in [(3, 2, 37, 43), (3, 2, 36, 44)] {
+        let p = h * w;
+        let x: Vec<f32> = uniform(&mut rng, n * c * p)
+            .iter()
+            .map(|v| v + 300.0)
+            .collect();
+        let gamma = uniform(&mut rng, c);
+        let beta = uniform(&mut rng, c);
+        let rm = uniform(&mut rng, c);
+        let rv = variances(&mut rng, c);
+        let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
+        let (y, new_mean, new_var) = ops::batch_norm_train(
+            &up(&x, &[n, c, h, w]),
+            &up(&gamma, &[c]),
+            &up(&beta, &[c]),
+            &up(&rm, &[c]),
+            &up(&rv, &[c]),
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+        .unwrap();
+        let (want_y, want_mean, want_var) = r::batch_norm_train(
+            &to_f64(&x),
+            &to_f64(&gamma),
+            &to_f64(&beta),
+            &to_f64(&rm),
+            &to_f64(&rv),
+            n,
+            c,
+            p,
+            MOMENTUM,
+            EPS,
+        );
+        let tol = Tol {
+            atol: 1e-4,
+            rtol: F32.rtol,
+        };
+        common::assert_close("y", &y.to_vec().unwrap(), &want_y, tol);
+        common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
+        common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
+    }
 }
 
 #[test]
 fn batch_norm_train_updates_running_statistics_with_the_biased_variance() {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (3, 5, 7, 9);
-    let p = h * w;
-    let x = uniform(&mut rng, n * c * p);
-    let gamma = uniform(&mut rng, c);
-    let beta = uniform(&mut rng, c);
-    let rm = uniform(&mut rng, c);
-    let rv = variances(&mut rng, c);
-    let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
-    let (_, new_mean, new_var) = ops::batch_norm_train(
-        &up(&x, &[n, c, h, w]),
-        &up(&gamma, &[c]),
-        &up(&beta, &[c]),
-        &up(&rm, &[c]),
-        &up(&rv, &[c]),
-        BN_MOMENTUM,
-        BN_EPS,
-    )
-    .unwrap();
-    let (_, want_mean, want_var) = r::batch_norm_train(
-        &to_f64(&x),
-        &to_f64(&gamma),
-        &to_f64(&beta),
-        &to_f64(&rm),
-        &to_f64(&rv),
-        n,
-        c,
-        p,
-        MOMENTUM,
-        EPS,
-    );
-    common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
-    common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
-    // The unbiased variance would differ by a factor m/(m − 1), m = 189: with momentum
-    // 0.01 of the batch that is ~5e-5·var, above the tolerance; make sure the reference
-    // really tells them apart.
-    let (_, var) = r::batch_stats(&to_f64(&x), n, c, p);
-    let m = (n * p) as f64;
-    let unbiased: Vec<f64> = rv
-        .iter()
-        .zip(&var)
-        .map(|(&o, v)| MOMENTUM * f64::from(o) + (1.0 - MOMENTUM) * v * m / (m - 1.0))
-        .collect();
-    let got = new_var.to_vec().unwrap();
-    let distinct = got
-        .iter()
-        .zip(&unbiased)
-        .any(|(&g, u)| (f64::from(g) - u).abs() > 1e-6);
-    assert!(
-        distinct,
-        "the running variance must use the biased variance"
-    );
+    // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
+    for (n, c, h, w) in [(3, 5, 7, 9), (3, 5, 8, 8)] {
+        let p = h * w;
+        let x = uniform(&mut rng, n * c * p);
+        let gamma = uniform(&mut rng, c);
+        let beta = uniform(&mut rng, c);
+        let rm = uniform(&mut rng, c);
+        let rv = variances(&mut rng, c);
+        let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
+        let (_, new_mean, new_var) = ops::batch_norm_train(
+            &up(&x, &[n, c, h, w]),
+            &up(&gamma, &[c]),
+            &up(&beta, &[c]),
+            &up(&rm, &[c]),
+            &up(&rv, &[c]),
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+        .unwrap();
+        let (_, want_mean, want_var) = r::batch_norm_train(
+            &to_f64(&x),
+            &to_f64(&gamma),
+            &to_f64(&beta),
+            &to_f64(&rm),
+            &to_f64(&rv),
+            n,
+            c,
+            p,
+            MOMENTUM,
+            EPS,
+        );
+        common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
+        common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
+        // The unbiased variance would differ by a factor m/(m − 1), m = 189 (192): with momentum
+        // 0.01 of the batch that is ~5e-5·var, above the tolerance; make sure the reference
+        // really tells them apart.
+        let (_, var) = r::batch_stats(&to_f64(&x), n, c, p);
+        let m = (n * p) as f64;
+        let unbiased: Vec<f64> = rv
+            .iter()
+            .zip(&var)
+            .map(|(&o, v)| MOMENTUM * f64::from(o) + (1.0 - MOMENTUM) * v * m / (m - 1.0))
+            .collect();
+        let got = new_var.to_vec().unwrap();
+        let distinct = got
+            .iter()
+            .zip(&unbiased)
+            .any(|(&g, u)| (f64::from(g) - u).abs() > 1e-6);
+        assert!(
+            distinct,
+            "the running variance must use the biased variance"
+        );
+    }
 }
 
 #[test]
 fn batch_norm_eval_matches_reference_and_gradients() {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (2, 4, 11, 13);
-    let p = h * w;
-    let x = uniform(&mut rng, n * c * p);
-    let gamma = uniform(&mut rng, c);
-    let beta = uniform(&mut rng, c);
-    let rm = uniform(&mut rng, c);
-    let rv = variances(&mut rng, c);
-    let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-    let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-    let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
-    check_op(
-        &gpu,
-        &mut rng,
-        "batch_norm_eval",
-        &[
-            input(&[n, c, h, w], x),
-            input(&[c], gamma),
-            input(&[c], beta),
-        ],
-        |x| ops::batch_norm_eval(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
-        |x| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS),
-        |x, dy| {
-            let (dx, dg, db) =
-                r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, dy, n, c, p, EPS);
-            vec![dx, dg, db]
-        },
-        F32,
-    );
+    // P = 143 runs the scalar kernels, P = 144 the vec4 ones.
+    for (n, c, h, w) in [(2, 4, 11, 13), (2, 4, 12, 12)] {
+        let p = h * w;
+        let x = uniform(&mut rng, n * c * p);
+        let gamma = uniform(&mut rng, c);
+        let beta = uniform(&mut rng, c);
+        let rm = uniform(&mut rng, c);
+        let rv = variances(&mut rng, c);
+        let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+        let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+        let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+        check_op(
+            &gpu,
+            &mut rng,
+            "batch_norm_eval",
+            &[
+                input(&[n, c, h, w], x),
+                input(&[c], gamma),
+                input(&[c], beta),
+            ],
+            |x| ops::batch_norm_eval(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
+            |x| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS),
+            |x, dy| {
+                let (dx, dg, db) =
+                    r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, dy, n, c, p, EPS);
+                vec![dx, dg, db]
+            },
+            F32,
+        );
+    }
 }
 
 #[test]
@@ -228,41 +240,43 @@ fn batch_norm_eval_input_gradient_alone_skips_the_reductions() {
     // dγ/dβ slots hold a stand-in; the gradient must still be γ·invstd·dy exactly.
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (2, 3, 5, 7);
-    let p = h * w;
-    let x = uniform(&mut rng, n * c * p);
-    let gamma = uniform(&mut rng, c);
-    let beta = uniform(&mut rng, c);
-    let rm = uniform(&mut rng, c);
-    let rv = variances(&mut rng, c);
-    let dy = uniform(&mut rng, n * c * p);
-    let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
-    let xt = up(&x, &[n, c, h, w]).requires_grad();
-    let dyt = up(&dy, &[n, c, h, w]);
-    let tape = rca_gpu::Tape::start();
-    let y = ops::batch_norm_eval(
-        &xt,
-        &up(&gamma, &[c]),
-        &up(&beta, &[c]),
-        &up(&rm, &[c]),
-        &up(&rv, &[c]),
-        BN_EPS,
-    )
-    .unwrap();
-    let loss = ops::sum(&ops::mul(&y, &dyt).unwrap()).unwrap();
-    let grads = tape.backward(&loss).unwrap();
-    let (want, _, _) = r::batch_norm_eval_backward(
-        &to_f64(&x),
-        &to_f64(&gamma),
-        &to_f64(&rm),
-        &to_f64(&rv),
-        &to_f64(&dy),
-        n,
-        c,
-        p,
-        EPS,
-    );
-    common::assert_close("dx", &grads.get(&xt).unwrap().to_vec().unwrap(), &want, F32);
+    // P = 35 runs the scalar kernels, P = 32 the vec4 ones.
+    for (n, c, h, w) in [(2, 3, 5, 7), (2, 3, 4, 8)] {
+        let p = h * w;
+        let x = uniform(&mut rng, n * c * p);
+        let gamma = uniform(&mut rng, c);
+        let beta = uniform(&mut rng, c);
+        let rm = uniform(&mut rng, c);
+        let rv = variances(&mut rng, c);
+        let dy = uniform(&mut rng, n * c * p);
+        let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
+        let xt = up(&x, &[n, c, h, w]).requires_grad();
+        let dyt = up(&dy, &[n, c, h, w]);
+        let tape = rca_gpu::Tape::start();
+        let y = ops::batch_norm_eval(
+            &xt,
+            &up(&gamma, &[c]),
+            &up(&beta, &[c]),
+            &up(&rm, &[c]),
+            &up(&rv, &[c]),
+            BN_EPS,
+        )
+        .unwrap();
+        let loss = ops::sum(&ops::mul(&y, &dyt).unwrap()).unwrap();
+        let grads = tape.backward(&loss).unwrap();
+        let (want, _, _) = r::batch_norm_eval_backward(
+            &to_f64(&x),
+            &to_f64(&gamma),
+            &to_f64(&rm),
+            &to_f64(&rv),
+            &to_f64(&dy),
+            n,
+            c,
+            p,
+            EPS,
+        );
+        common::assert_close("dx", &grads.get(&xt).unwrap().to_vec().unwrap(), &want, F32);
+    }
 }
 
 #[test]
@@ -310,70 +324,75 @@ fn masked(z: &[f64], dy: &[f64]) -> Vec<f64> {
 fn batch_norm_train_relu_is_relu_of_batch_norm_with_its_gradients() {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (3, 4, 9, 7);
-    let p = h * w;
-    let x = uniform(&mut rng, n * c * p);
-    let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
-    let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
-    let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-    let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-    let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
-    let z = |x: &[Vec<f64>]| {
-        r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
-    };
-    check_op(
-        &gpu,
-        &mut rng,
-        "batch_norm_train_relu",
-        &[
-            input(&[n, c, h, w], x),
-            input(&[c], gamma),
-            input(&[c], beta),
-        ],
-        |x| {
-            ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
-                .map(|(y, _, _)| y)
-        },
-        |x| relu_then(z(x)),
-        |x, dy| {
-            let dz = masked(&z(x), dy);
-            let (dx, dg, db) = r::batch_norm_train_backward(&x[0], &x[1], &dz, n, c, p, EPS);
-            vec![dx, dg, db]
-        },
-        F32,
-    );
+    // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
+    for (n, c, h, w) in [(3, 4, 9, 7), (3, 4, 8, 8)] {
+        let p = h * w;
+        let x = uniform(&mut rng, n * c * p);
+        let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
+        let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
+        let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+        let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+        let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+        let z = |x: &[Vec<f64>]| {
+            r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
+        };
+        check_op(
+            &gpu,
+            &mut rng,
+            "batch_norm_train_relu",
+            &[
+                input(&[n, c, h, w], x),
+                input(&[c], gamma),
+                input(&[c], beta),
+            ],
+            |x| {
+                ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
+                    .map(|(y, _, _)| y)
+            },
+            |x| relu_then(z(x)),
+            |x, dy| {
+                let dz = masked(&z(x), dy);
+                let (dx, dg, db) = r::batch_norm_train_backward(&x[0], &x[1], &dz, n, c, p, EPS);
+                vec![dx, dg, db]
+            },
+            F32,
+        );
+    }
 }
 
 #[test]
 fn batch_norm_eval_relu_is_relu_of_batch_norm_with_its_gradients() {
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
-    let (n, c, h, w) = (2, 3, 10, 11);
-    let p = h * w;
-    let x = uniform(&mut rng, n * c * p);
-    let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
-    let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
-    let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-    let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-    let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
-    let z = |x: &[Vec<f64>]| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS);
-    check_op(
-        &gpu,
-        &mut rng,
-        "batch_norm_eval_relu",
-        &[
-            input(&[n, c, h, w], x),
-            input(&[c], gamma),
-            input(&[c], beta),
-        ],
-        |x| ops::batch_norm_eval_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
-        |x| relu_then(z(x)),
-        |x, dy| {
-            let dz = masked(&z(x), dy);
-            let (dx, dg, db) =
-                r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, &dz, n, c, p, EPS);
-            vec![dx, dg, db]
-        },
-        F32,
-    );
+    // P = 110 runs the scalar kernels, P = 144 the vec4 ones.
+    for (n, c, h, w) in [(2, 3, 10, 11), (2, 3, 12, 12)] {
+        let p = h * w;
+        let x = uniform(&mut rng, n * c * p);
+        let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
+        let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
+        let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+        let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+        let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+        let z =
+            |x: &[Vec<f64>]| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS);
+        check_op(
+            &gpu,
+            &mut rng,
+            "batch_norm_eval_relu",
+            &[
+                input(&[n, c, h, w], x),
+                input(&[c], gamma),
+                input(&[c], beta),
+            ],
+            |x| ops::batch_norm_eval_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
+            |x| relu_then(z(x)),
+            |x, dy| {
+                let dz = masked(&z(x), dy);
+                let (dx, dg, db) =
+                    r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, &dz, n, c, p, EPS);
+                vec![dx, dg, db]
+            },
+            F32,
+        );
+    }
 }

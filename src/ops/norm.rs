@@ -21,7 +21,6 @@ use crate::autodiff::{Backward, Input, Piecewise, record};
 use crate::error::{Error, Result};
 use crate::runtime::{Kernel, Shader, kernel_params};
 use crate::tensor::Tensor;
-use crate::tensor::{EwParams, launch_elementwise};
 
 /// Keras' default, and MODEL.md's.
 pub const BN_EPS: f32 = 1e-3;
@@ -33,8 +32,9 @@ pub const BN_MOMENTUM: f32 = 0.99;
 const REDUCE_TILE: usize = 8192;
 /// Elements per workgroup of the element-wise kernels (apply, input gradient).
 const MAP_TILE: usize = 1024;
-/// Invocations per workgroup of the tiled kernels.
+/// Invocations per workgroup of the tiled kernels, scalar and vec4 (256 pixels either way).
 const WG: usize = 256;
+const WG4: usize = 64;
 /// Workgroup size of the per-channel `*_final` kernels.
 const WG_FINAL: usize = 64;
 
@@ -54,6 +54,9 @@ struct Dims {
     n: usize,
     c: usize,
     inner: usize,
+    /// Pixels per invocation step: 4 where P is a multiple of 4 (the `*4` kernels, which
+    /// count `inner` and the tiles in vec4s), else 1.
+    lanes: usize,
     /// Tiling of the partial reductions (its tile count fixes the partials per channel).
     reduce: Tiling,
     /// Tiling of the element-wise kernels.
@@ -61,11 +64,12 @@ struct Dims {
 }
 
 impl Tiling {
-    /// Tiles of about `target` elements over N planes of P pixels.
-    fn new(n: usize, inner: usize, target: usize, max_per_dim: usize) -> Self {
+    /// Tiles of about `target` units over N planes of `inner` units (pixels or vec4s),
+    /// for workgroups of `wg` invocations.
+    fn new(n: usize, inner: usize, target: usize, max_per_dim: usize, wg: usize) -> Self {
         let qspan = target
-            .min(inner.next_multiple_of(WG))
-            .max(inner.div_ceil(max_per_dim).next_multiple_of(WG));
+            .min(inner.next_multiple_of(wg))
+            .max(inner.div_ceil(max_per_dim).next_multiple_of(wg));
         let spw = (target / qspan).clamp(1, n);
         Self {
             qspan,
@@ -104,7 +108,7 @@ impl Dims {
     fn params(&self, t: Tiling, eps: f32, momentum: f32, train: bool) -> NormParams {
         NormParams {
             c: u32_of(self.c),
-            inner: u32_of(self.inner),
+            inner: u32_of(self.inner / self.lanes),
             qspan: u32_of(t.qspan),
             nq: u32_of(t.nq),
             n: u32_of(self.n),
@@ -127,6 +131,19 @@ impl Dims {
     /// Partial results per channel.
     fn parts(&self) -> usize {
         self.reduce.nq * self.reduce.ns
+    }
+
+    /// The tiled kernel `name`, in its vec4 form (`name4`) where the planes allow it.
+    fn kernel(&self, name: &'static str) -> Kernel {
+        let name = match (self.lanes, name) {
+            (1, _) => name,
+            (_, "bn_stats_partial") => "bn_stats_partial4",
+            (_, "bn_apply") => "bn_apply4",
+            (_, "bn_grad_partial") => "bn_grad_partial4",
+            (_, "bn_backward_input") => "bn_backward_input4",
+            _ => unreachable!("{name} has no vec4 form"),
+        };
+        Kernel::new(Shader::Norm, name)
     }
 }
 
@@ -154,12 +171,15 @@ fn check(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<Dims> 
         });
     }
     let inner = h * w;
+    let (lanes, wg) = if inner % 4 == 0 { (4, WG4) } else { (1, WG) };
+    let units = inner / lanes;
     Ok(Dims {
         n,
         c,
         inner,
-        reduce: Tiling::new(n, inner, REDUCE_TILE, max),
-        map: Tiling::new(n, inner, MAP_TILE, max),
+        lanes,
+        reduce: Tiling::new(n, units, REDUCE_TILE / lanes, max, wg),
+        map: Tiling::new(n, units, MAP_TILE / lanes, max, wg),
     })
 }
 
@@ -175,7 +195,7 @@ fn apply(
 ) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), "batch_norm")?;
     x.gpu().launch(
-        &Kernel::new(Shader::Norm, "bn_apply").with("RELU", u32::from(relu)),
+        &d.kernel("bn_apply").with("RELU", u32::from(relu)),
         &[
             x.bind(0),
             stats.bind(1),
@@ -255,7 +275,7 @@ fn train(
     let params = d.params(d.reduce, eps, momentum, true);
     let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
     gpu.launch(
-        &Kernel::new(Shader::Norm, "bn_stats_partial"),
+        &d.kernel("bn_stats_partial"),
         &[x.bind(0), partial.bind(1)],
         &params,
         d.grid(d.reduce),
@@ -408,7 +428,9 @@ pub(crate) fn fold_into_conv1x1(
     Ok((wf, bf))
 }
 
-/// Backward of [`batch_norm_train`] / [`batch_norm_eval`]: (dx, dγ, dβ).
+/// Backward of [`batch_norm_train`] / [`batch_norm_eval`]: (dx, dγ, dβ). With
+/// `relu_out`, the output y of the fused ReLU, dy is first masked where y = 0 (in the
+/// same passes).
 // y = γ·x̂ + β, x̂ = (x − mean)·invstd  ⇒  dβ = Σ dy, dγ = Σ dy·x̂, and
 //   train (mean, invstd depend on x): dx = γ·invstd·(dy − (dβ + x̂·dγ)/m), m = N·H·W
 //   eval (running statistics are constants): dx = γ·invstd·dy
@@ -417,6 +439,7 @@ fn batch_norm_backward(
     gamma: &Tensor,
     stats: &Tensor,
     train: bool,
+    relu_out: Option<&Tensor>,
     dy: &Tensor,
     need: [bool; 3],
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -424,12 +447,21 @@ fn batch_norm_backward(
     let d = check(op, x, &[gamma])?;
     let gpu = x.gpu();
     let params = d.params(d.reduce, 0.0, 0.0, train);
+    // Without a ReLU the mask slot holds dy again (read-only, and never read).
+    let mask = relu_out.unwrap_or(dy);
+    let masked = u32::from(relu_out.is_some());
     // The input gradient in training mode needs both sums, as do dγ and dβ.
     let sums = if need[1] || need[2] || (train && need[0]) {
         let partial = Tensor::uninit(gpu, [d.c, d.parts(), 2], op)?;
         gpu.launch(
-            &Kernel::new(Shader::Norm, "bn_grad_partial"),
-            &[x.bind(0), dy.bind(1), stats.bind(2), partial.bind(3)],
+            &d.kernel("bn_grad_partial").with("MASK", masked),
+            &[
+                x.bind(0),
+                dy.bind(1),
+                stats.bind(2),
+                partial.bind(3),
+                mask.bind(4),
+            ],
             &params,
             d.grid(d.reduce),
         );
@@ -451,7 +483,7 @@ fn batch_norm_backward(
         // the mode, so even NaN there cannot leak); γ stands in for them.
         let (dg, db) = sums.as_ref().map_or((gamma, gamma), |(g, b)| (g, b));
         gpu.launch(
-            &Kernel::new(Shader::Norm, "bn_backward_input"),
+            &d.kernel("bn_backward_input").with("MASK", masked),
             &[
                 x.bind(0),
                 dy.bind(1),
@@ -460,6 +492,7 @@ fn batch_norm_backward(
                 dg.bind(4),
                 db.bind(5),
                 dx.bind(6),
+                mask.bind(7),
             ],
             &d.params(d.map, 0.0, 0.0, train),
             d.grid(d.map),
@@ -490,19 +523,15 @@ struct BatchNormGrad {
 impl Backward for BatchNormGrad {
     fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let want = [need[0], need[1], need[2]];
-        let masked;
-        let dz = match &self.relu_out {
-            Some(y) => {
-                masked = Tensor::uninit(dy.gpu(), dy.shape().clone(), "batch_norm_relu_backward")?;
-                let n = masked.numel();
-                let p = EwParams::default();
-                launch_elementwise("relu_backward", Some(y), Some(dy), &masked, n, p);
-                &masked
-            }
-            None => dy,
-        };
-        let (dx, dg, db) =
-            batch_norm_backward(&self.x, &self.gamma, &self.stats, self.train, dz, want)?;
+        let (dx, dg, db) = batch_norm_backward(
+            &self.x,
+            &self.gamma,
+            &self.stats,
+            self.train,
+            self.relu_out.as_ref(),
+            dy,
+            want,
+        )?;
         Ok(vec![dx, dg, db])
     }
 
@@ -678,32 +707,48 @@ pub mod reference {
 
 #[cfg(test)]
 mod tests {
-    use super::{REDUCE_TILE, Tiling, WG};
+    use super::{REDUCE_TILE, Tiling, WG, WG4};
 
     /// Every (sample, pixel) of a channel lies in exactly one tile.
     fn covers(n: usize, inner: usize, t: Tiling) {
-        assert_eq!(t.qspan % WG, 0);
+        assert_eq!(t.qspan % WG4, 0);
         assert!(t.nq * t.qspan >= inner && (t.nq - 1) * t.qspan < inner);
         assert!(t.ns * t.spw >= n && (t.ns - 1) * t.spw < n);
     }
 
     #[test]
     fn large_planes_are_split_and_small_ones_grouped() {
-        let big = Tiling::new(8, 256 * 256, REDUCE_TILE, 65_535);
+        let big = Tiling::new(8, 256 * 256, REDUCE_TILE, 65_535, WG);
         assert_eq!((big.qspan, big.nq, big.spw, big.ns), (8192, 8, 1, 8));
         covers(8, 256 * 256, big);
-        let small = Tiling::new(8, 16 * 16, REDUCE_TILE, 65_535);
+        let small = Tiling::new(8, 16 * 16, REDUCE_TILE, 65_535, WG);
         assert_eq!((small.qspan, small.nq, small.spw, small.ns), (256, 1, 8, 1));
         covers(8, 256, small);
         for (n, inner) in [(35, 15), (5, 255), (2, 8827), (3, 1025), (1, 1)] {
-            covers(n, inner, Tiling::new(n, inner, REDUCE_TILE, 65_535));
-            covers(n, inner, Tiling::new(n, inner, 1024, 65_535));
+            covers(n, inner, Tiling::new(n, inner, REDUCE_TILE, 65_535, WG));
+            covers(n, inner, Tiling::new(n, inner, 1024, 65_535, WG));
+        }
+        // The vec4 kernels: a quarter of the units, workgroups of 64.
+        let big4 = Tiling::new(8, 256 * 256 / 4, REDUCE_TILE / 4, 65_535, WG4);
+        assert_eq!((big4.qspan, big4.nq, big4.spw, big4.ns), (2048, 8, 1, 8));
+        let small4 = Tiling::new(8, 16 * 16 / 4, REDUCE_TILE / 4, 65_535, WG4);
+        assert_eq!(
+            (small4.qspan, small4.nq, small4.spw, small4.ns),
+            (64, 1, 8, 1)
+        );
+        for (n, units) in [(35, 4), (5, 64), (2, 2116), (1, 1)] {
+            covers(
+                n,
+                units,
+                Tiling::new(n, units, REDUCE_TILE / 4, 65_535, WG4),
+            );
+            covers(n, units, Tiling::new(n, units, 256, 65_535, WG4));
         }
     }
 
     #[test]
     fn a_plane_wider_than_the_grid_limit_takes_longer_tiles() {
-        let t = Tiling::new(1, 1 << 26, REDUCE_TILE, 65_535);
+        let t = Tiling::new(1, 1 << 26, REDUCE_TILE, 65_535, WG);
         assert!(t.nq <= 65_535);
         covers(1, 1 << 26, t);
     }
