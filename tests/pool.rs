@@ -121,12 +121,20 @@ fn max_pool_same_keeps_the_size_and_clips_at_the_border() {
         r::max_pool_same_backward,
         [2, 3, 9, 11],
     );
+    // W a multiple of 4: the vec4 kernels.
+    check_pool(
+        "max_pool_same",
+        ops::max_pool_same,
+        r::max_pool_same,
+        r::max_pool_same_backward,
+        [2, 3, 9, 12],
+    );
 }
 
 #[test]
 fn max_pool_same_on_single_row_and_column_maps() {
-    // Every window is clipped: 1×7 and 6×1.
-    for shape in [[2, 2, 1, 7], [2, 2, 6, 1]] {
+    // Every window is clipped: 1×7 and 6×1, and 1×8 and 6×4 in vec4s.
+    for shape in [[2, 2, 1, 7], [2, 2, 6, 1], [2, 2, 1, 8], [2, 2, 6, 4]] {
         check_pool(
             "max_pool_same",
             ops::max_pool_same,
@@ -145,11 +153,23 @@ fn max_pool_same_sums_overlapping_windows_and_routes_ties_to_the_first_maximum()
         r::max_pool_same_backward,
         [2, 3, 9, 11],
     );
+    check_ties(
+        ops::max_pool_same,
+        r::max_pool_same,
+        r::max_pool_same_backward,
+        [2, 3, 9, 12],
+    );
 }
 
 #[test]
 fn max_pool_same_routes_ties_in_clipped_windows_of_thin_maps() {
-    for shape in [[2, 2, 1, 7], [2, 2, 6, 1], [2, 1, 2, 5]] {
+    for shape in [
+        [2, 2, 1, 7],
+        [2, 2, 6, 1],
+        [2, 1, 2, 5],
+        [2, 2, 1, 4],
+        [2, 1, 3, 8],
+    ] {
         check_ties(
             ops::max_pool_same,
             r::max_pool_same,

@@ -36,7 +36,8 @@ kernel_params! {
         wo: u32,
         /// Invocations that do work.
         total: u32,
-        pad0: u32,
+        /// The `*4` entries: log2 of the vec4s of a row one workgroup covers.
+        shift: u32,
         pad1: u32,
         pad2: u32,
     }
@@ -45,6 +46,53 @@ kernel_params! {
 /// Launch `entry` with `total` invocations (what each one covers is the entry's business:
 /// an output, an input pixel, a window or a strip), reading x (slot 0) and dy (slot 1).
 #[allow(clippy::too_many_arguments)]
+/// Whether the `*4` entries take (N·C) planes of H×W: W a multiple of 4, rows of at least
+/// 64 vec4s or a power of two of them (a workgroup then covers whole rows), and H and N·C
+/// within the grid's per-dimension limit.
+fn rows4(x: &Tensor, planes: usize, h: usize, w: usize) -> bool {
+    let max = x.gpu().info().max_workgroups_per_dim as usize;
+    let q = w / 4;
+    w.is_multiple_of(4) && (q >= 64 || q.is_power_of_two()) && h <= max && planes <= max
+}
+
+/// The `*4` entries (W a multiple of 4, one invocation per vec4 of a row, on the grid
+/// (⌈W/4/64⌉, H, N·C)): x and dy bound both as scalars and as vec4s, the output as vec4s.
+fn launch_rows4(
+    entry: &'static str,
+    x: &Tensor,
+    dy: Option<&Tensor>,
+    out: &Tensor,
+    (h, w): (usize, usize),
+) {
+    let planes = out.numel() / (h * w);
+    // log2 of the vec4s of a row a workgroup covers (see the shader).
+    let shift = (w / 4).min(64).ilog2();
+    let rows_per_group = 64 >> shift;
+    let params = PoolParams {
+        h: u32_of(h),
+        w: u32_of(w),
+        ho: u32_of(h),
+        wo: u32_of(w),
+        total: u32_of(out.numel() / 4),
+        shift,
+        ..PoolParams::default()
+    };
+    let mut bindings = vec![x.bind(0), x.bind(3), out.bind(5)];
+    if let Some(dy) = dy {
+        bindings.extend([dy.bind(1), dy.bind(4)]);
+    }
+    out.gpu().launch(
+        &Kernel::new(Shader::Pool, entry),
+        &bindings,
+        &params,
+        [
+            u32_of((w / 4).div_ceil(64)),
+            u32_of(h.div_ceil(rows_per_group)),
+            u32_of(planes),
+        ],
+    );
+}
+
 fn launch(
     entry: &'static str,
     x: Option<&Tensor>,
@@ -126,7 +174,11 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), op)?;
     // One invocation per row strip of 4 outputs (see the shader).
     let strips = n * c * h * w.div_ceil(4);
-    launch(op, Some(x), None, &y, (h, w), (h, w), strips);
+    if rows4(x, n * c, h, w) {
+        launch_rows4("max_pool_same4", x, None, &y, (h, w));
+    } else {
+        launch(op, Some(x), None, &y, (h, w), (h, w), strips);
+    }
     record(&[x], &y, || MaxPoolGrad {
         x: x.clone(),
         valid: false,
@@ -142,15 +194,19 @@ fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
     // One invocation per row strip of 4 pixels (see the shader).
     let total = n * c * h * w.div_ceil(4);
-    launch(
-        "max_pool_same_backward",
-        Some(x),
-        Some(dy),
-        &dx,
-        (h, w),
-        (h, w),
-        total,
-    );
+    if rows4(x, n * c, h, w) {
+        launch_rows4("max_pool_same_backward4", x, Some(dy), &dx, (h, w));
+    } else {
+        launch(
+            "max_pool_same_backward",
+            Some(x),
+            Some(dy),
+            &dx,
+            (h, w),
+            (h, w),
+            total,
+        );
+    }
     Ok(dx)
 }
 

@@ -263,7 +263,14 @@ impl Gpu {
         // While a profile records, the pass writes the clock at its begin and end.
         let mut profile = self.inner.profile.lock().expect("profile lock");
         let slot = profile.as_mut().map(|p| {
-            let bytes = bindings.iter().map(|b| b.bytes).sum();
+            // A range bound to two slots (a scalar and a vec4 view) counts once.
+            let mut ranges: Vec<_> = bindings
+                .iter()
+                .map(|b| (std::ptr::from_ref(b.buffer) as usize, b.offset, b.bytes))
+                .collect();
+            ranges.sort_unstable();
+            ranges.dedup();
+            let bytes = ranges.iter().map(|r| r.2).sum();
             p.next(&self.inner.device, kernel.entry, workgroups, bytes)
         });
         let timestamp_writes =
