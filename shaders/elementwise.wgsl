@@ -222,6 +222,37 @@ fn relu4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     out4[i] = max(a4[i], vec4<f32>(0.0));
 }
 
+// mul_bcast and mul_bcast_grad_b over whole vec4s (inner % 4 == 0; p.inner counts vec4s),
+// 64 invocations per workgroup along a row, the channel and the sample from the grid
+// (⌈inner/64⌉, C, N) instead of two integer divisions per element (lavapipe divides lane by
+// lane). mul_bcast4: out = a ⊙ b, a (N, C, P), b (N, 1, P).
+const RW: u32 = 64u;
+
+@compute @workgroup_size(64)
+fn mul_bcast4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let q = wid.x * RW + lid;
+    if (q >= p.inner) { return; }
+    let n = wid.z;
+    let i = (n * p.c + wid.y) * p.inner + q;
+    out4[i] = a4[i] * b4[n * p.inner + q];
+}
+
+// out[n, q] = Σ_c a[n, c, q]·b[n, c, q] on the grid (⌈inner/64⌉, N, 1), channels in order.
+@compute @workgroup_size(64)
+fn mul_bcast_grad_b4(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let q = wid.x * RW + lid;
+    if (q >= p.inner) { return; }
+    let n = wid.y;
+    var acc = vec4<f32>(0.0);
+    var j = n * p.c * p.inner + q;
+    for (var c = 0u; c < p.c; c++) {
+        acc += a4[j] * b4[j];
+        j += p.inner;
+    }
+    out4[n * p.inner + q] = acc;
+}
+
 @compute @workgroup_size(256)
 fn relu_backward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {

@@ -6,8 +6,10 @@
 //! `mul`, `scale` and the sums of `reduce` are what the tests build scalar losses with
 //! (Σ w ⊙ y), so that every op's backward can be driven through the tape.
 
+use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
+use crate::runtime::{Kernel, Shader};
 use crate::tensor::Tensor;
 pub(crate) use crate::tensor::{EwParams, launch_elementwise};
 
@@ -101,9 +103,42 @@ pub(crate) fn mul_bcast_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         });
     }
     let out = Tensor::uninit(a.gpu(), a.shape().clone(), op)?;
-    let p = channel_view(c, h * w);
-    launch_elementwise("mul_bcast", Some(a), Some(b), &out, out.numel(), p);
+    if rows4(a, n, c, h * w) {
+        let grid = [u32_of((h * w / 4).div_ceil(ROW4)), u32_of(c), u32_of(n)];
+        launch_rows4("mul_bcast4", a, b, &out, c, h * w, grid);
+    } else {
+        let p = channel_view(c, h * w);
+        launch_elementwise("mul_bcast", Some(a), Some(b), &out, out.numel(), p);
+    }
     Ok(out)
+}
+
+/// Invocations per workgroup (and vec4s of a row each covers) of the `*4` channel kernels.
+const ROW4: usize = 64;
+
+/// Whether the `*4` channel kernels take (N, C, P): P a multiple of 4, N and C within the
+/// grid's per-dimension limit.
+fn rows4(a: &Tensor, n: usize, c: usize, inner: usize) -> bool {
+    let max = a.gpu().info().max_workgroups_per_dim as usize;
+    inner.is_multiple_of(4) && n <= max && c <= max
+}
+
+/// A `*4` channel kernel (see the shader) on `grid`, with `inner` counted in vec4s.
+fn launch_rows4(
+    entry: &'static str,
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    c: usize,
+    inner: usize,
+    grid: [u32; 3],
+) {
+    a.gpu().launch(
+        &Kernel::new(Shader::Elementwise, entry),
+        &[a.bind(0), b.bind(1), out.bind(2)],
+        &channel_view(c, inner / 4),
+        grid,
+    );
 }
 
 /// The (outer, C, inner) view of an NCHW tensor, for kernels that index by channel.
@@ -135,8 +170,13 @@ impl Backward for MulBcastGrad {
 pub(crate) fn mul_bcast_grad_b_raw(a: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = a.shape().nchw().expect("the caller passes NCHW");
     let db = Tensor::uninit(a.gpu(), [n, 1, h, w], "mul_bcast_backward")?;
-    let p = channel_view(c, h * w);
-    launch_elementwise("mul_bcast_grad_b", Some(a), Some(dy), &db, db.numel(), p);
+    if rows4(a, n, 1, h * w) {
+        let grid = [u32_of((h * w / 4).div_ceil(ROW4)), u32_of(n), 1];
+        launch_rows4("mul_bcast_grad_b4", a, dy, &db, c, h * w, grid);
+    } else {
+        let p = channel_view(c, h * w);
+        launch_elementwise("mul_bcast_grad_b", Some(a), Some(dy), &db, db.numel(), p);
+    }
     Ok(db)
 }
 
