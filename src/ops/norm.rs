@@ -133,17 +133,9 @@ impl Dims {
         self.reduce.nq * self.reduce.ns
     }
 
-    /// The tiled kernel `name`, in its vec4 form (`name4`) where the planes allow it.
-    fn kernel(&self, name: &'static str) -> Kernel {
-        let name = match (self.lanes, name) {
-            (1, _) => name,
-            (_, "bn_stats_partial") => "bn_stats_partial4",
-            (_, "bn_apply") => "bn_apply4",
-            (_, "bn_grad_partial") => "bn_grad_partial4",
-            (_, "bn_backward_input") => "bn_backward_input4",
-            _ => unreachable!("{name} has no vec4 form"),
-        };
-        Kernel::new(Shader::Norm, name)
+    /// The tiled kernel: its scalar form, or its vec4 form where the planes allow it.
+    fn kernel(&self, scalar: &'static str, vec4: &'static str) -> Kernel {
+        Kernel::new(Shader::Norm, if self.lanes == 4 { vec4 } else { scalar })
     }
 }
 
@@ -195,7 +187,8 @@ fn apply(
 ) -> Result<Tensor> {
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), "batch_norm")?;
     x.gpu().launch(
-        &d.kernel("bn_apply").with("RELU", u32::from(relu)),
+        &d.kernel("bn_apply", "bn_apply4")
+            .with("RELU", u32::from(relu)),
         &[
             x.bind(0),
             stats.bind(1),
@@ -275,7 +268,7 @@ fn train(
     let params = d.params(d.reduce, eps, momentum, true);
     let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
     gpu.launch(
-        &d.kernel("bn_stats_partial"),
+        &d.kernel("bn_stats_partial", "bn_stats_partial4"),
         &[x.bind(0), partial.bind(1)],
         &params,
         d.grid(d.reduce),
@@ -454,7 +447,8 @@ fn batch_norm_backward(
     let sums = if need[1] || need[2] || (train && need[0]) {
         let partial = Tensor::uninit(gpu, [d.c, d.parts(), 2], op)?;
         gpu.launch(
-            &d.kernel("bn_grad_partial").with("MASK", masked),
+            &d.kernel("bn_grad_partial", "bn_grad_partial4")
+                .with("MASK", masked),
             &[
                 x.bind(0),
                 dy.bind(1),
@@ -483,7 +477,8 @@ fn batch_norm_backward(
         // the mode, so even NaN there cannot leak); γ stands in for them.
         let (dg, db) = sums.as_ref().map_or((gamma, gamma), |(g, b)| (g, b));
         gpu.launch(
-            &d.kernel("bn_backward_input").with("MASK", masked),
+            &d.kernel("bn_backward_input", "bn_backward_input4")
+                .with("MASK", masked),
             &[
                 x.bind(0),
                 dy.bind(1),

@@ -43,9 +43,6 @@ kernel_params! {
     }
 }
 
-/// Launch `entry` with `total` invocations (what each one covers is the entry's business:
-/// an output, an input pixel, a window or a strip), reading x (slot 0) and dy (slot 1).
-#[allow(clippy::too_many_arguments)]
 /// Whether the `*4` entries take (N·C) planes of H×W: W a multiple of 4, rows of at least
 /// 64 vec4s or a power of two of them (a workgroup then covers whole rows), and H and N·C
 /// within the grid's per-dimension limit.
@@ -56,7 +53,8 @@ fn rows4(x: &Tensor, planes: usize, h: usize, w: usize) -> bool {
 }
 
 /// The `*4` entries (W a multiple of 4, one invocation per vec4 of a row, on the grid
-/// (⌈W/4/64⌉, H, N·C)): x and dy bound both as scalars and as vec4s, the output as vec4s.
+/// (⌈W/4/64⌉, row blocks, N·C); see the shader): x and dy bound both as scalars and as
+/// vec4s, the output as vec4s.
 fn launch_rows4(
     entry: &'static str,
     x: &Tensor,
@@ -93,6 +91,9 @@ fn launch_rows4(
     );
 }
 
+/// Launch `entry` with `total` invocations (what each one covers is the entry's business:
+/// an output, an input pixel, a window or a strip), reading x (slot 0) and dy (slot 1).
+#[allow(clippy::too_many_arguments)]
 fn launch(
     entry: &'static str,
     x: Option<&Tensor>,
@@ -172,11 +173,11 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     let op = "max_pool_same";
     let (n, c, h, w) = nchw(op, x)?;
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), op)?;
-    // One invocation per row strip of 4 outputs (see the shader).
-    let strips = n * c * h * w.div_ceil(4);
     if rows4(x, n * c, h, w) {
         launch_rows4("max_pool_same4", x, None, &y, (h, w));
     } else {
+        // One invocation per row strip of 4 outputs (see the shader).
+        let strips = n * c * h * w.div_ceil(4);
         launch(op, Some(x), None, &y, (h, w), (h, w), strips);
     }
     record(&[x], &y, || MaxPoolGrad {
@@ -192,11 +193,11 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
 fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
-    // One invocation per row strip of 4 pixels (see the shader).
-    let total = n * c * h * w.div_ceil(4);
     if rows4(x, n * c, h, w) {
         launch_rows4("max_pool_same_backward4", x, Some(dy), &dx, (h, w));
     } else {
+        // One invocation per row strip of 4 pixels (see the shader).
+        let total = n * c * h * w.div_ceil(4);
         launch(
             "max_pool_same_backward",
             Some(x),
