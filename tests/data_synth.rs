@@ -61,9 +61,11 @@ fn normal_phantoms_have_empty_masks_and_others_a_lesion() {
         assert!(p.mask.data.iter().all(|&v| v == 0.0 || v == 1.0));
         if p.class == Class::Normal {
             assert_eq!(area, 0, "phantom {i}");
+            assert_eq!(p.lesion_mm, None);
         } else {
+            // A 3 mm lesion in a 50 mm field is about 4 pixels across at 64×64.
             assert!(
-                area > 20 && area < 64 * 64 / 3,
+                (4..64 * 64 / 2).contains(&area),
                 "phantom {i}: lesion area {area}"
             );
         }
@@ -71,33 +73,79 @@ fn normal_phantoms_have_empty_masks_and_others_a_lesion() {
 }
 
 #[test]
-fn lesions_are_hypoechoic() {
-    for i in (0..30).filter(|&i| phantom_class(2, i) != Class::Normal) {
-        let p = generate_phantom(2, i, 128);
-        let (mut inside, mut n_in, mut ring, mut n_ring) = (0.0, 0, 0.0, 0);
-        for (k, &m) in p.mask.data.iter().enumerate() {
-            if m == 1.0 {
-                inside += p.image.data[k];
-                n_in += 1;
-            } else {
-                // Pixels within 6 px of the lesion but outside it.
-                let (x, y) = ((k % 128) as isize, (k / 128) as isize);
-                let near = (-6..=6).any(|d: isize| {
-                    let (xx, yy) = (x + d, y);
-                    (0..128).contains(&xx) && p.mask.data[(yy * 128 + xx) as usize] == 1.0
-                });
-                if near {
-                    ring += p.image.data[k];
-                    n_ring += 1;
-                }
+fn lesions_span_3_to_20_mm_and_their_masks_match_their_size() {
+    let mut sizes = Vec::new();
+    for i in (0..150).filter(|&i| phantom_class(4, i) != Class::Normal) {
+        let p = generate_phantom(4, i, 256);
+        assert!(
+            (30.0..=50.0).contains(&p.fov_mm),
+            "field of view {}",
+            p.fov_mm
+        );
+        let d = p.lesion_mm.unwrap();
+        assert!((3.0..=20.0).contains(&d), "phantom {i}: {d} mm");
+        // The mask's equivalent diameter, mm: lobes and spicules change the area, the
+        // aspect ratio does not.
+        let area = p.mask.data.iter().filter(|&&v| v == 1.0).count() as f32;
+        let mm = 2.0 * (area / std::f32::consts::PI).sqrt() * p.fov_mm / 256.0;
+        assert!(
+            mm > 0.7 * d && mm < 1.4 * d,
+            "phantom {i}: mask {mm:.1} mm across, lesion {d:.1} mm"
+        );
+        sizes.push(d);
+    }
+    // Log-uniform over 3–20 mm: about a third under 5 mm, a fifth over 13 mm.
+    let n = sizes.len() as f32;
+    let small = sizes.iter().filter(|&&d| d < 5.0).count() as f32 / n;
+    let large = sizes.iter().filter(|&&d| d > 13.0).count() as f32 / n;
+    assert!((0.15..0.45).contains(&small), "{small} under 5 mm");
+    assert!((0.08..0.35).contains(&large), "{large} over 13 mm");
+}
+
+/// Mean grey level inside the mask and in a ring of `ring` pixels around it (along rows).
+fn inside_and_around(p: &rca_gpu::data::Phantom, ring: isize) -> (f32, f32) {
+    let s = p.size as isize;
+    let (mut inside, mut n_in, mut around, mut n_around) = (0.0, 0, 0.0, 0);
+    for (k, &m) in p.mask.data.iter().enumerate() {
+        if m == 1.0 {
+            inside += p.image.data[k];
+            n_in += 1;
+        } else {
+            let (x, y) = (k as isize % s, k as isize / s);
+            let near = (-ring..=ring)
+                .any(|d| (0..s).contains(&(x + d)) && p.mask.data[(y * s + x + d) as usize] == 1.0);
+            if near {
+                around += p.image.data[k];
+                n_around += 1;
             }
         }
-        let (inside, ring) = (inside / n_in as f32, ring / n_ring.max(1) as f32);
+    }
+    (inside / n_in as f32, around / n_around.max(1) as f32)
+}
+
+#[test]
+fn lesions_stand_out_from_the_tissue_around_them_mostly_darker() {
+    let (mut darker, mut total) = (0, 0);
+    for i in (0..60).filter(|&i| phantom_class(2, i) != Class::Normal) {
+        let p = generate_phantom(2, i, 128);
+        let (inside, around) = inside_and_around(&p, 4);
+        total += 1;
+        if inside < around {
+            darker += 1;
+        }
+        // Every lesion differs from its surroundings by a few grey levels at least
+        // (6 dB on a 40–60 dB display range, before speckle).
         assert!(
-            inside < ring,
-            "phantom {i}: lesion {inside} not darker than surroundings {ring}"
+            (inside - around).abs() > 0.02,
+            "phantom {i} ({:?} mm): lesion {inside} vs surroundings {around}",
+            p.lesion_mm
         );
     }
+    // A few benign lesions are hyperechoic; most are darker than their surroundings.
+    assert!(
+        darker as f32 >= 0.85 * total as f32,
+        "{darker} of {total} darker"
+    );
 }
 
 #[test]

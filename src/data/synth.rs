@@ -1,23 +1,31 @@
 //! Breast-ultrasound phantoms with exact masks: the built-in data set.
 //!
-//! Each image is built the way a B-mode image forms:
-//! 1. an echogenicity map (scatterer strength) of layered breast tissue seen by a
-//!    linear probe: coupling gel, bright skin line, hypoechoic subcutaneous fat
-//!    crossed by bright Cooper's ligaments, hyperechoic fibroglandular tissue with
-//!    a low-frequency texture, striated pectoral muscle, dark chest wall;
-//! 2. one hypoechoic lesion (about one image in six has none) whose outline is a
-//!    radial function: an ellipse or macro-lobulated shape for `benign`, an
-//!    irregular outline with spicules for `malignant`, optionally with a capsule
-//!    or an echogenic halo, and posterior acoustic enhancement or shadowing below;
-//! 3. depth attenuation only partly compensated (as a TGC would leave it);
+//! Each image is built the way a B-mode image forms, on a field of view 30–50 mm
+//! deep (square), at 256×256 or the requested size if larger, then area-averaged down
+//! to the requested size as the loaders do with real scans:
+//! 1. an echogenicity map (scatterer strength): either layered breast tissue seen by
+//!    a linear probe (coupling gel, bright skin line, hypoechoic subcutaneous fat
+//!    crossed by bright Cooper's ligaments, hyperechoic fibroglandular tissue with a
+//!    low-frequency texture, striated pectoral muscle, dark chest wall) or, one image
+//!    in four, homogeneous tissue with smooth variation, as in a phantom or a
+//!    simulation study;
+//! 2. one lesion (about one image in six has none), 3–20 mm across (log-uniform),
+//!    whose outline is a radial function: an ellipse or macro-lobulated shape for
+//!    `benign`, an irregular outline with spicules for `malignant`, optionally with a
+//!    capsule or an echogenic halo; its echogenicity is set against the tissue around
+//!    it: anechoic (cysts), 6–24 dB darker, or (a few benign ones) 5–10 dB brighter;
+//!    posterior acoustic enhancement or shadowing below;
+//! 3. depth attenuation, electronic noise, then a time-gain compensation that lifts
+//!    most of the attenuation back (and the noise with it at depth);
 //! 4. fully developed speckle: complex Gaussian scattering weighted by the
-//!    echogenicity, low-pass filtered by an anisotropic point-spread function
-//!    (wider laterally than axially), whose magnitude is Rayleigh-distributed;
-//! 5. log compression to a 36–46 dB display range and 8-bit quantisation.
+//!    echogenicity, filtered by the probe's point-spread function: narrow axially,
+//!    wider laterally, narrowest at the focal depth and widening away from it; the
+//!    envelope is Rayleigh-distributed;
+//! 5. log compression to a 40–60 dB display range and 8-bit quantisation.
 //!
-//! The mask is the lesion's radial-function region sampled at pixel centres, so
-//! it is exact. Everything is derived from (seed, index), so a phantom is the
-//! same on every machine and the files written are byte-identical.
+//! The mask is the lesion's radial-function region sampled at the output's pixel
+//! centres, so it is exact. Everything is derived from (seed, index), so a phantom is
+//! the same on every machine and the files written are byte-identical.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +33,7 @@ use super::DataError;
 use super::dataset::parallel_map;
 use super::image_io::{GrayF32, save_gray_u8, save_mask};
 use super::layout::Class;
+use super::preprocess::resize_gray;
 use super::rng::Rng;
 
 /// One generated image, its mask and its class.
@@ -36,6 +45,11 @@ pub struct Phantom {
     /// size×size, each 0.0 or 1.0; all zero for `Class::Normal`.
     pub mask: GrayF32,
     pub class: Class,
+    /// The side of the (square) field of view, mm.
+    pub fov_mm: f32,
+    /// The lesion's mean diameter (before its outline's lobes and spicules), mm; None
+    /// for `Class::Normal`.
+    pub lesion_mm: Option<f32>,
 }
 
 /// The class of phantom `index`: every sixth is lesion-free, and about a third of
@@ -101,9 +115,23 @@ struct Lesion {
 }
 
 impl Lesion {
-    fn new(rng: &mut Rng, class: Class, cx: f32, cy: f32) -> Self {
+    /// Below this echogenicity relative to the tissue around it a lesion is a cyst.
+    const CYST: f32 = 0.03;
+
+    /// A lesion of `class` centred at (cx, cy) (fractions of the image side), its mean
+    /// radius `r0` (same unit), its echogenicity `contrast` times that of the tissue
+    /// around it, `around`.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rng: &mut Rng,
+        class: Class,
+        cx: f32,
+        cy: f32,
+        r0: f32,
+        around: f32,
+        contrast: f32,
+    ) -> Self {
         let tau = std::f32::consts::TAU;
-        let r0 = rng.uniform(0.05, 0.2);
         let malignant = class == Class::Malignant;
         // Benign masses are typically wider than tall; malignant ones often not.
         let aspect = if malignant {
@@ -142,12 +170,9 @@ impl Lesion {
             harmonics.push((2.0, rng.uniform(0.0, 0.04), rng.uniform(0.0, tau)));
             harmonics.push((3.0, rng.uniform(0.0, 0.02), rng.uniform(0.0, tau)));
         }
-        let cystic = !malignant && rng.chance(0.3);
-        let echo = if cystic {
-            rng.uniform(0.005, 0.02)
-        } else {
-            rng.uniform(0.02, 0.08)
-        };
+        // Cysts are (almost) anechoic: set apart by the contrast the caller drew.
+        let cystic = contrast < Self::CYST;
+        let echo = around * contrast;
         let heterogeneity = if malignant {
             rng.uniform(0.2, 0.5)
         } else {
@@ -239,20 +264,30 @@ fn mirror(i: isize, n: usize) -> usize {
     }
 }
 
-/// Separable Gaussian blur of a plane, in place; `sx`, `sy` in pixels.
-fn gaussian_blur(data: &mut [f32], w: usize, h: usize, sx: f32, sy: f32) {
-    let kernel = |s: f32| -> Vec<f32> {
-        let r = (3.0 * s).ceil().max(1.0) as isize;
-        let k: Vec<f32> = (-r..=r)
-            .map(|i| (-(i * i) as f32 / (2.0 * s * s)).exp())
-            .collect();
-        let sum: f32 = k.iter().sum();
-        k.into_iter().map(|v| v / sum).collect()
-    };
-    let (kx, ky) = (kernel(sx), kernel(sy));
-    let (rx, ry) = ((kx.len() / 2) as isize, (ky.len() / 2) as isize);
+/// Normalised Gaussian taps for a standard deviation of `s` pixels.
+fn gaussian_taps(s: f32) -> Vec<f32> {
+    let r = (3.0 * s).ceil().max(1.0) as isize;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * s * s)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    k.into_iter().map(|v| v / sum).collect()
+}
+
+/// Separable Gaussian blur of a plane, in place: `sx[y]` pixels along row y (the
+/// lateral beam width, which changes with depth), `sy` pixels down the columns.
+/// Returns, per row, Σw² of the 2-D kernel: the factor by which blurring white noise
+/// shrinks its variance.
+fn beam_blur(data: &mut [f32], w: usize, h: usize, sx: &[f32], sy: f32) -> Vec<f32> {
+    let ky = gaussian_taps(sy);
+    let ry = (ky.len() / 2) as isize;
+    let ky_energy: f32 = ky.iter().map(|v| v * v).sum();
     let mut tmp = vec![0.0f32; w * h];
+    let mut energy = Vec::with_capacity(h);
     for y in 0..h {
+        let kx = gaussian_taps(sx[y]);
+        let rx = (kx.len() / 2) as isize;
+        energy.push(kx.iter().map(|v| v * v).sum::<f32>() * ky_energy);
         let row = &data[y * w..(y + 1) * w];
         for x in 0..w {
             let mut acc = 0.0;
@@ -271,15 +306,24 @@ fn gaussian_blur(data: &mut [f32], w: usize, h: usize, sx: f32, sy: f32) {
             data[y * w + x] = acc;
         }
     }
+    energy
 }
+
+/// The side at which phantoms are formed before they are area-averaged down to a
+/// smaller requested size (larger ones are formed at their own size).
+pub const NATIVE_SIZE: usize = 256;
 
 /// Generates phantom `index` of the series `seed` at size×size.
 pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
     assert!(size >= 8, "phantoms need at least 8×8 pixels");
     let class = phantom_class(seed, index);
-    let mut rng = Rng::from_parts(&[seed, index, 0x5947]);
-    let s = size;
+    let mut rng = Rng::from_parts(&[seed, index, 0x5948]);
+    let s = size.max(NATIVE_SIZE);
     let sf = s as f32;
+    let tau = std::f32::consts::TAU;
+    // Field of view (depth = width), mm.
+    let fov_mm = rng.uniform(30.0, 50.0);
+    let homogeneous = rng.chance(0.25);
 
     // --- Tissue layers, depths in units of the image height. ---
     let skin = rng.uniform(0.015, 0.035);
@@ -296,6 +340,7 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
     let gland_echo = rng.uniform(0.6, 1.0);
     let muscle_echo = rng.uniform(0.2, 0.4);
     let deep_echo = rng.uniform(0.03, 0.09);
+    let tissue_echo = rng.uniform(0.3, 0.8);
     let ligaments: Vec<(f32, Wave, f32)> = (0..(2 + rng.below(3)))
         .map(|_| {
             (
@@ -305,21 +350,21 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
             )
         })
         .collect();
-    // Gland texture: a few random plane waves.
+    // Gland texture (and the smooth variation of homogeneous tissue): a few random
+    // plane waves.
     let texture: Vec<(f32, f32, f32, f32)> = (0..5)
         .map(|_| {
-            let th = rng.uniform(0.0, std::f32::consts::TAU);
+            let th = rng.uniform(0.0, tau);
             let f = rng.uniform(3.0, 9.0);
             (
                 f * th.cos(),
                 f * th.sin(),
-                rng.uniform(0.0, std::f32::consts::TAU),
+                rng.uniform(0.0, tau),
                 rng.uniform(0.05, 0.12),
             )
         })
         .collect();
     let striation_f = rng.uniform(25.0, 45.0);
-    let attenuation = rng.uniform(0.2, 0.9);
 
     let col: Vec<[f32; 4]> = (0..s)
         .map(|x| {
@@ -336,7 +381,13 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
         let v = (y as f32 + 0.5) / sf;
         for x in 0..s {
             let [u, fat, gland, muscle] = col[x];
-            let e = if v < skin - skin_w {
+            let t: f32 = texture
+                .iter()
+                .map(|&(fx, fy, p, a)| a * (tau * (fx * u + fy * v) + p).sin())
+                .sum();
+            let e = if homogeneous {
+                tissue_echo * (1.0 + 0.5 * t)
+            } else if v < skin - skin_w {
                 0.02 // coupling gel
             } else if v < skin + skin_w {
                 1.0
@@ -349,15 +400,9 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
                 }
                 e
             } else if v < gland {
-                let t: f32 = texture
-                    .iter()
-                    .map(|&(fx, fy, p, a)| {
-                        a * (std::f32::consts::TAU * (fx * u + fy * v) + p).sin()
-                    })
-                    .sum();
                 gland_echo * (1.0 + t)
             } else if v < muscle {
-                let st = (std::f32::consts::TAU * striation_f * v + 3.0 * u).sin();
+                let st = (tau * striation_f * v + 3.0 * u).sin();
                 muscle_echo * (1.0 + 0.35 * st)
             } else {
                 deep_echo
@@ -367,19 +412,61 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
     }
 
     // --- The lesion. ---
-    let mut mask = GrayF32::filled(s, s, 0.0);
+    let mut lesion_at = None;
+    let mut lesion_mm = None;
     if class != Class::Normal {
-        let cxu = rng.uniform(0.3, 0.7);
-        let cx = (cxu * sf) as usize;
-        let [_, fat, gland, _] = col[cx.min(s - 1)];
-        let cy = fat + (gland - fat) * rng.uniform(0.4, 0.65);
-        let lesion = Lesion::new(&mut rng, class, cxu, cy);
+        // 3–20 mm across, log-uniform; r0 the mean radius as a fraction of the side.
+        let diameter_mm = (rng.uniform(3f32.ln(), 20f32.ln())).exp();
+        let r0 = 0.5 * diameter_mm / fov_mm;
+        lesion_mm = Some(diameter_mm);
+        let margin = (r0 * 1.3 + 0.02).min(0.45);
+        let cx = rng.uniform(margin.min(0.5), (1.0 - margin).max(0.5));
+        let cxi = ((cx * sf) as usize).min(s - 1);
+        let [_, fat, gland, _] = col[cxi];
+        let cy = if homogeneous {
+            rng.uniform(0.1 + r0, 0.9 - r0)
+        } else if rng.chance(0.75) {
+            fat + (gland - fat) * rng.uniform(0.3, 0.7)
+        } else {
+            rng.uniform(skin + 0.05 + r0, gland)
+        };
+        let cy = cy.clamp(margin.min(0.5), (1.0 - margin).max(0.5));
+        // The tissue around the lesion: the mean echogenicity over a box twice its size.
+        let (bx0, bx1) = (
+            ((cx - 2.0 * r0) * sf).max(0.0) as usize,
+            ((cx + 2.0 * r0) * sf).min(sf) as usize,
+        );
+        let (by0, by1) = (
+            ((cy - 2.0 * r0) * sf).max(0.0) as usize,
+            ((cy + 2.0 * r0) * sf).min(sf) as usize,
+        );
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for y in by0..by1.max(by0 + 1).min(s) {
+            for x in bx0..bx1.max(bx0 + 1).min(s) {
+                sum += echo[y * s + x];
+                n += 1;
+            }
+        }
+        let around = sum / n.max(1) as f32;
+        let cyst_like = class == Class::Benign && rng.chance(0.3);
+        let contrast_db = if cyst_like {
+            rng.uniform(-45.0, -32.0)
+        } else if class == Class::Benign && rng.chance(0.1) {
+            rng.uniform(5.0, 10.0)
+        } else {
+            rng.uniform(-24.0, -6.0)
+        };
+        let contrast = 10f32.powf(contrast_db / 20.0);
+        lesion_at = Some(Lesion::new(&mut rng, class, cx, cy, r0, around, contrast));
+    }
+    if let Some(lesion) = &lesion_at {
         let reach = lesion.reach();
         let x0 = (((lesion.cx - reach) * sf).floor().max(0.0)) as usize;
         let x1 = (((lesion.cx + reach) * sf).ceil() as usize).min(s);
         let y0 = (((lesion.cy - reach) * sf).floor().max(0.0)) as usize;
         let y1 = (((lesion.cy + reach) * sf).ceil() as usize).min(s);
         let het = Wave::new(&mut rng, 1.0, 3);
+        let mut inside = vec![false; s * s];
         let mut bottom: Vec<Option<usize>> = vec![None; s];
         for y in y0..y1 {
             let v = (y as f32 + 0.5) / sf;
@@ -388,7 +475,7 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
                 let q = lesion.radial(u, v);
                 let i = y * s + x;
                 if q < 1.0 {
-                    mask.data[i] = 1.0;
+                    inside[i] = true;
                     let h = 1.0 + lesion.heterogeneity * 0.5 * het.at(u * 3.0 + v * 2.0);
                     echo[i] = lesion.echo * h.max(0.2);
                     *low = Some(y);
@@ -426,14 +513,16 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
                 let t = 1.0 - (-((y - b) as f32) / ramp).exp();
                 let gain = 1.0 + (lesion.posterior - 1.0) * weight[x] * t;
                 let i = y * s + x;
-                if mask.data[i] == 0.0 {
+                if !inside[i] {
                     echo[i] *= gain;
                 }
             }
         }
     }
 
-    // --- Attenuation with depth, partly compensated. ---
+    // --- Attenuation with depth (the time-gain compensation comes after the noise). ---
+    let attenuation = rng.uniform(1.0, 3.5);
+    let compensated = rng.uniform(0.6, 1.0);
     for y in 0..s {
         let g = (-attenuation * (y as f32 + 0.5) / sf).exp();
         for e in &mut echo[y * s..(y + 1) * s] {
@@ -441,12 +530,19 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
         }
     }
 
-    // --- Speckle: complex Gaussian scattering, PSF, envelope. ---
-    let k = sf / 256.0;
-    let (psf_x, psf_y) = (
-        (rng.uniform(1.4, 2.0) * k).max(0.7),
-        (rng.uniform(0.8, 1.1) * k).max(0.5),
-    );
+    // --- Speckle: complex Gaussian scattering, beam (PSF), noise, envelope. ---
+    let mm_per_px = fov_mm / sf;
+    let focus = rng.uniform(0.3, 0.7);
+    let depth_of_field = rng.uniform(0.1, 0.5);
+    let lateral_mm = rng.uniform(0.15, 0.5);
+    let axial_mm = rng.uniform(0.07, 0.2);
+    let psf_x: Vec<f32> = (0..s)
+        .map(|y| {
+            let d = ((y as f32 + 0.5) / sf - focus) / depth_of_field;
+            (lateral_mm * (1.0 + d * d).sqrt() / mm_per_px).max(0.5)
+        })
+        .collect();
+    let psf_y = (axial_mm / mm_per_px).max(0.5);
     let mut re = vec![0.0f32; s * s];
     let mut im = vec![0.0f32; s * s];
     for i in 0..s * s {
@@ -455,40 +551,56 @@ pub fn generate_phantom(seed: u64, index: u64, size: usize) -> Phantom {
         re[i] = a * amp;
         im[i] = b * amp;
     }
-    gaussian_blur(&mut re, s, s, psf_x, psf_y);
-    gaussian_blur(&mut im, s, s, psf_x, psf_y);
-    // Blurring shrinks the noise variance by Σw²; undo it so the envelope of a
-    // unit-echo region has Rayleigh scale 1 whatever the PSF.
-    let norm = {
-        let var = |s: f32| {
-            let r = (3.0 * s).ceil().max(1.0) as i32;
-            let w: Vec<f32> = (-r..=r)
-                .map(|i| (-(i * i) as f32 / (2.0 * s * s)).exp())
-                .collect();
-            let sum: f32 = w.iter().sum();
-            w.iter().map(|v| (v / sum).powi(2)).sum::<f32>()
-        };
-        1.0 / (var(psf_x) * var(psf_y)).sqrt()
-    };
-    let range_db = rng.uniform(36.0, 46.0);
-    let gain_db = rng.uniform(-3.0, 3.0);
-    let pixels: Vec<u8> = re
-        .iter()
-        .zip(&im)
-        .map(|(a, b)| {
-            let env = ((a * a + b * b) * norm).sqrt() + 1e-6;
+    let energy = beam_blur(&mut re, s, s, &psf_x, psf_y);
+    beam_blur(&mut im, s, s, &psf_x, psf_y);
+    let noise = 10f32.powf(rng.uniform(-60.0, -42.0) / 20.0);
+    let range_db = rng.uniform(40.0, 60.0);
+    let gain_db = rng.uniform(-5.0, 3.0);
+    let mut db_image = vec![0.0f32; s * s];
+    for (y, e) in energy.iter().enumerate() {
+        // Blurring shrinks the noise variance by Σw²; undo it so the envelope of a
+        // unit-echo region has Rayleigh scale 1 whatever the PSF.
+        let norm = 1.0 / e.sqrt();
+        let tgc = (compensated * attenuation * (y as f32 + 0.5) / sf).exp();
+        for x in 0..s {
+            let i = y * s + x;
+            let (n1, n2) = rng.normal_pair();
+            let (a, b) = (re[i] * norm + noise * n1, im[i] * norm + noise * n2);
+            let env = (a * a + b * b).sqrt() * tgc + 1e-6;
             // 0 dB at twice the mean envelope of a unit-echo region.
             let db = 20.0 * (env / 2.5).log10() + gain_db;
-            let v = ((db + range_db) / range_db).clamp(0.0, 1.0);
-            (v * 255.0).round() as u8
-        })
-        .collect();
-    let image = GrayF32::from_vec(s, s, pixels.iter().map(|&p| p as f32 / 255.0).collect());
+            db_image[i] = ((db + range_db) / range_db).clamp(0.0, 1.0);
+        }
+    }
+    let mut image = GrayF32::from_vec(s, s, db_image);
+    if size < s {
+        image = resize_gray(&image, size, size);
+    }
+    for v in &mut image.data {
+        *v = (v.clamp(0.0, 1.0) * 255.0).round() / 255.0;
+    }
+
+    // --- The mask at the output's pixel centres. ---
+    let mut mask = GrayF32::filled(size, size, 0.0);
+    if let Some(lesion) = &lesion_at {
+        let zf = size as f32;
+        for y in 0..size {
+            let v = (y as f32 + 0.5) / zf;
+            for x in 0..size {
+                let u = (x as f32 + 0.5) / zf;
+                if lesion.radial(u, v) < 1.0 {
+                    mask.data[y * size + x] = 1.0;
+                }
+            }
+        }
+    }
     Phantom {
         size,
         image,
         mask,
         class,
+        fov_mm,
+        lesion_mm,
     }
 }
 
