@@ -96,3 +96,38 @@ fn sum_outer(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     }
     out[i] = p.s * acc;
 }
+
+// Small sums without a workgroup reduction: one invocation per channel adds the
+// outer·inner elements of its channel (x viewed as (outer, C, inner)) in order;
+// out[c] = s * sum. On lavapipe a barrier is a coroutine switch per group of 8 lanes, so
+// the 8 barriers of `sum_partial`'s tree cost more than a few thousand additions (the
+// second pass over 4–16 partials of 64 channels took 0.4 ms).
+@compute @workgroup_size(256)
+fn sum_serial(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    var acc = 0.0;
+    for (var o = 0u; o < p.outer; o++) {
+        let row = (o * p.c + c) * p.inner;
+        for (var j = 0u; j < p.inner; j++) {
+            acc += x[row + j];
+        }
+    }
+    out[c] = p.s * acc;
+}
+
+// `sum_serial` reading the rows as vec4s (inner a multiple of 4).
+@compute @workgroup_size(256)
+fn sum_serial4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.c) { return; }
+    let n4 = p.inner / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var o = 0u; o < p.outer; o++) {
+        let row = (o * p.c + c) * n4;
+        for (var j = 0u; j < n4; j++) {
+            acc += x4[row + j];
+        }
+    }
+    out[c] = p.s * ((acc.x + acc.y) + (acc.z + acc.w));
+}

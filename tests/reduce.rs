@@ -76,6 +76,18 @@ fn mean_per_channel_larger_than_one_chunk() {
 }
 
 #[test]
+fn sums_per_channel_by_one_invocation_each_and_in_one_chunk() {
+    // Up to 4096 elements per channel: one invocation per channel, scalar rows (35) and
+    // vec4 rows (64); whole-tensor sums of 4096 elements exactly.
+    check_sum([4, 70, 5, 7], true, false);
+    check_sum([64, 3, 8, 8], true, true);
+    check_sum([1, 1, 64, 64], false, false);
+    // 4453 elements per channel in rows of an odd length: one workgroup's chunk.
+    check_sum([1, 2, 61, 73], true, false);
+    check_sum([1, 1, 61, 73], false, true);
+}
+
+#[test]
 fn sums_over_rows_of_whole_vec4s() {
     // Planes of a multiple of 4 take the vec4 row kernel: several rows per channel, a row
     // split in chunks with a short last one (96·100 = 9600 > 8192), one long row.

@@ -29,11 +29,45 @@ kernel_params! {
     }
 }
 
+/// Channels of at most this many elements are summed by one invocation each
+/// (`sum_serial`); the partials of larger ones are too (at most a few thousand).
+const SERIAL_MAX: usize = 4096;
+
+/// `sum_serial` (or `sum_serial4` where the rows are whole vec4s): one invocation per
+/// channel, no workgroup reduction.
+fn sum_serial(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let out = Tensor::uninit(gpu, [c], "sum")?;
+    let params = ReduceParams {
+        outer: u32_of(outer),
+        c: u32_of(c),
+        inner: u32_of(inner),
+        s,
+        ..ReduceParams::default()
+    };
+    let (entry, input) = if inner.is_multiple_of(4) {
+        ("sum_serial4", x.bind(2))
+    } else {
+        ("sum_serial", x.bind(0))
+    };
+    launch_1d(
+        gpu,
+        &Kernel::new(Shader::Reduce, entry),
+        &[input, out.bind(1)],
+        &params,
+        c,
+    );
+    Ok(out)
+}
+
 /// Σ over the (outer, C, inner) view of `x` per channel, times `s`: a (C) tensor.
 pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
     debug_assert_eq!(outer * c * inner, x.numel());
     let gpu = x.gpu();
     let per_channel = outer * inner;
+    if per_channel <= SERIAL_MAX {
+        return sum_serial(x, outer, c, inner, s);
+    }
     let max_groups = gpu.info().max_workgroups_per_dim as usize;
     let chunk = CHUNK.max(per_channel.div_ceil(max_groups));
     let nchunks = per_channel.div_ceil(chunk);
@@ -83,14 +117,14 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
         if parts == 1 {
             return Ok(partial);
         }
-        return pass(&partial, 1, parts, parts, 1, s);
+        return sum_serial(&partial, 1, c, parts, s);
     }
     if nchunks == 1 {
         return pass(x, outer, inner, chunk, 1, s);
     }
     // Second pass: the partials are (C, nchunks), i.e. (1, C, nchunks).
     let partial = pass(x, outer, inner, chunk, nchunks, 1.0)?;
-    pass(&partial, 1, nchunks, nchunks, 1, s)
+    sum_serial(&partial, 1, c, nchunks, s)
 }
 
 /// out[i] = s · Σ_o x[o, i] for x viewed as (outer, len).
