@@ -209,3 +209,69 @@ fn store_row(i: u32, m: u32, n0: u32, v: vec4<f32>) {
         if (n0 + j < p.n) { C1[i + j] = vals[j]; }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// matmul_nt_cpu_ks: `matmul_nt_cpu_sg`'s product for matrices too narrow to give its lanes
+// a column quad each (N ≤ 8: the weight gradients of layers with few input channels,
+// whose K, the pixels, is long). A workgroup is one subgroup of 8 lanes computing one
+// tile of 8 rows × 4 columns; the lanes split the chunk's k instead (lane l takes every
+// 8th vec4 of k from the l-th), and `subgroupAdd` sums their tiles. `matmul_nt_cpu_sg`
+// there keeps one lane of 8 busy where N = 4 (the others repeat the last column quad)
+// and one subgroup of 8 where M ≤ 8. Rows past M and columns past N repeat the last and
+// are not stored. K, kchunk and the strides are multiples of 4 (the caller checks).
+// Grid: (⌈N/4⌉, ⌈M/8⌉, batch · chunks), `splits` = chunks.
+
+@compute @workgroup_size(8, 1, 1)
+fn matmul_nt_cpu_ks(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(local_invocation_index) lane: u32) {
+    let m0 = wid.y * 8u;
+    let n0 = wid.x * 4u;
+    let z = wid.z;
+    let batch = z / p.splits;
+    let k_begin = (z % p.splits) * p.kchunk;
+    let k_end = min(p.k, k_begin + p.kchunk);
+    let ab = batch * p.a_sb;
+    let lm = p.m - 1u;
+    let pa0 = (ab + min(m0, lm) * p.a_sm) / 4u;
+    let pa1 = (ab + min(m0 + 1u, lm) * p.a_sm) / 4u;
+    let pa2 = (ab + min(m0 + 2u, lm) * p.a_sm) / 4u;
+    let pa3 = (ab + min(m0 + 3u, lm) * p.a_sm) / 4u;
+    let pa4 = (ab + min(m0 + 4u, lm) * p.a_sm) / 4u;
+    let pa5 = (ab + min(m0 + 5u, lm) * p.a_sm) / 4u;
+    let pa6 = (ab + min(m0 + 6u, lm) * p.a_sm) / 4u;
+    let pa7 = (ab + min(m0 + 7u, lm) * p.a_sm) / 4u;
+    let bb = batch * p.b_sb;
+    let ln = p.n - 1u;
+    let pb0 = (bb + min(n0, ln) * p.b_sn) / 4u;
+    let pb1 = (bb + min(n0 + 1u, ln) * p.b_sn) / 4u;
+    let pb2 = (bb + min(n0 + 2u, ln) * p.b_sn) / 4u;
+    let pb3 = (bb + min(n0 + 3u, ln) * p.b_sn) / 4u;
+    var r0 = vec4<f32>(0.0); var r1 = vec4<f32>(0.0);
+    var r2 = vec4<f32>(0.0); var r3 = vec4<f32>(0.0);
+    var r4 = vec4<f32>(0.0); var r5 = vec4<f32>(0.0);
+    var r6 = vec4<f32>(0.0); var r7 = vec4<f32>(0.0);
+    for (var q = k_begin / 4u + lane; q < k_end / 4u; q += 8u) {
+        let b0 = B4[pb0 + q]; let b1 = B4[pb1 + q];
+        let b2 = B4[pb2 + q]; let b3 = B4[pb3 + q];
+        r0 += dots(A4[pa0 + q], b0, b1, b2, b3);
+        r1 += dots(A4[pa1 + q], b0, b1, b2, b3);
+        r2 += dots(A4[pa2 + q], b0, b1, b2, b3);
+        r3 += dots(A4[pa3 + q], b0, b1, b2, b3);
+        r4 += dots(A4[pa4 + q], b0, b1, b2, b3);
+        r5 += dots(A4[pa5 + q], b0, b1, b2, b3);
+        r6 += dots(A4[pa6 + q], b0, b1, b2, b3);
+        r7 += dots(A4[pa7 + q], b0, b1, b2, b3);
+    }
+    r0 = subgroupAdd(r0); r1 = subgroupAdd(r1); r2 = subgroupAdd(r2); r3 = subgroupAdd(r3);
+    r4 = subgroupAdd(r4); r5 = subgroupAdd(r5); r6 = subgroupAdd(r6); r7 = subgroupAdd(r7);
+    if (lane != 0u) { return; }
+    let row = z * p.c_sb + m0 * p.c_sm + n0;
+    store_row(row, m0, n0, r0);
+    store_row(row + p.c_sm, m0 + 1u, n0, r1);
+    store_row(row + 2u * p.c_sm, m0 + 2u, n0, r2);
+    store_row(row + 3u * p.c_sm, m0 + 3u, n0, r3);
+    store_row(row + 4u * p.c_sm, m0 + 4u, n0, r4);
+    store_row(row + 5u * p.c_sm, m0 + 5u, n0, r5);
+    store_row(row + 6u * p.c_sm, m0 + 6u, n0, r6);
+    store_row(row + 7u * p.c_sm, m0 + 7u, n0, r7);
+}

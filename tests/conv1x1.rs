@@ -143,6 +143,16 @@ fn conv1x1_thin_weight_gradients_of_one_input_or_one_output_channel() {
 }
 
 #[test]
+fn conv1x1_weight_gradient_with_lanes_splitting_long_pixel_rows() {
+    // dW = dY·Xᵀ with N = Cin ≤ 8 takes `matmul_nt_cpu_ks`: K = H·W = 1280 in three
+    // chunks per sample, each lane every 8th vec4 of its chunk; M = Cout 12 is a whole
+    // 8-row tile and a clamped one, N = 8 two column quads. Then Cin 4 (one quad) over
+    // a K that leaves the last chunk short.
+    check_conv(2, 8, 12, 32, 40, true);
+    check_conv(1, 4, 8, 36, 38, true);
+}
+
+#[test]
 fn conv1x1_thirty_two_row_subgroup_kernel_forward_and_input_gradient() {
     // Cout 64 (two 32-row blocks of `matmul_cpu_sg32`) over 15 column quads; then Cin 32,
     // the input gradient's M, with an odd-sized K = Cout 12.
@@ -174,6 +184,7 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "rows4(subgroupBroadcast(a, 7u), b, &c28",
             "rows4(subgroupBroadcast(a, 6u), b, &c28",
         ),
+        ("r5 += dots(A4[pa5 + q]", "r5 += dots(A4[pa4 + q]"),
     ] {
         assert!(source.contains(planted), "{planted}");
         let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
@@ -187,10 +198,12 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             &source.replace(planted, wrong),
         );
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
-        // the 16-row forward, Cout 32 the 32-row one.
+        // the 16-row forward, Cout 32 the 32-row one; the weight gradients of Cin 8 the
+        // k-split one, of Cin 32 the one with a column quad per lane.
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
+            check_conv_on("cpu (planted error)", &gpu, 1, 32, 16, 4, 8, true);
         }));
         assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
     }

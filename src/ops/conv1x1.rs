@@ -31,6 +31,14 @@ const CPU_GROUP: usize = 64;
 /// `NT_MIN_KCHUNK`.
 const NT_WORKGROUPS: usize = 32;
 const NT_MIN_KCHUNK: usize = 1024;
+/// `matmul_nt_cpu_ks` takes products of at most this many columns, where
+/// `matmul_nt_cpu_sg`, a column quad per lane, keeps at most 2 of its 8 lanes busy (at
+/// N = 16, 4 of 8, it is the faster: measured in the network at 256², F 16, batch 1), and
+/// splits K for at least `KS_WORKGROUPS` one-subgroup workgroups, in chunks no shorter
+/// than `KS_MIN_KCHUNK` (16 vec4s a lane).
+const KS_MAX_N: usize = 8;
+const KS_WORKGROUPS: usize = 64;
+const KS_MIN_KCHUNK: usize = 512;
 
 kernel_params! {
     /// The block of `shaders/matmul.wgsl` and `shaders/matmul_sg.wgsl`: sizes, split-K and
@@ -355,17 +363,28 @@ impl Matmul {
     }
 
     /// [`Matmul::run_summed`] with `matmul_nt_cpu` (`matmul_nt_cpu_sg` where the device
-    /// has subgroups of 8 lanes): K split into enough chunks that there are
-    /// `NT_WORKGROUPS` workgroups, but none shorter than `NT_MIN_KCHUNK`; one partial
-    /// block per (batch, chunk), added by `sum_outer`.
+    /// has subgroups of 8 lanes, `matmul_nt_cpu_ks` there when N ≤ `KS_MAX_N`): K split
+    /// into enough chunks that there are `NT_WORKGROUPS` (`KS_WORKGROUPS`) workgroups, but
+    /// none shorter than `NT_MIN_KCHUNK` (`KS_MIN_KCHUNK`); one partial block per (batch,
+    /// chunk), added by `sum_outer`.
     fn run_summed_cpu(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
         let gpu = a.gpu();
-        // Workgroups of 8×8 invocations of 8 rows × 4 columns (both kernels).
         let sg = gpu.info().subgroup_size == Some(SG_LANES);
-        let (gx, gy) = (self.n.div_ceil(4).div_ceil(8), self.m.div_ceil(64));
+        // `matmul_nt_cpu_ks` where the columns are too few for the lanes: workgroups of
+        // one subgroup, one 8 × 4 tile each, its lanes splitting k.
+        let max = gpu.info().max_workgroups_per_dim as usize;
+        let ks = sg && self.n <= KS_MAX_N && self.m.div_ceil(8) <= max;
+        // Else workgroups of 8×8 invocations of 8 rows × 4 columns (both kernels).
+        let (gx, gy, workgroups, min_kchunk) = if ks {
+            let (gx, gy) = (self.n.div_ceil(4), self.m.div_ceil(8));
+            (gx, gy, KS_WORKGROUPS, KS_MIN_KCHUNK)
+        } else {
+            let (gx, gy) = (self.n.div_ceil(4).div_ceil(8), self.m.div_ceil(64));
+            (gx, gy, NT_WORKGROUPS, NT_MIN_KCHUNK)
+        };
         let tiles = gx * gy * self.batch;
-        let max_chunks = self.k.div_ceil(NT_MIN_KCHUNK).max(1);
-        let chunks = NT_WORKGROUPS.div_ceil(tiles).clamp(1, max_chunks);
+        let max_chunks = self.k.div_ceil(min_kchunk).max(1);
+        let chunks = workgroups.div_ceil(tiles).clamp(1, max_chunks);
         let kchunk = self.k.div_ceil(chunks).next_multiple_of(4);
         let chunks = self.k.div_ceil(kchunk);
         let mn = self.m * self.n;
@@ -378,7 +397,10 @@ impl Matmul {
         let params = self.params(mn, self.n, chunks, kchunk, false);
         let grid = [u32_of(gx), u32_of(gy), u32_of(parts)];
         let bindings = [a.bind(0), b.bind(1), out.bind(3)];
-        if sg {
+        if ks {
+            let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_ks");
+            gpu.launch(&kernel, &bindings, &params, grid);
+        } else if sg {
             let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_sg");
             gpu.launch(&kernel, &bindings, &params, grid);
         } else {
