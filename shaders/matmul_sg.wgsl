@@ -71,6 +71,49 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
+// matmul_cpu_sg8: `matmul_cpu_sg` with 8 rows per invocation, for M ≤ 8 (the narrow
+// layers of a small width: F = 4 has maps of 4 and 8 channels), where 16 rows would be
+// half or three quarters clamped copies. Lane l holds row quad l % 2 of step k + l / 2:
+// one vector load for four steps of k. The same order of accumulation as `matmul_cpu_sg`.
+// Grid: (N/4 / 64, ⌈M/8⌉, batch).
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(subgroup_invocation_id) lane: u32) {
+    let n0 = min(gid.x * 4u, p.n - 4u);
+    let m0 = wid.y * 8u;
+    let z = wid.z;
+    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
+    let dk = lane / 2u;
+    let pa = z * p.a_sb + min(m0 + 4u * (lane % 2u), p.m - 4u);
+    let pb = z * p.b_sb + n0;
+    let last = p.k - 1u;
+    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k += 4u) {
+        let ka = k + dk;
+        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < p.k);
+        let b0 = B4[(pb + k * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 0u), b0, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 1u), b0, &c4, &c5, &c6, &c7);
+        let b1 = B4[(pb + min(k + 1u, last) * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 2u), b1, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 3u), b1, &c4, &c5, &c6, &c7);
+        let b2 = B4[(pb + min(k + 2u, last) * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 4u), b2, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 5u), b2, &c4, &c5, &c6, &c7);
+        let b3 = B4[(pb + min(k + 3u, last) * p.b_sk) / 4u];
+        rows4(subgroupBroadcast(a, 6u), b3, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 7u), b3, &c4, &c5, &c6, &c7);
+    }
+    if (gid.x * 4u >= p.n) { return; }
+    let cz = z * p.c_sb + n0;
+    store_quad(cz, m0, c0, c1, c2, c3);
+    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
+}
+
+// ---------------------------------------------------------------------------------------
 // matmul_cpu_sg32: `matmul_cpu_sg` with 32 rows per invocation, for M a multiple of 32:
 // each vec4 of B then feeds 128 FMAs instead of 64, and the 8 lanes' weights are the 32
 // rows of one step of k (lane l: rows m0 + 4l … + 3). Fewer loads per FMA pay for the

@@ -143,6 +143,16 @@ fn conv1x1_thin_weight_gradients_of_one_input_or_one_output_channel() {
 }
 
 #[test]
+fn conv1x1_eight_row_subgroup_kernel_with_a_partial_step_of_k() {
+    // `matmul_cpu_sg8` takes four steps of k per loop: Cin 5 ends one step into the
+    // second, whose other weights must count as zero; Cout 4 clamps half the lanes' row
+    // quads. The input gradient's M = Cin 8 with K = Cout 12 (three whole loops), over 21
+    // column quads.
+    check_conv(2, 5, 4, 6, 10, true);
+    check_conv(1, 8, 12, 6, 14, false);
+}
+
+#[test]
 fn conv1x1_weight_gradient_with_lanes_splitting_long_pixel_rows() {
     // dW = dY·Xᵀ with N = Cin ≤ 8 takes `matmul_nt_cpu_ks`: K = H·W = 1280 in three
     // chunks per sample, each lane every 8th vec4 of its chunk; M = Cout 12 is a whole
@@ -185,6 +195,10 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "rows4(subgroupBroadcast(a, 6u), b, &c28",
         ),
         ("r5 += dots(A4[pa5 + q]", "r5 += dots(A4[pa4 + q]"),
+        (
+            "rows4(subgroupBroadcast(a, 5u), b2, &c4",
+            "rows4(subgroupBroadcast(a, 4u), b2, &c4",
+        ),
     ] {
         assert!(source.contains(planted), "{planted}");
         let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
@@ -198,12 +212,13 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             &source.replace(planted, wrong),
         );
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
-        // the 16-row forward, Cout 32 the 32-row one; the weight gradients of Cin 8 the
-        // k-split one, of Cin 32 the one with a column quad per lane.
+        // the 16-row forward, Cout 32 the 32-row one, Cout 8 the 8-row one; the weight
+        // gradients of Cin 8 the k-split one, of Cin 32 the one with a column quad per lane.
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 32, 16, 4, 8, true);
+            check_conv_on("cpu (planted error)", &gpu, 1, 8, 8, 4, 8, true);
         }));
         assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
     }

@@ -276,9 +276,9 @@ impl Matmul {
     }
 
     /// `matmul_cpu`: 16 rows × 4 columns per invocation, 64 invocations per workgroup
-    /// along the columns; `matmul_cpu_sg` (16 rows) or `matmul_cpu_sg32` (32 rows, when
-    /// M allows), the same product with the weights shared across each subgroup, where
-    /// the device has subgroups of 8 lanes.
+    /// along the columns; `matmul_cpu_sg` (16 rows), `matmul_cpu_sg32` (32 rows, when M
+    /// allows) or `matmul_cpu_sg8` (8 rows, when M ≤ 8), the same product with the
+    /// weights shared across each subgroup, where the device has subgroups of 8 lanes.
     #[allow(clippy::too_many_arguments)]
     fn launch_cpu(
         &self,
@@ -299,9 +299,11 @@ impl Matmul {
             u32_of(self.batch),
         ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
-            // 32 rows per invocation where M allows, else 16.
+            // 32 rows per invocation where M allows, 8 where M is at most 8, else 16.
             let (entry, rows) = if self.m.is_multiple_of(32) {
                 ("matmul_cpu_sg32", 32)
+            } else if self.m <= 8 {
+                ("matmul_cpu_sg8", 8)
             } else {
                 ("matmul_cpu_sg", CPU_ROWS)
             };
