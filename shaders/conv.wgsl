@@ -41,6 +41,8 @@ var<immediate> p: Params;
 // vec4 views of src and dst (dw_conv_cpu).
 @group(0) @binding(3) var<storage, read> src4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst4: array<vec4<f32>>;
+// A vec4 view of wt (dy in dw_conv_kgrad4).
+@group(0) @binding(5) var<storage, read> wt4: array<vec4<f32>>;
 
 const WG: u32 = 256u;
 /// Outputs per invocation along a row: dw_conv_kgrad, im2col, col2im…
@@ -239,6 +241,65 @@ fn dw_conv_kgrad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
     for (var q = 0u; q < K * K; q++) {
         dst[(part * p.c + c) * K * K + q] = acc[q];
+    }
+}
+
+// dw_conv_kgrad with the rows read as vec4s, for W a multiple of 4 on CPU adapters: the
+// dy strip of a row is one vec4 and the x window under it three (columns j0 − 4 …
+// j0 + 7) where dw_conv_kgrad loads 4 + K + 3 scalars; on lavapipe every load costs about
+// the same whatever its width. The same products, added in the same order.
+@compute @workgroup_size(256)
+fn dw_conv_kgrad4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let q = p.w / 4u;                        // strips: the vec4s of a row
+    let rows = p.kh;
+    let chunks = (p.h + rows - 1u) / rows;
+    let js = t % q;
+    let rc = (t / q) % chunks;
+    let nc = t / (q * chunks);
+    let n = nc / p.c;
+    let c = nc % p.c;
+    let part = (n * chunks + rc) * q + js;
+    let plane = nc * p.h * q;
+    let half = i32(K / 2u);
+    var acc: array<f32, 25>;
+    for (var tap = 0u; tap < K * K; tap++) { acc[tap] = 0.0; }
+    var g: array<vec4<f32>, 5>;
+    for (var a = 0u; a < K; a++) { g[a] = vec4<f32>(0.0); }
+    let i0 = rc * rows;
+    let i_end = min(p.h, i0 + rows);
+    for (var v = 0u; v < i_end - i0 + K - 1u; v++) {
+        for (var a = 1u; a < K; a++) { g[K - a] = g[K - a - 1u]; }
+        let i = i0 + v;
+        if (i < i_end) {
+            g[0] = wt4[plane + i * q + js];
+        } else {
+            g[0] = vec4<f32>(0.0);
+        }
+        let ii = i32(i0 + v) - half;
+        if (ii < 0 || ii >= i32(p.h)) { continue; }
+        let row = plane + u32(ii) * q;
+        var win: array<f32, 12>;
+        for (var gq = 0; gq < 3; gq++) {
+            let qq = i32(js) - 1 + gq;
+            let inside = qq >= 0 && qq < i32(q);
+            let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
+            win[4 * gq] = x4.x;
+            win[4 * gq + 1] = x4.y;
+            win[4 * gq + 2] = x4.z;
+            win[4 * gq + 3] = x4.w;
+        }
+        for (var a = 0u; a < K; a++) {
+            for (var b = 0u; b < K; b++) {
+                let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
+                acc[a * K + b] += dot(g[a], vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]));
+            }
+        }
+    }
+    for (var tap = 0u; tap < K * K; tap++) {
+        dst[(part * p.c + c) * K * K + tap] = acc[tap];
     }
 }
 

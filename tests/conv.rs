@@ -81,6 +81,18 @@ fn depthwise_on_widths_of_whole_vec4_strips() {
 }
 
 #[test]
+fn depthwise_kernel_gradient_on_rows_of_vec4s() {
+    // W a multiple of 4: the CPU class's kernel gradient reads rows as vec4s. One strip
+    // (W 4, its window past both edges for K 5), three strips (W 12), and 37 rows in three
+    // row chunks with a short last one.
+    for k in [1, 3, 5] {
+        check_depthwise(2, 3, 7, 4, k);
+        check_depthwise(1, 2, 6, 12, k);
+    }
+    check_depthwise(2, 2, 37, 12, 3);
+}
+
+#[test]
 fn depthwise_5x5_on_a_map_smaller_than_the_kernel() {
     check_depthwise(2, 2, 3, 2, 5);
 }

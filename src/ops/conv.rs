@@ -183,14 +183,15 @@ fn depthwise_conv2d_backward(
         let partial = Tensor::uninit(x.gpu(), [parts * d.c * taps], "depthwise_conv2d_backward")?;
         let total = planes * chunks;
         let params = d.params(total, rows, parts);
-        let kernel = Kernel::new(Shader::Conv, "dw_conv_kgrad").with("K", u32_of(d.k));
-        launch_1d(
-            x.gpu(),
-            &kernel,
-            &[x.bind(0), dy.bind(1), partial.bind(2)],
-            &params,
-            total,
-        );
+        // CPU adapters read whole rows as vec4s where W allows (`dw_conv_kgrad4`).
+        let cpu = x.gpu().info().kernels == KernelClass::Cpu && d.w.is_multiple_of(TW);
+        let (entry, bindings) = if cpu {
+            ("dw_conv_kgrad4", [x.bind(3), dy.bind(5), partial.bind(2)])
+        } else {
+            ("dw_conv_kgrad", [x.bind(0), dy.bind(1), partial.bind(2)])
+        };
+        let kernel = Kernel::new(Shader::Conv, entry).with("K", u32_of(d.k));
+        launch_1d(x.gpu(), &kernel, &bindings, &params, total);
         // One invocation per (c, tap) adds its `parts` partials: coalesced, and no
         // workgroup reduction with barriers (which costs lavapipe far more than the adds).
         Some(sum_outer(&partial, parts, d.c * taps, 1.0, k.dims())?)
