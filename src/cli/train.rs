@@ -26,9 +26,9 @@ use crate::train::trainer::{self, Outcome};
 /// Defaults of the phantom run (S 128, F 4, 160 phantoms → 79 training / 33 validation
 /// images, batch 4, 15 epochs, learning rate 3e-3, BN momentum 0.9). S 128 keeps a 3 mm
 /// lesion in a 50 mm field of view about 8 pixels across (at S 64, 4). Measured with the
-/// release build on lavapipe (llvmpipe, Mesa 25.0.7) on a 2-core machine, 2026-12-07: 303 s
-/// in all (epochs of 18–24 s, validation included); validation Dice 0.549 at epoch 15
-/// (eval mode, threshold 0.5, no post-processing); test split Dice 0.765 with
+/// release build on lavapipe (llvmpipe, Mesa 25.0.7) on a 2-core machine, 2026-12-07: 306 s
+/// in all (epochs of 17–24 s, validation included); validation Dice 0.612 at epoch 15
+/// (eval mode, threshold 0.5, no post-processing); test split Dice 0.740 with
 /// post-processing.
 pub const DEFAULT_SIZE: usize = 128;
 pub const DEFAULT_WIDTH: usize = 4;
