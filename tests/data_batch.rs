@@ -142,3 +142,21 @@ fn a_dataset_is_a_sample_source() {
     .collect();
     assert_eq!(batches.iter().map(|b| b.n).sum::<usize>(), 5);
 }
+
+#[test]
+fn kept_phantoms_give_the_phantoms_themselves_within_and_past_their_budget() {
+    use rca_gpu::data::KeptPhantoms;
+    let src = PhantomSource {
+        seed: 3,
+        count: 6,
+        size: 32,
+    };
+    // Room for two phantoms (two 32×32 planes each): the rest are generated on each read.
+    let kept = KeptPhantoms::new(src, 2 * 2 * 32 * 32 * 4);
+    assert_eq!((kept.len(), kept.size()), (6, 32));
+    for i in [0, 1, 5, 0, 1, 5] {
+        assert_eq!(kept.sample(i), src.sample(i), "phantom {i}");
+        assert_eq!(kept.name(i), src.name(i));
+    }
+    assert_eq!(kept.describe(), src.describe());
+}

@@ -65,7 +65,8 @@ pub mod synth;
 
 pub use augment::{AugmentConfig, augment};
 pub use batch::{
-    Batch, BatchConfig, BatchIter, PhantomSource, SampleSource, epoch_batches, make_batch,
+    Batch, BatchConfig, BatchIter, KeptPhantoms, PhantomSource, SampleSource, epoch_batches,
+    make_batch,
 };
 pub use dataset::{
     ClassCount, Dataset, DatasetReport, LoadOptions, PatientCount, Sample, load_dataset,

@@ -51,9 +51,13 @@ use super::lock::RunLock;
 use super::state::{LoopState, Start, save_last};
 use super::step::{Adam, train_step};
 use crate::data::{
-    AugmentConfig, BatchConfig, LoadOptions, MaskResize, SampleSource, Split, SplitConfig,
-    epoch_batches, load_dataset,
+    AugmentConfig, BatchConfig, KeptPhantoms, LoadOptions, MaskResize, SampleSource, Split,
+    SplitConfig, epoch_batches, load_dataset,
 };
+
+/// Memory a phantom run may spend keeping its generated phantoms (images and masks): all of
+/// the default run's 160 at 128×128 take 21 MB.
+const PHANTOMS_KEPT_BYTES: usize = 512 << 20;
 use crate::model::{Model, ModelConfig};
 use crate::nn::Params;
 use crate::{Gpu, Tensor, no_grad, ops};
@@ -96,7 +100,7 @@ fn prepare_data(cfg: &TrainConfig, out: &Path, resume: bool) -> anyhow::Result<D
             } else {
                 src.split(&SplitConfig::new(cfg.seed, cfg.fold))?
             };
-            (Arc::new(src), split)
+            (Arc::new(KeptPhantoms::new(src, PHANTOMS_KEPT_BYTES)), split)
         }
         Some(dir) => {
             let opts = LoadOptions {
