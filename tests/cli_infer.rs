@@ -463,8 +463,8 @@ fn eval_post_processing_options_reach_the_pp_y_rows() {
     if common::gpu().is_none() {
         return;
     }
-    // With hole filling and both region filters off, "PP Y" is thresholding alone: every
-    // image's Y row must equal its N row.
+    // With hole filling and the three region filters off, "PP Y" is thresholding alone:
+    // every image's Y row must equal its N row.
     let out = scratch().join("eval-no-pp");
     ok(&rca(&[
         "eval",
@@ -475,6 +475,8 @@ fn eval_post_processing_options_reach_the_pp_y_rows() {
         "--min-area",
         "0",
         "--min-relative-area",
+        "0",
+        "--min-peak",
         "0",
         "--no-fill-holes",
     ]));
@@ -493,6 +495,15 @@ fn eval_post_processing_options_reach_the_pp_y_rows() {
     let summary = read_json(&out.join("summary.json"));
     assert_eq!(summary["pp_y"]["min_area"], 0);
     assert_eq!(summary["pp_y"]["fill_holes"], false);
+    assert_eq!(summary["pp_y"]["min_peak"], 0.0);
+    let err = failed(&rca(&[
+        "eval",
+        "--checkpoint",
+        s(&run_dir().join("best.safetensors")),
+        "--min-peak",
+        "1.5",
+    ]));
+    assert!(err.contains("--min-peak"), "{err}");
     let err = failed(&rca(&[
         "eval",
         "--checkpoint",

@@ -26,6 +26,7 @@ fn args(pred: &Path, gt: &Path) -> MetricsArgs {
         csv: None,
         min_area: 64,
         min_relative_area: 0.1,
+        min_peak: 0.0,
         connectivity: 8,
         markdown: false,
         std: false,

@@ -320,6 +320,84 @@ fn post_processing_is_idempotent() {
     assert_eq!(pp.apply_mask(&once), once);
 }
 
+/// Probabilities from rows of digits: '0'..'9' is p = d / 10, '#' is 1.
+fn probs(rows: &[&str]) -> (Vec<f32>, usize, usize) {
+    let p = rows
+        .iter()
+        .flat_map(|r| r.chars())
+        .map(|c| match c {
+            '#' => 1.0,
+            d => d.to_digit(10).expect("a digit or #") as f32 / 10.0,
+        })
+        .collect();
+    (p, rows[0].len(), rows.len())
+}
+
+#[test]
+fn min_peak_drops_faint_regions_and_keeps_confident_ones_whole() {
+    // Left: a region above 0.5 that peaks at 0.9 (kept, its 0.6 pixels included);
+    // right: one that never passes 0.7 (dropped).
+    let (p, w, h) = probs(&["66600000", "69600770", "66600770", "00000000"]);
+    let pp = PostProcess {
+        min_area: 0,
+        min_relative_area: 0.0,
+        min_peak: 0.8,
+        ..PostProcess::default()
+    };
+    let want = mask(&["###.....", "###.....", "###.....", "........"]);
+    assert_eq!(pp.apply(&p, w, h).unwrap(), want);
+    // Off (0) keeps both; a peak above every pixel keeps none.
+    let off = PostProcess {
+        min_peak: 0.0,
+        ..pp
+    };
+    assert_eq!(
+        off.apply(&p, w, h).unwrap(),
+        mask(&["###.....", "###..##.", "###..##.", "........"])
+    );
+    let all = PostProcess {
+        min_peak: 1.0,
+        ..pp
+    };
+    assert_eq!(
+        all.apply(&p, w, h).unwrap(),
+        BinaryMask::empty(w, h).unwrap()
+    );
+}
+
+#[test]
+fn min_peak_runs_before_the_relative_area_rule() {
+    // A large faint region would make the small confident lesion "under a tenth of the
+    // largest"; with the faint one dropped first, the lesion stays.
+    let (p, w, h) = probs(&[
+        "9000000000000",
+        "0066666666666",
+        "0066666666666",
+        "0066666666666",
+    ]);
+    let pp = PostProcess {
+        min_area: 0,
+        min_relative_area: 0.1,
+        min_peak: 0.8,
+        ..PostProcess::default()
+    };
+    let want = mask(&[
+        "#............",
+        ".............",
+        ".............",
+        ".............",
+    ]);
+    assert_eq!(pp.apply(&p, w, h).unwrap(), want);
+    assert!(
+        PostProcess {
+            min_peak: 1.5,
+            ..pp
+        }
+        .validate()
+        .is_err()
+    );
+}
+
 #[test]
 fn invalid_settings_are_rejected() {
     let bad = PostProcess {

@@ -165,6 +165,7 @@ fn post_processing_output_equals_scipy_exactly() {
                 min_area: cfg.min_area,
                 min_relative_area: cfg.min_relative_area,
                 connectivity: Connectivity::from_neighbours(cfg.connectivity).unwrap(),
+                min_peak: 0.0,
             };
             let want = unpack(want, c.width, c.height);
             assert_eq!(pp.apply_mask(&m), want, "case {i} ({}), {:?}", c.kind, pp);

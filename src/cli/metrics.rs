@@ -52,6 +52,10 @@ pub struct MetricsArgs {
     /// Post-processing: drop components smaller than this fraction of the largest.
     #[arg(long, default_value_t = PostProcess::default().min_relative_area)]
     pub min_relative_area: f64,
+    /// Post-processing: drop components whose highest value (grey/max) is below this
+    /// (0: none).
+    #[arg(long, default_value_t = PostProcess::default().min_peak)]
+    pub min_peak: f32,
     /// Post-processing: foreground connectivity, 4 or 8 (holes use the other one).
     #[arg(long, default_value_t = 8, value_parser = parse_connectivity)]
     pub connectivity: u8,
@@ -81,6 +85,7 @@ impl MetricsArgs {
             min_relative_area: self.min_relative_area,
             connectivity: Connectivity::from_neighbours(self.connectivity)
                 .with_context(|| format!("connectivity {} is not 4 or 8", self.connectivity))?,
+            min_peak: self.min_peak,
         };
         pp.validate()?;
         Ok(pp)

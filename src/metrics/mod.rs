@@ -78,8 +78,8 @@ pub use aggregate::{
 pub use edt::{distance_to_foreground, squared_distance_to_foreground};
 pub use mask::BinaryMask;
 pub use postprocess::{
-    Components, Connectivity, PostProcess, fill_holes, label_components, remove_small_components,
-    threshold,
+    Components, Connectivity, PostProcess, fill_holes, label_components, remove_faint_components,
+    remove_small_components, threshold,
 };
 pub use score::{
     Confusion, ImageMetrics, average_hausdorff, boundary, confusion, empty_mask_penalty, evaluate,

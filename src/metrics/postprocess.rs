@@ -3,6 +3,13 @@
 //! component's area includes its filled holes, and the result is hole-free (removing a
 //! component can only merge background that already touched the border).
 //!
+//! Optionally (`min_peak`, off by default) a hysteresis step between hole filling and the
+//! area rules: a component is kept only if its most confident pixel reaches `min_peak`
+//! (as `skimage.filters.apply_hysteresis_threshold(p, threshold, min_peak)` then filled).
+//! A lesion keeps the outline the threshold gives it; the faint regions a model marks in
+//! lesion-free tissue go. It runs before the area rules, so that a faint false region
+//! cannot make a real lesion "small" relative to it.
+//!
 //! Connectivity is that of the foreground; the background always uses the complementary
 //! one (8-connected lesions have 4-connected holes and vice versa), the standard pairing
 //! that makes "hole" and "component" agree with each other on a pixel grid. With the default
@@ -86,6 +93,11 @@ pub struct PostProcess {
     pub min_relative_area: f64,
     /// Foreground connectivity (default 8; holes then use 4).
     pub connectivity: Connectivity,
+    /// Components whose highest probability is below this are removed (hysteresis; 0, the
+    /// default, disables). Only [`PostProcess::apply`] sees probabilities:
+    /// [`PostProcess::apply_mask`] ignores it.
+    #[serde(default)]
+    pub min_peak: f32,
 }
 
 impl Default for PostProcess {
@@ -96,6 +108,7 @@ impl Default for PostProcess {
             min_area: 64,
             min_relative_area: 0.1,
             connectivity: Connectivity::Eight,
+            min_peak: 0.0,
         }
     }
 }
@@ -109,6 +122,7 @@ impl PostProcess {
             min_area: 0,
             min_relative_area: 0.0,
             connectivity: Connectivity::Eight,
+            min_peak: 0.0,
         }
     }
 
@@ -117,6 +131,12 @@ impl PostProcess {
     pub fn validate(&self) -> Result<(), MetricsError> {
         if self.threshold.is_nan() {
             return Err(MetricsError::InvalidSetting("threshold is NaN".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_peak) {
+            return Err(MetricsError::InvalidSetting(format!(
+                "min_peak {} is outside [0, 1]",
+                self.min_peak
+            )));
         }
         if !(0.0..=1.0).contains(&self.min_relative_area) {
             return Err(MetricsError::InvalidSetting(format!(
@@ -127,7 +147,8 @@ impl PostProcess {
         Ok(())
     }
 
-    /// Threshold, then [`PostProcess::apply_mask`]. `prob` is row-major `width × height`.
+    /// Threshold, fill holes, drop the components whose peak is below `min_peak`, then
+    /// the small ones. `prob` is row-major `width × height`.
     pub fn apply(
         &self,
         prob: &[f32],
@@ -135,18 +156,32 @@ impl PostProcess {
         height: usize,
     ) -> Result<BinaryMask, MetricsError> {
         self.validate()?;
-        Ok(self.apply_mask(&threshold(prob, width, height, self.threshold)?))
+        let filled = self.filled(&threshold(prob, width, height, self.threshold)?);
+        let confident = if self.min_peak > 0.0 {
+            remove_faint_components(&filled, self.connectivity, prob, self.min_peak)
+        } else {
+            filled
+        };
+        Ok(self.remove_small(&confident))
     }
 
-    /// Hole filling and small-component removal on an already binary mask.
+    /// Hole filling and small-component removal on an already binary mask (no
+    /// probabilities: `min_peak` does not apply).
     pub fn apply_mask(&self, mask: &BinaryMask) -> BinaryMask {
-        let filled = if self.fill_holes {
+        self.remove_small(&self.filled(mask))
+    }
+
+    fn filled(&self, mask: &BinaryMask) -> BinaryMask {
+        if self.fill_holes {
             fill_holes(mask, self.connectivity)
         } else {
             mask.clone()
-        };
+        }
+    }
+
+    fn remove_small(&self, filled: &BinaryMask) -> BinaryMask {
         remove_small_components(
-            &filled,
+            filled,
             self.connectivity,
             self.min_area,
             self.min_relative_area,
@@ -273,12 +308,35 @@ pub fn remove_small_components(
         .iter()
         .map(|&s| s >= min_area && s as f64 >= floor)
         .collect();
+    kept(mask, &comps, &keep)
+}
+
+/// The pixels of `mask` in the components whose `keep[label - 1]` is set.
+fn kept(mask: &BinaryMask, comps: &Components, keep: &[bool]) -> BinaryMask {
     let data = comps
         .labels
         .iter()
         .map(|&l| l != 0 && keep[l as usize - 1])
         .collect();
     BinaryMask::new(mask.width(), mask.height(), data).expect("same shape as the input mask")
+}
+
+/// Keeps the components of `mask` in which some pixel has `prob >= min_peak` (NaN never
+/// reaches it). `prob` is row-major, the mask's size (the caller checks).
+pub fn remove_faint_components(
+    mask: &BinaryMask,
+    connectivity: Connectivity,
+    prob: &[f32],
+    min_peak: f32,
+) -> BinaryMask {
+    let comps = label_components(mask, connectivity);
+    let mut keep = vec![false; comps.count()];
+    for (&l, &p) in comps.labels.iter().zip(prob) {
+        if l != 0 && p >= min_peak {
+            keep[l as usize - 1] = true;
+        }
+    }
+    kept(mask, &comps, &keep)
 }
 
 /// Calls `f` with the index of each in-image neighbour of (x, y).
