@@ -408,6 +408,9 @@ crate::runtime::kernel_params! {
     }
 }
 
+/// vec4s per invocation of the vec4 twins (`V4` in `shaders/elementwise.wgsl`).
+const V4_PER: usize = 4;
+
 /// The entry point that computes `entry` over whole vec4s, if it has one.
 fn vec4_twin(entry: &str) -> Option<&'static str> {
     Some(match entry {
@@ -432,10 +435,11 @@ pub(crate) fn launch_elementwise(
     n: usize,
     params: EwParams,
 ) {
-    // The simple maps have a twin over whole vec4s (see the shader).
-    let (entry, n) = match vec4_twin(entry) {
-        Some(twin) if n.is_multiple_of(4) => (twin, n / 4),
-        _ => (entry, n),
+    // The simple maps have a twin over whole vec4s, V4_PER of them per invocation (see
+    // the shader).
+    let (entry, n, invocations) = match vec4_twin(entry) {
+        Some(twin) if n.is_multiple_of(4) => (twin, n / 4, (n / 4).div_ceil(V4_PER)),
+        _ => (entry, n, n),
     };
     let params = EwParams {
         n: u32::try_from(n).expect("tensors are bounded by the binding limit"),
@@ -450,6 +454,6 @@ pub(crate) fn launch_elementwise(
         &Kernel::new(Shader::Elementwise, entry),
         &bindings,
         &params,
-        n,
+        invocations,
     );
 }
