@@ -173,6 +173,77 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
+// matmul_cpu_sg64: `matmul_cpu_sg32` with 64 rows per invocation, for M a multiple of 64:
+// each vec4 of B feeds 256 FMAs, and each lane loads two row quads of the weights per step
+// of k (lane l: rows m0 + 4l … + 3 and m0 + 32 + 4l … + 3). On lavapipe a lane's load from a
+// storage buffer is a guarded scalar access per component, while the accumulators that do
+// not fit in registers spill to the stack, which is cheap beside it: so fewer loads per
+// FMA pay again.
+// Grid: (N/4 / 64, M/64, batch).
+
+@compute @workgroup_size(64, 1, 1)
+fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    let n0 = min(gid.x * 4u, p.n - 4u);
+    let m0 = wid.y * 64u;
+    let z = wid.z;
+    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
+    var pa = z * p.a_sb + m0 + 4u * lane;
+    var pb = z * p.b_sb + n0;
+    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
+    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
+    var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0); var c18 = vec4<f32>(0.0); var c19 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0); var c22 = vec4<f32>(0.0); var c23 = vec4<f32>(0.0);
+    var c24 = vec4<f32>(0.0); var c25 = vec4<f32>(0.0); var c26 = vec4<f32>(0.0); var c27 = vec4<f32>(0.0);
+    var c28 = vec4<f32>(0.0); var c29 = vec4<f32>(0.0); var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    var c32 = vec4<f32>(0.0); var c33 = vec4<f32>(0.0); var c34 = vec4<f32>(0.0); var c35 = vec4<f32>(0.0);
+    var c36 = vec4<f32>(0.0); var c37 = vec4<f32>(0.0); var c38 = vec4<f32>(0.0); var c39 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0); var c41 = vec4<f32>(0.0); var c42 = vec4<f32>(0.0); var c43 = vec4<f32>(0.0);
+    var c44 = vec4<f32>(0.0); var c45 = vec4<f32>(0.0); var c46 = vec4<f32>(0.0); var c47 = vec4<f32>(0.0);
+    var c48 = vec4<f32>(0.0); var c49 = vec4<f32>(0.0); var c50 = vec4<f32>(0.0); var c51 = vec4<f32>(0.0);
+    var c52 = vec4<f32>(0.0); var c53 = vec4<f32>(0.0); var c54 = vec4<f32>(0.0); var c55 = vec4<f32>(0.0);
+    var c56 = vec4<f32>(0.0); var c57 = vec4<f32>(0.0); var c58 = vec4<f32>(0.0); var c59 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0); var c62 = vec4<f32>(0.0); var c63 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.k; k++) {
+        let a = A4[pa / 4u];
+        let a2 = A4[(pa + 32u) / 4u];
+        let b = B4[pb / 4u];
+        rows4(subgroupBroadcast(a, 0u), b, &c0, &c1, &c2, &c3);
+        rows4(subgroupBroadcast(a, 1u), b, &c4, &c5, &c6, &c7);
+        rows4(subgroupBroadcast(a, 2u), b, &c8, &c9, &c10, &c11);
+        rows4(subgroupBroadcast(a, 3u), b, &c12, &c13, &c14, &c15);
+        rows4(subgroupBroadcast(a, 4u), b, &c16, &c17, &c18, &c19);
+        rows4(subgroupBroadcast(a, 5u), b, &c20, &c21, &c22, &c23);
+        rows4(subgroupBroadcast(a, 6u), b, &c24, &c25, &c26, &c27);
+        rows4(subgroupBroadcast(a, 7u), b, &c28, &c29, &c30, &c31);
+        rows4(subgroupBroadcast(a2, 0u), b, &c32, &c33, &c34, &c35);
+        rows4(subgroupBroadcast(a2, 1u), b, &c36, &c37, &c38, &c39);
+        rows4(subgroupBroadcast(a2, 2u), b, &c40, &c41, &c42, &c43);
+        rows4(subgroupBroadcast(a2, 3u), b, &c44, &c45, &c46, &c47);
+        rows4(subgroupBroadcast(a2, 4u), b, &c48, &c49, &c50, &c51);
+        rows4(subgroupBroadcast(a2, 5u), b, &c52, &c53, &c54, &c55);
+        rows4(subgroupBroadcast(a2, 6u), b, &c56, &c57, &c58, &c59);
+        rows4(subgroupBroadcast(a2, 7u), b, &c60, &c61, &c62, &c63);
+        pa += p.a_sk;
+        pb += p.b_sk;
+    }
+    if (gid.x * 4u >= p.n) { return; }
+    let cz = z * p.c_sb + n0;
+    var acc = array<vec4<f32>, 64>(
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17,
+        c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c30, c31, c32, c33,
+        c34, c35, c36, c37, c38, c39, c40, c41, c42, c43, c44, c45, c46, c47, c48, c49,
+        c50, c51, c52, c53, c54, c55, c56, c57, c58, c59, c60, c61, c62, c63);
+    // The stores as a loop, as in sg32.
+    for (var q = 0u; q < 64u; q += 4u) {
+        store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // matmul_nt_cpu_sg: `matmul_nt_cpu` (C = Σ_k A[b, m, k]·B[b, n, k], k contiguous in both:
 // the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. Each
 // invocation computes 8 rows × 4 columns of C over one chunk of K, four steps of k at a

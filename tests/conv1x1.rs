@@ -164,10 +164,19 @@ fn conv1x1_weight_gradient_with_lanes_splitting_long_pixel_rows() {
 
 #[test]
 fn conv1x1_thirty_two_row_subgroup_kernel_forward_and_input_gradient() {
-    // Cout 64 (two 32-row blocks of `matmul_cpu_sg32`) over 15 column quads; then Cin 32,
+    // Cout 96 (three 32-row blocks of `matmul_cpu_sg32`) over 15 column quads; then Cin 32,
     // the input gradient's M, with an odd-sized K = Cout 12.
-    check_conv(2, 12, 64, 6, 10, true);
+    check_conv(2, 12, 96, 6, 10, true);
     check_conv(1, 32, 12, 4, 6, false);
+}
+
+#[test]
+fn conv1x1_sixty_four_row_subgroup_kernel_forward_and_input_gradient() {
+    // Cout 128 (two 64-row blocks of `matmul_cpu_sg64`, each lane two row quads) over 15
+    // column quads with an odd K = Cin 7; then Cin 64, the input gradient's M, with K =
+    // Cout 20.
+    check_conv(2, 7, 128, 6, 10, true);
+    check_conv(1, 64, 20, 4, 6, false);
 }
 
 #[test]
@@ -199,6 +208,10 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "rows4(subgroupBroadcast(a, 5u), b2, &c4",
             "rows4(subgroupBroadcast(a, 4u), b2, &c4",
         ),
+        (
+            "rows4(subgroupBroadcast(a2, 3u), b, &c44",
+            "rows4(subgroupBroadcast(a2, 2u), b, &c44",
+        ),
     ] {
         assert!(source.contains(planted), "{planted}");
         let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
@@ -212,11 +225,13 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             &source.replace(planted, wrong),
         );
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
-        // the 16-row forward, Cout 32 the 32-row one, Cout 8 the 8-row one; the weight
-        // gradients of Cin 8 the k-split one, of Cin 32 the one with a column quad per lane.
+        // the 16-row forward, Cout 32 the 32-row one, Cout 64 the 64-row one, Cout 8 the
+        // 8-row one; the weight gradients of Cin 8 the k-split one, of Cin 32 the one with
+        // a column quad per lane.
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
+            check_conv_on("cpu (planted error)", &gpu, 1, 8, 64, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 32, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 8, 4, 8, true);
         }));
