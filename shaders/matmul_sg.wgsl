@@ -173,7 +173,8 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
-// matmul_cpu_sg64: `matmul_cpu_sg32` with 64 rows per invocation, for M a multiple of 64:
+// matmul_cpu_sg64: `matmul_cpu_sg32` with 64 rows per invocation, for M a multiple of 64
+// (or of 16 with a last block of 48 rows, whose last row quads repeat and are not stored):
 // each vec4 of B feeds 256 FMAs, and each lane loads two row quads of the weights per step
 // of k (lane l: rows m0 + 4l … + 3 and m0 + 32 + 4l … + 3). On lavapipe a lane's load from a
 // storage buffer is a guarded scalar access per component, while the accumulators that do
@@ -189,7 +190,9 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
     let m0 = wid.y * 64u;
     let z = wid.z;
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
-    var pa = z * p.a_sb + m0 + 4u * lane;
+    // Row quads past M (the last block of M = 48) repeat the last and are not stored.
+    var pa = z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
+    var pa2 = z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
     var pb = z * p.b_sb + n0;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
     var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
@@ -209,7 +212,7 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
     var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0); var c62 = vec4<f32>(0.0); var c63 = vec4<f32>(0.0);
     for (var k = 0u; k < p.k; k++) {
         let a = A4[pa / 4u];
-        let a2 = A4[(pa + 32u) / 4u];
+        let a2 = A4[pa2 / 4u];
         let b = B4[pb / 4u];
         rows4(subgroupBroadcast(a, 0u), b, &c0, &c1, &c2, &c3);
         rows4(subgroupBroadcast(a, 1u), b, &c4, &c5, &c6, &c7);
@@ -228,6 +231,7 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
         rows4(subgroupBroadcast(a2, 6u), b, &c56, &c57, &c58, &c59);
         rows4(subgroupBroadcast(a2, 7u), b, &c60, &c61, &c62, &c63);
         pa += p.a_sk;
+        pa2 += p.a_sk;
         pb += p.b_sk;
     }
     if (gid.x * 4u >= p.n) { return; }
@@ -238,7 +242,8 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
         c34, c35, c36, c37, c38, c39, c40, c41, c42, c43, c44, c45, c46, c47, c48, c49,
         c50, c51, c52, c53, c54, c55, c56, c57, c58, c59, c60, c61, c62, c63);
     // The stores as a loop, as in sg32.
-    for (var q = 0u; q < 64u; q += 4u) {
+    let rows = min(64u, p.m - m0);
+    for (var q = 0u; q < rows; q += 4u) {
         store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);
     }
 }

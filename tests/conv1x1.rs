@@ -177,6 +177,10 @@ fn conv1x1_sixty_four_row_subgroup_kernel_forward_and_input_gradient() {
     // Cout 20.
     check_conv(2, 7, 128, 6, 10, true);
     check_conv(1, 64, 20, 4, 6, false);
+    // Cout 48 and 112: a last block of 48 rows, whose lanes 4–7 repeat the last row quad
+    // of the second half and store nothing there.
+    check_conv(1, 12, 48, 6, 10, true);
+    check_conv(1, 8, 112, 4, 6, false);
 }
 
 #[test]

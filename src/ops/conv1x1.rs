@@ -302,7 +302,7 @@ impl Matmul {
         ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
             // 64 or 32 rows per invocation where M allows, 8 where M is at most 8, else 16.
-            let (entry, rows) = if self.m.is_multiple_of(64) {
+            let (entry, rows) = if self.m.is_multiple_of(64) || self.m % 64 == 48 {
                 ("matmul_cpu_sg64", 64)
             } else if self.m.is_multiple_of(32) {
                 ("matmul_cpu_sg32", 32)
