@@ -27,9 +27,11 @@ use crate::train::trainer::{self, Outcome};
 /// images, batch 4, 15 epochs, learning rate 3e-3, a quarter of the scans as lesion-free
 /// crops, BN momentum 0.9). S 128 keeps a 3 mm lesion in a 50 mm field of view about 8
 /// pixels across (at S 64, 4). Measured with the release build on lavapipe (llvmpipe,
-/// Mesa 25.0.7) on a 2-core machine, 2026-12-07: 274 s in all (epochs of 16–21 s,
+/// Mesa 25.0.7) on a 2-core machine, 2026-12-07: 247 s in all (epochs of 15–18 s,
 /// validation included); validation Dice 0.676 at epoch 15 (eval mode, threshold 0.5, no
-/// post-processing); test split Dice 0.784 with post-processing.
+/// post-processing); test split Dice 0.784 with post-processing. 18 epochs (297 s) did no
+/// better on simulated images: lesion Dice 0.63 against 0.64, and 3 of 12 lesion-free
+/// images marked against none.
 pub const DEFAULT_SIZE: usize = 128;
 pub const DEFAULT_WIDTH: usize = 4;
 pub const DEFAULT_PHANTOMS: usize = 160;
