@@ -180,7 +180,7 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 // storage buffer is a guarded scalar access per component, while the accumulators that do
 // not fit in registers spill to the stack, which is cheap beside it: so fewer loads per
 // FMA pay again.
-// Grid: (N/4 / 64, M/64, batch).
+// Grid: (N/4 / 64, ⌈M/64⌉, batch).
 
 @compute @workgroup_size(64, 1, 1)
 fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
