@@ -5,8 +5,10 @@
 //
 // with b = z / splits and chunk(z) the (z % splits)-th slice of K of length kchunk
 // (split-K: the caller sums the `splits` partial products). A and B are addressed through
-// strides, so the same kernel computes W·X (forward), Wᵀ·dY (input gradient) and dY·Xᵀ
-// (weight gradient) without transposing anything in memory. C is row-major per z.
+// strides, A from element a_off of its binding on, so the same kernel computes W·X
+// (forward), Wᵀ·dY (input gradient) and dY·Xᵀ (weight gradient), and takes a block of a
+// weight matrix's columns, without copying or transposing anything in memory. C is
+// row-major per z.
 //
 // The parameter block, the vec4 views A4/B4/C4, the bias, the ACC override, the epilogue
 // flags and `store_quad` are in shaders/matmul_common.wgsl, which the runtime puts before
@@ -46,7 +48,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l
 
     // Row and column indices clamped into the matrix: out-of-range lanes compute a
     // duplicate of the last row/column and are not stored.
-    let ma = batch * p.a_sb + k_begin * p.a_sk;
+    let ma = p.a_off + batch * p.a_sb + k_begin * p.a_sk;
     var pa0 = ma + min(m0, p.m - 1u) * p.a_sm;
     var pa1 = ma + min(m0 + 1u, p.m - 1u) * p.a_sm;
     var pa2 = ma + min(m0 + 2u, p.m - 1u) * p.a_sm;
@@ -126,7 +128,7 @@ fn matmul4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
     var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
     var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
-    let a_base = batch * p.a_sb;
+    let a_base = p.a_off + batch * p.a_sb;
     let b_base = batch * p.b_sb;
     for (var k = k_begin; k < k_end; k += 4u) {
         // am[kk] = A[m0..m0+3, k+kk] as a vec4 over m.
@@ -214,7 +216,7 @@ fn matmul_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
     // Row quads clamped into the matrix (M % 4 == 0): a quad past the end recomputes the
     // last one and is not stored.
     let last = p.m - 4u;
-    let ab = z * p.a_sb;
+    let ab = p.a_off + z * p.a_sb;
     let pa0 = ab + min(m0, last);
     let pa1 = ab + min(m0 + 4u, last);
     let pa2 = ab + min(m0 + 8u, last);
@@ -272,7 +274,7 @@ fn matmul_nt_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
     let sa = p.a_sm / 4u;
     let sb = p.b_sn / 4u;
     // Rows past M (M % 8 == 4) recompute the last four and are not stored.
-    let pa = (batch * p.a_sb + m0 * p.a_sm) / 4u;
+    let pa = (p.a_off + batch * p.a_sb + m0 * p.a_sm) / 4u;
     let hi = select(0u, 4u, m0 + 4u < p.m);
     let pa_hi = pa + hi * sa;
     let pb = (batch * p.b_sb + n0 * p.b_sn) / 4u;
@@ -317,5 +319,5 @@ fn transpose_matrix(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gid.x;
     let n = gid.y;
     if (m >= p.m || n >= p.n) { return; }
-    C[n * p.c_sm + m] = A[m * p.a_sm + n];
+    C[n * p.c_sm + m] = A[p.a_off + m * p.a_sm + n];
 }

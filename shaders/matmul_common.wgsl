@@ -9,6 +9,7 @@ struct Params {
     k: u32,
     kchunk: u32,
     splits: u32,
+    a_off: u32,    // where A starts in its binding (a column block of a weight matrix)
     a_sb: u32, a_sm: u32, a_sk: u32,
     b_sb: u32, b_sk: u32, b_sn: u32,
     c_sb: u32, c_sm: u32,

@@ -41,7 +41,7 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     // This lane's share of the weights: one row quad (clamped into M) of step k + dk.
     let dk = lane / 4u;
-    let pa = z * p.a_sb + min(m0 + 4u * (lane % 4u), p.m - 4u);
+    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 4u), p.m - 4u);
     let pb = z * p.b_sb + n0;
     let last = p.k - 1u;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
@@ -86,7 +86,7 @@ fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
     let z = wid.z;
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     let dk = lane / 2u;
-    let pa = z * p.a_sb + min(m0 + 4u * (lane % 2u), p.m - 4u);
+    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 2u), p.m - 4u);
     let pb = z * p.b_sb + n0;
     let last = p.k - 1u;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
@@ -133,7 +133,7 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
     // (the network's deepest levels below 256², any level at 32²) the clamped lanes
     // otherwise ran the whole loop for nothing.
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
-    var pa = z * p.a_sb + m0 + 4u * lane;
+    var pa = p.a_off + z * p.a_sb + m0 + 4u * lane;
     var pb = z * p.b_sb + n0;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
     var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
@@ -191,8 +191,8 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
     let z = wid.z;
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     // Row quads past M (the last block of M = 48) repeat the last and are not stored.
-    var pa = z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
-    var pa2 = z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
+    var pa = p.a_off + z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
+    var pa2 = p.a_off + z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
     var pb = z * p.b_sb + n0;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
     var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
@@ -275,7 +275,7 @@ fn matmul_nt_cpu_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let batch = z / p.splits;
     let k_begin = (z % p.splits) * p.kchunk;
     let k_end = min(p.k, k_begin + p.kchunk);
-    let pa = (batch * p.a_sb + min(m0 + lane, p.m - 1u) * p.a_sm) / 4u;
+    let pa = (p.a_off + batch * p.a_sb + min(m0 + lane, p.m - 1u) * p.a_sm) / 4u;
     // Columns past N repeat the last (N need not be a multiple of 4 here).
     let bb = batch * p.b_sb;
     let last = p.n - 1u;
@@ -349,7 +349,7 @@ fn matmul_nt_cpu_ks(@builtin(workgroup_id) wid: vec3<u32>,
     let batch = z / p.splits;
     let k_begin = (z % p.splits) * p.kchunk;
     let k_end = min(p.k, k_begin + p.kchunk);
-    let ab = batch * p.a_sb;
+    let ab = p.a_off + batch * p.a_sb;
     let lm = p.m - 1u;
     let pa0 = (ab + min(m0, lm) * p.a_sm) / 4u;
     let pa1 = (ab + min(m0 + 1u, lm) * p.a_sm) / 4u;

@@ -339,6 +339,17 @@ fn conv1x1_cat_of_odd_inputs_and_without_scale_or_bias() {
 }
 
 #[test]
+fn conv1x1_cat_reads_each_block_of_the_weights_in_place() {
+    // Blocks of W at column offsets 0, 3 and 8: the input gradients of the first two
+    // (offsets or rows not multiples of 4) take the tiled kernels on a CPU adapter.
+    check_cat(1, &[3, 5, 8], 8, (4, 8), true, true);
+    // Outputs of 48 and 32 rows and input gradients of 16 and 32: the 64-, 32- and
+    // 16-row CPU products, each block read from an offset of the one weight matrix.
+    check_cat(1, &[16, 32], 48, (4, 8), true, true);
+    check_cat(1, &[8, 16, 8], 32, (4, 4), false, true);
+}
+
+#[test]
 fn conv1x1_cat_of_one_input_is_conv1x1_with_a_scale() {
     check_cat(2, &[8], 4, (4, 8), true, false);
 }

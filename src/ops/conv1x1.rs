@@ -49,6 +49,7 @@ kernel_params! {
         k: u32,
         kchunk: u32,
         splits: u32,
+        a_off: u32,
         a_sb: u32,
         a_sm: u32,
         a_sk: u32,
@@ -78,6 +79,8 @@ pub(crate) struct Matmul {
     pub n: usize,
     pub k: usize,
     pub batch: usize,
+    /// Where A starts in its tensor (a block of a weight matrix's columns).
+    pub a_off: usize,
     pub a_sb: usize,
     pub a_sm: usize,
     pub a_sk: usize,
@@ -153,6 +156,7 @@ impl Matmul {
             k: u32_of(self.k),
             kchunk: u32_of(kchunk),
             splits: u32_of(splits),
+            a_off: u32_of(self.a_off),
             a_sb: u32_of(self.a_sb),
             a_sm: u32_of(self.a_sm),
             a_sk: u32_of(self.a_sk),
@@ -177,9 +181,9 @@ impl Matmul {
         if !aligned(&[self.k, self.n, kchunk, c_sb, c_sm]) {
             return None;
         }
-        let a_rows = if self.a_sk == 1 && aligned(&[self.a_sm, self.a_sb]) {
+        let a_rows = if self.a_sk == 1 && aligned(&[self.a_off, self.a_sm, self.a_sb]) {
             true
-        } else if self.a_sm == 1 && aligned(&[self.m, self.a_sk, self.a_sb]) {
+        } else if self.a_sm == 1 && aligned(&[self.m, self.a_off, self.a_sk, self.a_sb]) {
             false
         } else {
             return None;
@@ -201,7 +205,8 @@ impl Matmul {
         self.a_sm == 1
             && self.b_sn == 1
             && self.m >= 4
-            && aligned(&[self.m, self.n, self.a_sk, self.a_sb, self.b_sk, self.b_sb])
+            && aligned(&[self.m, self.n, self.a_off, self.a_sk, self.a_sb])
+            && aligned(&[self.b_sk, self.b_sb])
             && aligned(&[c_sb, c_sm])
     }
 
@@ -242,8 +247,10 @@ impl Matmul {
     }
 
     /// [`Matmul::run_acc`] for a product whose A is one M×K matrix of weights shared by
-    /// every batch (a_sb = 0, a_sm = K, a_sk = 1). The CPU-shaped kernels read A as K×M:
-    /// on CPU adapters they get Wᵀ, `wt` when the caller has it, else one small transpose.
+    /// every batch: columns `a_off .. a_off + K` of `w`, a row-major matrix of M rows and
+    /// `a_sm` columns (a_sb = 0, a_sk = 1). The CPU-shaped kernels read A as K×M: on CPU
+    /// adapters they get rows `a_off ..` of `w`ᵀ, `wt` when the caller has it, else one
+    /// small transpose.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_weights(
         &self,
@@ -257,8 +264,9 @@ impl Matmul {
         acc: bool,
         relu: bool,
     ) -> Result<()> {
-        debug_assert!(self.a_sb == 0 && self.a_sm == self.k && self.a_sk == 1);
+        debug_assert!(self.a_sb == 0 && self.a_off + self.k <= self.a_sm && self.a_sk == 1);
         let k_major = Matmul {
+            a_off: self.a_off * self.m,
             a_sm: 1,
             a_sk: self.m,
             ..*self
@@ -266,7 +274,7 @@ impl Matmul {
         if w.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(c_sb, c_sm) {
             let wt = match wt {
                 Some(t) => t.clone(),
-                None => transpose(w, self.m, self.k)?,
+                None => transpose(w, self.m, self.a_sm)?,
             };
             k_major.run_acc(&wt, b, bias, c, c_sb, c_sm, acc, relu);
         } else {
@@ -361,7 +369,9 @@ impl Matmul {
         let max = max_workgroups_per_dim as usize;
         self.a_sk == 1
             && self.b_sk == 1
-            && aligned(&[self.k, self.a_sm, self.a_sb, self.b_sn, self.b_sb])
+            && aligned(&[
+                self.k, self.a_off, self.a_sm, self.a_sb, self.b_sn, self.b_sb,
+            ])
             && (subgroups || aligned(&[self.m, self.n]))
             && self.n.div_ceil(4).div_ceil(8) <= max
             && self.m.div_ceil(64) <= max
@@ -488,11 +498,29 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
     })
 }
 
+/// The weights of one product y = W·x: W (Cout × Cin) is columns `col .. col + Cin` of
+/// `w`, a row-major matrix of Cout rows and `cols` columns (all of it when `col` = 0 and
+/// `cols` = Cin), and `wt`, when the caller has it, is all of `w` transposed. A block of
+/// columns is read in place: a 1×1 convolution over a concatenation cuts no copies.
+#[derive(Clone, Copy)]
+struct Weights<'a> {
+    w: &'a Tensor,
+    col: usize,
+    cols: usize,
+    wt: Option<&'a Tensor>,
+}
+
 /// y = W · x + b over the channels at every pixel.
 pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let d = check(x, w, b)?;
     let y = Tensor::uninit(x.gpu(), [d.n, d.cout, d.h, d.w], "conv1x1")?;
-    forward_into(x, w, None, b, &y, &d, false, false)?;
+    let wts = Weights {
+        w,
+        col: 0,
+        cols: d.cin,
+        wt: None,
+    };
+    forward_into(x, wts, b, &y, &d, false, false)?;
     let mut inputs = vec![x, w];
     inputs.extend(b);
     record(&inputs, &y, || Conv1x1Grad {
@@ -504,12 +532,10 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// y = W·x (+ b) into `y` (N, Cout, H, W), or y += W·x (+ b) when `acc`; max(0, ·) of
-/// that when `relu`. `wt` is Wᵀ when the caller has it (see [`Matmul::run_weights`]).
-#[allow(clippy::too_many_arguments)]
+/// that when `relu`.
 fn forward_into(
     x: &Tensor,
-    w: &Tensor,
-    wt: Option<&Tensor>,
+    wts: Weights<'_>,
     b: Option<&Tensor>,
     y: &Tensor,
     d: &Dims,
@@ -523,14 +549,15 @@ fn forward_into(
         n: p,
         k: d.cin,
         batch: d.n,
+        a_off: wts.col,
         a_sb: 0,
-        a_sm: d.cin,
+        a_sm: wts.cols,
         a_sk: 1,
         b_sb: d.cin * p,
         b_sk: p,
         b_sn: 1,
     };
-    product.run_weights(w, wt, x, b, y, d.cout * p, p, acc, relu)
+    product.run_weights(wts.w, wts.wt, x, b, y, d.cout * p, p, acc, relu)
 }
 
 /// The 1×1 convolution of the channel concatenation of `xs`, each input channel first
@@ -553,15 +580,15 @@ pub fn conv1x1_cat(
         Some(s) => scale_columns(w, s, c.cout, c.total)?,
         None => w.clone(),
     };
-    let parts = column_blocks(&scaled, c.cout, &c.channels)?;
-    let y = sum_of_products(op, xs, &parts, None, b, &c, false)?;
+    let wt = cpu_transpose(&scaled, &c)?;
+    let y = sum_of_products(op, xs, &scaled, wt.as_ref(), b, &c, false)?;
     let mut inputs: Vec<&Tensor> = xs.to_vec();
     inputs.extend(scale);
     inputs.push(w);
     inputs.extend(b);
     record(&inputs, &y, || Conv1x1CatGrad {
         xs: xs.iter().map(|&x| x.clone()).collect(),
-        parts,
+        scaled,
         channels: c.channels,
         w: w.clone(),
         scale: scale.cloned(),
@@ -578,6 +605,19 @@ struct Cat {
     channels: Vec<usize>,
     total: usize,
     cout: usize,
+}
+
+impl Cat {
+    /// The dims of the product that takes an input of `cin` channels.
+    fn dims(&self, cin: usize) -> Dims {
+        Dims {
+            n: self.n,
+            cin,
+            cout: self.cout,
+            h: self.h,
+            w: self.w,
+        }
+    }
 }
 
 fn cat_check(
@@ -620,26 +660,41 @@ fn cat_check(
 }
 
 /// y = Σ_i W_i·x_i + b, one product per input added into y (the bias with the first,
-/// max(0, ·) with the last when `relu`).
-/// `parts_t` are the blocks transposed, when the caller has them.
+/// max(0, ·) with the last when `relu`), W_i the columns of `w` (Cout × ΣC_i) that meet
+/// x_i. `wt` is `w` transposed, when the caller has it.
 fn sum_of_products(
     op: &'static str,
     xs: &[&Tensor],
-    parts: &[Tensor],
-    parts_t: Option<&[Tensor]>,
+    w: &Tensor,
+    wt: Option<&Tensor>,
     b: Option<&Tensor>,
     c: &Cat,
     relu: bool,
 ) -> Result<Tensor> {
-    let y = Tensor::uninit(parts[0].gpu(), [c.n, c.cout, c.h, c.w], op)?;
+    let y = Tensor::uninit(w.gpu(), [c.n, c.cout, c.h, c.w], op)?;
     let last = xs.len() - 1;
-    for (i, (x, wi)) in xs.iter().zip(parts).enumerate() {
-        let d = check(x, wi, None)?;
+    let mut col = 0;
+    for (i, (x, &cin)) in xs.iter().zip(&c.channels).enumerate() {
         let bias = if i == 0 { b } else { None };
-        let wt = parts_t.map(|t| &t[i]);
-        forward_into(x, wi, wt, bias, &y, &d, i > 0, relu && i == last)?;
+        let wts = Weights {
+            w,
+            col,
+            cols: c.total,
+            wt,
+        };
+        forward_into(x, wts, bias, &y, &c.dims(cin), i > 0, relu && i == last)?;
+        col += cin;
     }
     Ok(y)
+}
+
+/// `w` (Cout × ΣC_i) transposed, once, on a CPU adapter (whose products read the weights
+/// as K×M); `None` elsewhere.
+fn cpu_transpose(w: &Tensor, c: &Cat) -> Result<Option<Tensor>> {
+    if w.gpu().info().kernels != KernelClass::Cpu {
+        return Ok(None);
+    }
+    transpose(w, c.cout, c.total).map(Some)
 }
 
 /// [`conv1x1_cat`] followed by eval-mode batch norm (running statistics) and, when
@@ -664,26 +719,27 @@ pub fn conv1x1_cat_bn_eval(
     }
     let c = cat_check(op, xs, scale, w, Some(b))?;
     let bn = [gamma, beta, running_mean, running_var];
-    let folded = fold_cat(w, b, scale, Some(bn), eps, &c, false)?;
-    sum_of_products(op, xs, &folded.parts, None, Some(&folded.bias), &c, relu)
+    let folded = fold_cat(w, b, scale, Some(bn), eps, &c)?;
+    let wt = folded.wt.as_ref();
+    sum_of_products(op, xs, &folded.folded, wt, Some(&folded.bias), &c, relu)
 }
 
 /// The weights of a [`conv1x1_cat_bn_eval`] (or, without batch norm, of a
 /// [`conv1x1_cat`]) made once for a caller whose parameters stay the same from one
-/// forward pass to the next (inference): the batch norm folded, the scale applied, the
-/// column blocks cut and, on CPU adapters, transposed for the CPU-shaped product.
+/// forward pass to the next (inference): the batch norm folded, the scale applied and,
+/// on CPU adapters, the result transposed for the CPU-shaped product.
 /// [`conv1x1_cat_folded`] then runs only the products.
 pub struct FoldedCat {
-    parts: Vec<Tensor>,
-    parts_t: Option<Vec<Tensor>>,
+    folded: Tensor,
+    wt: Option<Tensor>,
     bias: Tensor,
     /// The weights and scale it was made from, to check the inputs it is applied to.
     w: Tensor,
     scale: Option<Tensor>,
 }
 
-/// Fold (when `bn`), scale and cut as [`conv1x1_cat_bn_eval`] does, and transpose when
-/// `transposed`.
+/// Fold (when `bn`) and scale as [`conv1x1_cat_bn_eval`] does, and transpose on a CPU
+/// adapter.
 fn fold_cat(
     w: &Tensor,
     b: &Tensor,
@@ -691,7 +747,6 @@ fn fold_cat(
     bn: Option<[&Tensor; 4]>,
     eps: f32,
     c: &Cat,
-    transposed: bool,
 ) -> Result<FoldedCat> {
     let (wf, bias) = match bn {
         Some([g, be, rm, rv]) => fold_into_conv1x1(w, b, g, be, rm, rv, eps)?,
@@ -701,19 +756,10 @@ fn fold_cat(
         Some(s) => scale_columns(&wf, s, c.cout, c.total)?,
         None => wf,
     };
-    let parts = column_blocks(&wf, c.cout, &c.channels)?;
-    let parts_t = if transposed {
-        let t = parts.iter().zip(&c.channels);
-        Some(
-            t.map(|(p, &ci)| transpose(p, c.cout, ci))
-                .collect::<Result<_>>()?,
-        )
-    } else {
-        None
-    };
+    let wt = cpu_transpose(&wf, c)?;
     Ok(FoldedCat {
-        parts,
-        parts_t,
+        folded: wf,
+        wt,
         bias,
         w: w.clone(),
         scale: scale.cloned(),
@@ -731,8 +777,7 @@ pub fn fold_conv1x1_cat(
     eps: f32,
 ) -> Result<FoldedCat> {
     let c = cat_check("fold_conv1x1_cat", xs, scale, w, Some(b))?;
-    let cpu = w.gpu().info().kernels == KernelClass::Cpu;
-    fold_cat(w, b, scale, bn, eps, &c, cpu)
+    fold_cat(w, b, scale, bn, eps, &c)
 }
 
 /// [`conv1x1_cat_bn_eval`] (or [`conv1x1_cat`]) with weights folded beforehand: the same
@@ -745,15 +790,8 @@ pub fn conv1x1_cat_folded(xs: &[&Tensor], f: &FoldedCat, relu: bool) -> Result<T
         )));
     }
     let c = cat_check(op, xs, f.scale.as_ref(), &f.w, Some(&f.bias))?;
-    if c.channels != f.parts.iter().map(|p| p.dims()[1]).collect::<Vec<_>>() {
-        return Err(Error::Shape {
-            op,
-            lhs: xs[0].shape().clone(),
-            rhs: f.w.shape().clone(),
-        });
-    }
-    let parts_t = f.parts_t.as_deref();
-    sum_of_products(op, xs, &f.parts, parts_t, Some(&f.bias), &c, relu)
+    let wt = f.wt.as_ref();
+    sum_of_products(op, xs, &f.folded, wt, Some(&f.bias), &c, relu)
 }
 
 /// w (Cout, C, 1, 1) with column c times s[c]: w seen as (1, Cout, 1, C), s as (1, 1, 1, C).
@@ -762,30 +800,12 @@ fn scale_columns(w: &Tensor, s: &Tensor, cout: usize, c: usize) -> Result<Tensor
     y.reshape([cout, c, 1, 1])
 }
 
-/// The column blocks of w (Cout, ΣC_i, 1, 1), one (Cout, C_i, 1, 1) tensor each (w itself
-/// when there is one block).
-fn column_blocks(w: &Tensor, cout: usize, channels: &[usize]) -> Result<Vec<Tensor>> {
-    if channels.len() == 1 {
-        return Ok(vec![w.clone()]);
-    }
-    let total: usize = channels.iter().sum();
-    let mut off = 0;
-    let mut out = Vec::with_capacity(channels.len());
-    for &c in channels {
-        let block = Tensor::uninit(w.gpu(), [cout, c, 1, 1], "conv1x1_cat")?;
-        copy_channels(w, total, off, &block, c, 0, c, cout, 1);
-        off += c;
-        out.push(block);
-    }
-    Ok(out)
-}
-
 /// y = Σ_i W_i·x_i + b with W_i the column blocks of Ws = W·diag(s)  ⇒
 /// dx_i = W_iᵀ·dy,  dWs = [Σ_n dy·x_iᵀ]_i,  dW = dWs·diag(s),  ds[c] = Σ_o dWs[o, c]·W[o, c],
-/// db = Σ dy. Keeps the inputs, the blocks W_i, W and s.
+/// db = Σ dy. Keeps the inputs, Ws, W and s.
 struct Conv1x1CatGrad {
     xs: Vec<Tensor>,
-    parts: Vec<Tensor>,
+    scaled: Tensor,
     channels: Vec<usize>,
     w: Tensor,
     scale: Option<Tensor>,
@@ -800,15 +820,26 @@ impl Backward for Conv1x1CatGrad {
         let need_ws = need[at_w] || need_scale;
         let mut out = Vec::with_capacity(at_w + 2);
         let mut blocks = Vec::with_capacity(k);
-        for (x, wi) in self.xs.iter().zip(&self.parts) {
-            let (dx, dwi, _) = conv1x1_backward(x, wi, dy, [need[out.len()], need_ws, false])?;
-            out.push(dx);
-            blocks.extend(dwi);
-        }
         let [cout, total, _, _] = self.w.dims() else {
             unreachable!("checked in forward")
         };
         let (cout, total) = (*cout, *total);
+        let mut col = 0;
+        for (x, &cin) in self.xs.iter().zip(&self.channels) {
+            let wts = Weights {
+                w: &self.scaled,
+                col,
+                cols: total,
+                wt: None,
+            };
+            let (n, _, h, w) = x.shape().nchw().expect("checked in forward");
+            let d = Dims { n, cin, cout, h, w };
+            let want = [need[out.len()], need_ws, false];
+            let (dx, dwi, _) = conv1x1_backward(x, wts, &d, dy, want)?;
+            out.push(dx);
+            blocks.extend(dwi);
+            col += cin;
+        }
         let dws = if need_ws {
             let dws = if k == 1 {
                 blocks.pop().expect("one block")
@@ -860,11 +891,11 @@ impl Backward for Conv1x1CatGrad {
 // y[n] = W·x[n] + b  ⇒  dx[n] = Wᵀ·dy[n],  dW = Σ_n dy[n]·x[n]ᵀ,  db = Σ_{n,q} dy[n, :, q]
 fn conv1x1_backward(
     x: &Tensor,
-    w: &Tensor,
+    wts: Weights<'_>,
+    d: &Dims,
     dy: &Tensor,
     need: [bool; 3],
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let d = check(x, w, None)?;
     let p = d.h * d.w;
     let dx = if need[0] {
         let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "conv1x1_backward")?;
@@ -874,14 +905,15 @@ fn conv1x1_backward(
             n: p,
             k: d.cout,
             batch: d.n,
+            a_off: wts.col,
             a_sb: 0,
             a_sm: 1,
-            a_sk: d.cin,
+            a_sk: wts.cols,
             b_sb: d.cout * p,
             b_sk: p,
             b_sn: 1,
         }
-        .run(w, dy, None, &dx, d.cin * p, p);
+        .run(wts.w, dy, None, &dx, d.cin * p, p);
         Some(dx)
     } else {
         None
@@ -894,6 +926,7 @@ fn conv1x1_backward(
                 n: d.cin,
                 k: p,
                 batch: d.n,
+                a_off: 0,
                 a_sb: d.cout * p,
                 a_sm: p,
                 a_sk: 1,
@@ -901,7 +934,7 @@ fn conv1x1_backward(
                 b_sk: 1,
                 b_sn: p,
             }
-            .run_summed(dy, x, w.dims())?,
+            .run_summed(dy, x, &[d.cout, d.cin, 1, 1])?,
         )
     } else {
         None
@@ -924,7 +957,14 @@ struct Conv1x1Grad {
 impl Backward for Conv1x1Grad {
     fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let want = [need[0], need[1], self.has_bias && need[2]];
-        let (dx, dw, db) = conv1x1_backward(&self.x, &self.w, dy, want)?;
+        let d = check(&self.x, &self.w, None)?;
+        let wts = Weights {
+            w: &self.w,
+            col: 0,
+            cols: d.cin,
+            wt: None,
+        };
+        let (dx, dw, db) = conv1x1_backward(&self.x, wts, &d, dy, want)?;
         Ok(vec![dx, dw, db])
     }
 }
@@ -1060,6 +1100,7 @@ mod tests {
                 n: p,
                 k: cin,
                 batch: n,
+                a_off: 0,
                 a_sb: 0,
                 a_sm: cin,
                 a_sk: 1,
@@ -1072,6 +1113,7 @@ mod tests {
                 n: p,
                 k: cout,
                 batch: n,
+                a_off: 0,
                 a_sb: 0,
                 a_sm: 1,
                 a_sk: cin,
@@ -1084,6 +1126,7 @@ mod tests {
                 n: cin,
                 k: p,
                 batch: n,
+                a_off: 0,
                 a_sb: cout * p,
                 a_sm: p,
                 a_sk: 1,
