@@ -350,6 +350,14 @@ fn conv1x1_cat_reads_each_block_of_the_weights_in_place() {
 }
 
 #[test]
+fn conv1x1_cat_of_five_inputs_in_a_batch() {
+    // Five products added into one output, the inputs' batch strides all different;
+    // 16 and 8 rows: `matmul_cpu_sg` and `_sg8` on a CPU adapter with subgroups.
+    check_cat(2, &[4, 4, 8, 4, 4], 16, (4, 8), true, true);
+    check_cat(2, &[8, 4, 12], 8, (2, 8), false, false);
+}
+
+#[test]
 fn conv1x1_cat_of_one_input_is_conv1x1_with_a_scale() {
     check_cat(2, &[8], 4, (4, 8), true, false);
 }
