@@ -203,8 +203,9 @@ fn store_row4(cz: u32, m: u32, n0: u32, lo: vec4<f32>, hi: vec4<f32>) {
 // vec4 of A (16 consecutive rows), 5 loads for 64 FMAs, and consecutive invocations take
 // consecutive column quads, so a B load is one contiguous run across the lanes. No
 // workgroup memory, no barriers, no split-K (splits = 1).
-//   A is given as K×M (a_sm = 1, a_sk the row stride), B as K×N (b_sn = 1); M, N and every
-//   stride are multiples of 4 (the caller checks). Grid: (N/4 / 64, M/16, batch).
+//   A is given as K×M (a_sm = 1, a_sk the row stride), B as K×N (b_sn = 1); N and every
+//   stride are multiples of 4, and A's rows hold M rounded up to a quad (the caller checks;
+//   see `last_quad`). Grid: (N/4 / 64, ⌈M/16⌉, batch).
 
 @compute @workgroup_size(64, 1, 1)
 fn matmul_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -213,9 +214,9 @@ fn matmul_cpu(@builtin(global_invocation_id) gid: vec3<u32>,
     if (n0 >= p.n) { return; }
     let m0 = wid.y * 16u;
     let z = wid.z;
-    // Row quads clamped into the matrix (M % 4 == 0): a quad past the end recomputes the
-    // last one and is not stored.
-    let last = p.m - 4u;
+    // Row quads clamped into A's padded rows: a quad past the end recomputes the last one
+    // and is not stored.
+    let last = last_quad();
     let ab = p.a_off + z * p.a_sb;
     let pa0 = ab + min(m0, last);
     let pa1 = ab + min(m0 + 4u, last);

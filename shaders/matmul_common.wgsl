@@ -47,14 +47,26 @@ fn act4(v: vec4<f32>) -> vec4<f32> {
     return v;
 }
 
-// Rows m..m+3 of one column quad (m % 4 == 0 and M % 4 == 0: all four exist or none).
+// The CPU-shaped products read A (the weights, K×M) as row quads: where M is not a multiple
+// of 4 the caller pads each row of A to a whole quad (`ops::conv1x1`'s transpose, row
+// stride a_sk = M rounded up to 4), the padded rows are computed and not stored.
+/// The first row of the last row quad of A (rows past it are clamped to it).
+fn last_quad() -> u32 {
+    return ((p.m + 3u) & ~3u) - 4u;
+}
+
+// Rows m..m+3 of one column quad (m % 4 == 0), those inside M.
 fn store_quad(cz: u32, m: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>) {
     if (m >= p.m) { return; }
+    let rows = p.m - m;
     var bv = vec4<f32>(0.0);
-    if ((p.flags & BIAS) != 0u) { bv = vec4<f32>(bias[m], bias[m + 1u], bias[m + 2u], bias[m + 3u]); }
+    if ((p.flags & BIAS) != 0u) {
+        let lm = p.m - 1u;
+        bv = vec4<f32>(bias[m], bias[min(m + 1u, lm)], bias[min(m + 2u, lm)], bias[min(m + 3u, lm)]);
+    }
     let row = cz + m * p.c_sm;
     C4[row / 4u] = act4(acc4(row / 4u) + r0 + vec4<f32>(bv.x));
-    C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y));
-    C4[(row + 2u * p.c_sm) / 4u] = act4(acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z));
-    C4[(row + 3u * p.c_sm) / 4u] = act4(acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w));
+    if (rows > 1u) { C4[(row + p.c_sm) / 4u] = act4(acc4((row + p.c_sm) / 4u) + r1 + vec4<f32>(bv.y)); }
+    if (rows > 2u) { C4[(row + 2u * p.c_sm) / 4u] = act4(acc4((row + 2u * p.c_sm) / 4u) + r2 + vec4<f32>(bv.z)); }
+    if (rows > 3u) { C4[(row + 3u * p.c_sm) / 4u] = act4(acc4((row + 3u * p.c_sm) / 4u) + r3 + vec4<f32>(bv.w)); }
 }

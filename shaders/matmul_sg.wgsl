@@ -16,8 +16,8 @@
 // Each invocation computes 16 rows × 4 columns of C, as `matmul_cpu` does, with the same
 // order of accumulation. No invocation returns before the loop (a broadcast needs all 8
 // lanes): columns past N recompute the last column quad and are not stored; a step of k
-// past K gets zero weights. M, N and every stride are multiples of 4 (the caller checks).
-// Grid: (N/4 / 64, M/16, batch). Only created on devices with subgroups: naga rejects
+// past K gets zero weights. N and every stride are multiples of 4, and A's rows hold M
+// rounded up to a quad (the caller checks; see `last_quad`). Grid: (N/4 / 64, ⌈M/16⌉, batch). Only created on devices with subgroups: naga rejects
 // the subgroup built-ins elsewhere, so it lives in a file of its own. Its parameter block,
 // bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
 
@@ -41,7 +41,7 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     // This lane's share of the weights: one row quad (clamped into M) of step k + dk.
     let dk = lane / 4u;
-    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 4u), p.m - 4u);
+    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 4u), last_quad());
     let pb = z * p.b_sb + n0;
     let last = p.k - 1u;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
@@ -86,7 +86,7 @@ fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
     let z = wid.z;
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     let dk = lane / 2u;
-    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 2u), p.m - 4u);
+    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 2u), last_quad());
     let pb = z * p.b_sb + n0;
     let last = p.k - 1u;
     var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);

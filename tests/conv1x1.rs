@@ -69,6 +69,16 @@ fn conv1x1_small_odd_shapes_with_bias() {
 }
 
 #[test]
+fn conv1x1_cpu_kernels_with_rows_not_a_multiple_of_four() {
+    // The CPU-shaped forward reads Wᵀ with its rows padded to a quad and stores the rows
+    // inside Cout: 1 (the head), 3 and 6 (`matmul_cpu_sg8`), 13 and 21 (`matmul_cpu_sg`,
+    // the last row quad clamped, then a second row block).
+    for cout in [1, 3, 6, 13, 21] {
+        check_conv(2, 8, cout, 4, 8, true);
+    }
+}
+
+#[test]
 fn conv1x1_without_bias() {
     check_conv(2, 3, 4, 5, 5, false);
 }

@@ -199,13 +199,15 @@ impl Matmul {
     }
 
     /// Whether `matmul_cpu` applies: A given K×M (m contiguous), B as K×N (n contiguous),
-    /// M, N and every stride a multiple of 4 (its vec4 loads and stores).
+    /// N and every stride a multiple of 4 (its vec4 loads and stores), and each row of A
+    /// long enough for M rounded up to a row quad (the kernels compute whole quads and
+    /// store the rows inside M).
     pub(crate) fn cpu_layout(&self, c_sb: usize, c_sm: usize) -> bool {
         let aligned = |xs: &[usize]| xs.iter().all(|x| x % 4 == 0);
         self.a_sm == 1
             && self.b_sn == 1
-            && self.m >= 4
-            && aligned(&[self.m, self.n, self.a_off, self.a_sk, self.a_sb])
+            && self.a_sk >= self.m.next_multiple_of(4)
+            && aligned(&[self.n, self.a_off, self.a_sk, self.a_sb])
             && aligned(&[self.b_sk, self.b_sb])
             && aligned(&[c_sb, c_sm])
     }
@@ -249,8 +251,8 @@ impl Matmul {
     /// [`Matmul::run_acc`] for a product whose A is one M×K matrix of weights shared by
     /// every batch: columns `a_off .. a_off + K` of `w`, a row-major matrix of M rows and
     /// `a_sm` columns (a_sb = 0, a_sk = 1). The CPU-shaped kernels read A as K×M: on CPU
-    /// adapters they get rows `a_off ..` of `w`ᵀ, `wt` when the caller has it, else one
-    /// small transpose.
+    /// adapters they get rows `a_off ..` of `w`ᵀ (its rows padded to a multiple of 4, see
+    /// [`transpose`]), `wt` when the caller has it, else one small transpose.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_weights(
         &self,
@@ -265,10 +267,11 @@ impl Matmul {
         relu: bool,
     ) -> Result<()> {
         debug_assert!(self.a_sb == 0 && self.a_off + self.k <= self.a_sm && self.a_sk == 1);
+        let mt = self.m.next_multiple_of(4);
         let k_major = Matmul {
-            a_off: self.a_off * self.m,
+            a_off: self.a_off * mt,
             a_sm: 1,
-            a_sk: self.m,
+            a_sk: mt,
             ..*self
         };
         if w.gpu().info().kernels == KernelClass::Cpu && k_major.cpu_layout(c_sb, c_sm) {
@@ -359,7 +362,6 @@ impl Matmul {
     }
 }
 
-/// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded).
 impl Matmul {
     /// Whether `matmul_nt_cpu` applies: A as M×K and B as N×K, k contiguous in both, K,
     /// M, N and every stride a multiple of 4, and its grid within the device's limits.
@@ -444,13 +446,21 @@ fn accumulate(kernel: Kernel, acc: bool) -> Kernel {
     if acc { kernel.with("ACC", 1) } else { kernel }
 }
 
+/// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded), each
+/// row padded with zeros to a multiple of 4 elements (`rows` rounded up): the CPU-shaped
+/// products read it as whole row quads of A.
 fn transpose(a: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
-    let t = Tensor::uninit(a.gpu(), [cols, rows], "transpose")?;
+    let padded = rows.next_multiple_of(4);
+    let t = if padded == rows {
+        Tensor::uninit(a.gpu(), [cols, rows], "transpose")?
+    } else {
+        Tensor::zeros(a.gpu(), [cols, padded])?
+    };
     let params = MatmulParams {
         m: u32_of(rows),
         n: u32_of(cols),
         a_sm: u32_of(cols),
-        c_sm: u32_of(rows),
+        c_sm: u32_of(padded),
         ..MatmulParams::default()
     };
     let grid = [u32_of(rows.div_ceil(64)), u32_of(cols), 1];
