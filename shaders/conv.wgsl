@@ -115,7 +115,8 @@ fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 
 // The same as dw_conv, shaped for CPU adapters (lavapipe runs 8 invocations as one
 // vector, and every load instruction costs about the same): a block of DW_R rows × 8
-// columns per invocation, W a multiple of 8. Each input row under the block is read once,
+// columns per invocation, W a multiple of 4 (where W % 8 = 4 the last strip of a row has 4
+// columns: its second vec4 is not stored). Each input row under the block is read once,
 // as the four aligned vec4s of columns j0 − 4 .. j0 + 11 (zeros outside the map), and
 // feeds up to K output rows; the K·K taps are read once; the outputs leave as vec4s.
 @compute @workgroup_size(256)
@@ -124,7 +125,7 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let t = flat(wid, nwg, lid);
     if (t >= p.total) { return; }
     let q = p.w / 4u;                        // vec4s per row
-    let strips = p.w / DW_TW;
+    let strips = (p.w + DW_TW - 1u) / DW_TW;
     let blocks = (p.h + DW_R - 1u) / DW_R;
     let js = t % strips;
     let u = t / strips;
@@ -174,7 +175,7 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         if (i0 + r < p.h) {
             let o = (pl * p.h + i0 + r) * q + js * 2u;
             dst4[o] = acc[2u * r];
-            dst4[o + 1u] = acc[2u * r + 1u];
+            if (js * 2u + 1u < q) { dst4[o + 1u] = acc[2u * r + 1u]; }
         }
     }
 }

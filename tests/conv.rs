@@ -82,7 +82,8 @@ fn depthwise_on_widths_of_whole_vec4_strips() {
 
 #[test]
 fn depthwise_kernel_gradient_on_rows_of_vec4s() {
-    // W a multiple of 4: the CPU class's kernel gradient reads rows as vec4s. One strip
+    // W a multiple of 4 but not of 8: the CPU class's forward and input gradient end each
+    // row on a strip of 4 columns, and its kernel gradient reads rows as vec4s. One strip
     // (W 4, its window past both edges for K 5), three strips (W 12), and 37 rows in three
     // row chunks with a short last one.
     for k in [1, 3, 5] {

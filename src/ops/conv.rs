@@ -126,11 +126,11 @@ pub(crate) fn depthwise_scratch_floats(n: usize, c: usize, h: usize, w: usize, k
 }
 
 /// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k). CPU adapters take
-/// `dw_conv_cpu` (blocks of `DW_R` rows, rows read as vec4s) when W is a multiple of 8.
+/// `dw_conv_cpu` (blocks of `DW_R` rows, rows read as vec4s) when W is a multiple of 4.
 fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
-    let cpu = src.gpu().info().kernels == KernelClass::Cpu && d.w.is_multiple_of(DW_TW);
+    let cpu = src.gpu().info().kernels == KernelClass::Cpu && d.w.is_multiple_of(4);
     let (entry, total, bindings) = if cpu {
-        let total = d.n * d.c * d.h.div_ceil(DW_R) * (d.w / DW_TW);
+        let total = d.n * d.c * d.h.div_ceil(DW_R) * d.w.div_ceil(DW_TW);
         ("dw_conv_cpu", total, [src.bind(3), k.bind(1), dst.bind(4)])
     } else {
         let total = d.n * d.c * d.h * d.w.div_ceil(DW_TW);
