@@ -9,7 +9,7 @@
 # OUT defaults to runs/recipes; RECIPE names rows of the table below (default: all). Each
 # run's folder holds metrics.csv (per-epoch times), eval/ (the test fold), eval-tta/ and
 # eval-lesion-free/; `train` and `eval` print what they did. On a 2-core CPU through
-# lavapipe one 16-epoch run at 64x64, F 4 takes about 50 minutes.
+# lavapipe one 16-epoch run at 64x64, F 4 takes about 30 minutes (session 14's build).
 set -euo pipefail
 DATA=${1:?usage: busbra_recipes.sh BUSBRA_DIR [OUT] [RECIPE...]}
 OUT=${2:-runs/recipes}
