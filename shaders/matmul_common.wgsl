@@ -48,8 +48,9 @@ fn act4(v: vec4<f32>) -> vec4<f32> {
 }
 
 // The CPU-shaped products read A (the weights, K×M) as row quads: where M is not a multiple
-// of 4 the caller pads each row of A to a whole quad (`ops::conv1x1`'s transpose, row
-// stride a_sk = M rounded up to 4), the padded rows are computed and not stored.
+// of 4 each row of A must hold M rounded up to a quad (`ops::conv1x1`'s transpose pads its
+// rows with zeros; a block of a wider matrix has the next block's columns there). The rows
+// past M are computed and not stored.
 /// The first row of the last row quad of A (rows past it are clamped to it).
 fn last_quad() -> u32 {
     return ((p.m + 3u) & ~3u) - 4u;

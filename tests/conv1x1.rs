@@ -350,8 +350,9 @@ fn conv1x1_cat_of_odd_inputs_and_without_scale_or_bias() {
 
 #[test]
 fn conv1x1_cat_reads_each_block_of_the_weights_in_place() {
-    // Blocks of W at column offsets 0, 3 and 8: the input gradients of the first two
-    // (offsets or rows not multiples of 4) take the tiled kernels on a CPU adapter.
+    // Blocks of W at column offsets 0, 3 and 8. On a CPU adapter the first block's input
+    // gradient (3 rows) takes the CPU kernels, its row quad reaching into the second
+    // block's columns; the second's (offset 3) takes the tiled kernels.
     check_cat(1, &[3, 5, 8], 8, (4, 8), true, true);
     // Outputs of 48 and 32 rows and input gradients of 16 and 32: the 64-, 32- and
     // 16-row CPU products, each block read from an offset of the one weight matrix.

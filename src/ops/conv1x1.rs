@@ -599,7 +599,7 @@ pub fn conv1x1_cat(
     record(&inputs, &y, || Conv1x1CatGrad {
         xs: xs.iter().map(|&x| x.clone()).collect(),
         scaled,
-        channels: c.channels,
+        cat: c,
         w: w.clone(),
         scale: scale.cloned(),
         has_bias: b.is_some(),
@@ -812,11 +812,11 @@ fn scale_columns(w: &Tensor, s: &Tensor, cout: usize, c: usize) -> Result<Tensor
 
 /// y = Σ_i W_i·x_i + b with W_i the column blocks of Ws = W·diag(s)  ⇒
 /// dx_i = W_iᵀ·dy,  dWs = [Σ_n dy·x_iᵀ]_i,  dW = dWs·diag(s),  ds[c] = Σ_o dWs[o, c]·W[o, c],
-/// db = Σ dy. Keeps the inputs, Ws, W and s.
+/// db = Σ dy. Keeps the inputs and their shapes, Ws, W and s.
 struct Conv1x1CatGrad {
     xs: Vec<Tensor>,
     scaled: Tensor,
-    channels: Vec<usize>,
+    cat: Cat,
     w: Tensor,
     scale: Option<Tensor>,
     has_bias: bool,
@@ -830,22 +830,17 @@ impl Backward for Conv1x1CatGrad {
         let need_ws = need[at_w] || need_scale;
         let mut out = Vec::with_capacity(at_w + 2);
         let mut blocks = Vec::with_capacity(k);
-        let [cout, total, _, _] = self.w.dims() else {
-            unreachable!("checked in forward")
-        };
-        let (cout, total) = (*cout, *total);
+        let (cout, total) = (self.cat.cout, self.cat.total);
         let mut col = 0;
-        for (x, &cin) in self.xs.iter().zip(&self.channels) {
+        for (x, &cin) in self.xs.iter().zip(&self.cat.channels) {
             let wts = Weights {
                 w: &self.scaled,
                 col,
                 cols: total,
                 wt: None,
             };
-            let (n, _, h, w) = x.shape().nchw().expect("checked in forward");
-            let d = Dims { n, cin, cout, h, w };
             let want = [need[out.len()], need_ws, false];
-            let (dx, dwi, _) = conv1x1_backward(x, wts, &d, dy, want)?;
+            let (dx, dwi, _) = conv1x1_backward(x, wts, &self.cat.dims(cin), dy, want)?;
             out.push(dx);
             blocks.extend(dwi);
             col += cin;
@@ -856,7 +851,7 @@ impl Backward for Conv1x1CatGrad {
             } else {
                 let dws = Tensor::uninit(dy.gpu(), [cout, total, 1, 1], "conv1x1_cat_backward")?;
                 let mut off = 0;
-                for (block, &c) in blocks.iter().zip(&self.channels) {
+                for (block, &c) in blocks.iter().zip(&self.cat.channels) {
                     copy_channels(block, c, 0, &dws, total, off, c, cout, 1);
                     off += c;
                 }
