@@ -163,6 +163,28 @@ fn an_element_longer_than_the_file_is_refused_before_it_is_allocated() {
             );
         }
     }
+    // A length the parser reads differently from a plain walk over the headers: it reads a
+    // UL value of 6 bytes as one number and goes on 2 bytes early, so its next header is
+    // (0009,7FE0), of 754 MB, made of the value's tail and the pixel data's header. The
+    // fuzzer found this drift (its file is in the corpus).
+    let mut bytes = std::fs::read(fixture("mono2_implicit.dcm")).unwrap();
+    let pixels = bytes
+        .windows(4)
+        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+        .unwrap();
+    let group_length = [9, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 9, 0];
+    bytes.splice(pixels..pixels, group_length);
+    let path = dir.path().join("drift.dcm");
+    std::fs::write(&path, &bytes).unwrap();
+    for err in [
+        load_image_gray(&path).unwrap_err().to_string(),
+        image_size(&path).unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains("drift.dcm") && err.contains("(0009,7FE0) declares 754974736 bytes"),
+            "{err}"
+        );
+    }
     // Every fixture, implicit VR and encapsulated JPEG included, passes the check.
     for f in [
         "mono2_implicit.dcm",

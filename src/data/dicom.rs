@@ -61,176 +61,135 @@ fn check_lengths(path: &Path) -> Result<(), DataError> {
     lengths::check(&bytes).map_err(|why| bad(path, why))
 }
 
-/// A walk over a DICOM file's elements that checks every declared length against the bytes
-/// left, descending into sequences, items and encapsulated pixel data as the parser will.
-/// A deflated data set it leaves to the parser; it is a guard, not a reader.
+/// The guard reads the file as the DICOM crate will, with the crate's own readers: the file
+/// meta group as long as its group length says, then the data set token by token, so it
+/// sees every header the parser will (a walk of its own once missed one the parser read
+/// differently: the fuzzer found it). Each declared length is checked against the bytes
+/// left before the value is read. Where the crate's reader stops with an error, the guard
+/// stops too and leaves the error for the parser to report.
 mod lengths {
-    use dicom_object::Tag;
+    use std::cell::Cell;
+    use std::io::Read;
 
-    const UNDEFINED: u32 = u32::MAX;
+    use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
+    use dicom_object::{FileMetaTable, Tag};
+    use dicom_parser::DataSetReader;
+    use dicom_parser::dataset::DataToken;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
     /// VRs with a 2-byte length in explicit VR; every other one, unknown ones included (the
-    /// parser reads those as UN), has 2 reserved bytes and a 4-byte length.
+    /// meta reader reads those as UN), has 2 reserved bytes and a 4-byte length.
     const SHORT_VRS: [&[u8; 2]; 21] = [
         b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
         b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
     ];
 
-    /// An open undefined-length value, closed by a sequence delimiter.
-    enum Open {
-        /// A sequence (or an undefined-length UN, read as an implicit-VR sequence); the
-        /// encoding to return to.
-        Sequence { explicit: bool },
-        /// Encapsulated pixel data: items are raw fragments.
-        Fragments,
+    fn too_long(tag: Tag, len: u32, left: usize) -> String {
+        format!(
+            "its element ({:04X},{:04X}) declares {len} bytes, but only {left} follow \
+             (a corrupt or truncated file)",
+            tag.0, tag.1
+        )
     }
 
-    struct Walk<'a> {
-        b: &'a [u8],
-        pos: usize,
-        explicit: bool,
-        big_endian: bool,
+    /// The bytes after the preamble and "DICM" as the crate finds them; None if the file has
+    /// no marker (the parser refuses it).
+    fn after_marker(b: &[u8]) -> Option<&[u8]> {
+        if b.len() >= 132 && &b[128..132] == b"DICM" {
+            Some(&b[132..])
+        } else if b.starts_with(b"DICM") {
+            Some(&b[4..])
+        } else {
+            None
+        }
     }
 
-    impl Walk<'_> {
-        fn u16_at(&self, at: usize) -> u16 {
-            let v = [self.b[at], self.b[at + 1]];
-            if self.big_endian {
-                u16::from_be_bytes(v)
+    /// The file meta group, explicit VR little endian, read as `FileMetaTable` reads it: the
+    /// group length element, then elements (of any group) until that many bytes are read.
+    fn check_meta(b: &[u8]) -> Result<(), String> {
+        let mut pos = 0usize;
+        let u16_at = |at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+        let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let mut group_length = None;
+        let mut read = 0u32;
+        while group_length.is_none_or(|g| read < g) {
+            if b.len() - pos < 8 {
+                return Ok(());
+            }
+            let tag = Tag(u16_at(pos), u16_at(pos + 2));
+            let vr = [b[pos + 4], b[pos + 5]];
+            let (len, header) = if SHORT_VRS.contains(&&vr) {
+                (u32::from(u16_at(pos + 6)), 8)
+            } else if b.len() - pos >= 12 {
+                (u32_at(pos + 8), 12)
             } else {
-                u16::from_le_bytes(v)
+                return Ok(());
+            };
+            pos += header;
+            if len == u32::MAX {
+                return Ok(());
             }
-        }
-
-        fn u32_at(&self, at: usize) -> u32 {
-            let v = [self.b[at], self.b[at + 1], self.b[at + 2], self.b[at + 3]];
-            if self.big_endian {
-                u32::from_be_bytes(v)
-            } else {
-                u32::from_le_bytes(v)
+            if len as usize > b.len() - pos {
+                return Err(too_long(tag, len, b.len() - pos));
             }
-        }
-
-        fn left(&self) -> usize {
-            self.b.len() - self.pos
-        }
-
-        /// The next element's tag, VR (explicit VR only) and length, with `pos` moved past
-        /// its header; None where fewer bytes than a header are left.
-        fn header(&mut self) -> Option<(Tag, Option<[u8; 2]>, u32)> {
-            if self.left() < 8 {
-                return None;
-            }
-            let tag = Tag(self.u16_at(self.pos), self.u16_at(self.pos + 2));
-            if tag.0 == 0xFFFE || !self.explicit {
-                let len = self.u32_at(self.pos + 4);
-                self.pos += 8;
-                return Some((tag, None, len));
-            }
-            let vr = [self.b[self.pos + 4], self.b[self.pos + 5]];
-            if SHORT_VRS.contains(&&vr) {
-                let len = u32::from(self.u16_at(self.pos + 6));
-                self.pos += 8;
-                Some((tag, Some(vr), len))
-            } else {
-                if self.left() < 12 {
-                    return None;
+            match group_length {
+                None if tag == Tag(0x0002, 0x0000) && len == 4 => {
+                    group_length = Some(u32_at(pos));
                 }
-                let len = self.u32_at(self.pos + 8);
-                self.pos += 12;
-                Some((tag, Some(vr), len))
+                None => return Ok(()),
+                Some(_) => read = read.saturating_add(header as u32).saturating_add(len),
             }
+            pos += len as usize;
         }
+        Ok(())
+    }
 
-        fn fits(&self, tag: Tag, len: u32) -> Result<(), String> {
-            if len as usize > self.left() {
-                return Err(format!(
-                    "its element ({:04X},{:04X}) declares {len} bytes, but only {} follow \
-                     (a corrupt or truncated file)",
-                    tag.0,
-                    tag.1,
-                    self.left()
-                ));
-            }
-            Ok(())
+    /// A byte slice that tells how many bytes are left to read.
+    struct Tracked<'a> {
+        rest: &'a [u8],
+        left: &'a Cell<usize>,
+    }
+
+    impl Read for Tracked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.rest.read(buf)?;
+            self.left.set(self.rest.len());
+            Ok(n)
         }
     }
 
     pub fn check(b: &[u8]) -> Result<(), String> {
-        let start = if b.len() >= 132 && &b[128..132] == b"DICM" {
-            132
-        } else if b.starts_with(b"DICM") {
-            4
-        } else {
+        let Some(mut rest) = after_marker(b) else {
             return Ok(());
         };
-        let mut w = Walk {
-            b,
-            pos: start,
-            explicit: true,
-            big_endian: false,
+        check_meta(rest)?;
+        let Ok(meta) = FileMetaTable::from_reader((&b"DICM"[..]).chain(&mut rest)) else {
+            return Ok(());
         };
-        // The file meta group: explicit VR little endian, defined lengths.
-        let mut syntax = String::new();
-        while w.left() >= 8 && w.u16_at(w.pos) == 0x0002 {
-            let Some((tag, _, len)) = w.header() else {
-                return Ok(());
-            };
-            w.fits(tag, len)?;
-            if tag == Tag(0x0002, 0x0010) {
-                let value = &b[w.pos..w.pos + len as usize];
-                syntax = String::from_utf8_lossy(value)
-                    .trim_end_matches(['\0', ' '])
-                    .to_string();
-            }
-            w.pos += len as usize;
+        let Some(ts) = TransferSyntaxRegistry.get(meta.transfer_syntax()) else {
+            return Ok(());
+        };
+        // A deflated data set: the crate is built without inflating, and refuses it.
+        if matches!(ts.codec(), Codec::Dataset(_)) {
+            return Ok(());
         }
-        match syntax.as_str() {
-            "1.2.840.10008.1.2" => w.explicit = false,
-            "1.2.840.10008.1.2.2" => w.big_endian = true,
-            // Deflated: the lengths count the inflated stream.
-            "1.2.840.10008.1.2.1.99" => return Ok(()),
-            _ => {}
-        }
-        let mut open: Vec<Open> = Vec::new();
-        while let Some((tag, vr, len)) = w.header() {
-            if tag.0 == 0xFFFE {
-                match tag.1 {
-                    0xE000 if matches!(open.last(), Some(Open::Fragments)) => {
-                        w.fits(tag, len)?;
-                        w.pos += len as usize;
-                    }
-                    // An item of a sequence: its elements follow (checked one by one).
-                    0xE000 if len != UNDEFINED => w.fits(tag, len)?,
-                    0xE0DD => match open.pop() {
-                        Some(Open::Sequence { explicit }) => w.explicit = explicit,
-                        Some(Open::Fragments) | None => {}
-                    },
-                    _ => {}
-                }
-                continue;
-            }
-            if len == UNDEFINED {
-                if tag == Tag(0x7FE0, 0x0010) {
-                    open.push(Open::Fragments);
-                } else {
-                    open.push(Open::Sequence {
-                        explicit: w.explicit,
-                    });
-                    // An undefined-length UN holds an implicit-VR sequence.
-                    if vr.is_some_and(|vr| &vr != b"SQ") {
-                        w.explicit = false;
-                    }
-                }
-                continue;
-            }
-            w.fits(tag, len)?;
-            // Implicit VR names no VR: a value that opens with an item tag is a sequence.
-            let is_sequence = match vr {
-                Some(vr) => &vr == b"SQ",
-                None => w.left() >= 4 && (w.u16_at(w.pos), w.u16_at(w.pos + 2)) == (0xFFFE, 0xE000),
+        let left = Cell::new(rest.len());
+        let Ok(tokens) = DataSetReader::new_with_ts(Tracked { rest, left: &left }, ts) else {
+            return Ok(());
+        };
+        for token in tokens {
+            // The header comes before its value is read (and allocated): an element's, or a
+            // fragment's or item's.
+            let (tag, len) = match token {
+                Ok(DataToken::ElementHeader(h)) => (h.tag, h.len),
+                Ok(DataToken::ItemStart { len }) => (Tag(0xFFFE, 0xE000), len),
+                Ok(_) => continue,
+                Err(_) => break,
             };
-            if !is_sequence {
-                w.pos += len as usize;
+            if let Some(len) = len.get()
+                && len as usize > left.get()
+            {
+                return Err(too_long(tag, len, left.get()));
             }
         }
         Ok(())
