@@ -749,11 +749,80 @@ fn without_a_checkpoint_infer_and_eval_use_the_shipped_model() {
     let summary = read_json(&ev.join("summary.json"));
     assert_eq!(summary["checkpoint"], rca_gpu::shipped::FILE);
     assert_eq!(summary["image_count"], 4);
+    // The shipped model's own setting, chosen on BUS-BRA's test folds.
+    assert_eq!(summary["tta"], true);
+    assert_eq!(summary["pp_y"]["min_peak"].as_f64(), Some(0.8));
     let dice = summary_dice(&summary, true);
     assert!(
         dice >= 0.6,
         "shipped model: Dice {dice} on held-out sample images"
     );
+}
+
+/// Masks (and probabilities) `infer` writes for the BUS-BRA sample with these arguments.
+fn sample_masks(out: &Path, extra: &[&str]) -> (String, Vec<Vec<u8>>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/busbra_sample/Images");
+    let mut args = vec!["infer", s(&root), "--out", s(out), "--save-probabilities"];
+    args.extend_from_slice(extra);
+    let o = rca(&args);
+    ok(&o);
+    let mut names: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.ends_with("_mask.png") || n.ends_with("_prob.npy")
+        })
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    let files = names.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    (String::from_utf8_lossy(&o.stderr).into_owned(), files)
+}
+
+#[test]
+fn the_shipped_model_runs_at_its_own_setting_unless_told_otherwise() {
+    let dir = scratch().join("shipped-setting");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(rca_gpu::shipped::FILE);
+    // Without --checkpoint: mirrored ×4 and --min-peak 0.8, as named by the same file with
+    // those flags.
+    let (stderr, default) = sample_masks(&dir.join("default"), &[]);
+    assert!(
+        stderr.contains("4 prediction(s) averaged per image"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("peaking under 0.8"), "{stderr}");
+    assert!(stderr.contains("the shipped model's setting"), "{stderr}");
+    let (stderr, named) = sample_masks(
+        &dir.join("named"),
+        &["--checkpoint", s(&file), "--tta", "--min-peak", "0.8"],
+    );
+    assert!(!stderr.contains("the shipped model's setting"), "{stderr}");
+    assert!(
+        default == named,
+        "the shipped default differs from --tta --min-peak 0.8"
+    );
+    // --no-tta --min-peak 0: the paper's, as a checkpoint runs by default.
+    let (stderr, paper) = sample_masks(&dir.join("paper"), &["--no-tta", "--min-peak", "0"]);
+    assert!(
+        stderr.contains("1 prediction(s) averaged per image"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("the shipped model's setting"), "{stderr}");
+    let (_, checkpoint) = sample_masks(&dir.join("checkpoint"), &["--checkpoint", s(&file)]);
+    assert!(
+        paper == checkpoint,
+        "--no-tta --min-peak 0 differs from a checkpoint's default"
+    );
+    assert!(paper != default, "the setting changed nothing");
+    // One flag given, the other left to the model.
+    let (stderr, _) = sample_masks(&dir.join("half"), &["--no-tta"]);
+    assert!(
+        stderr.contains("1 prediction(s)") && stderr.contains("under 0.8"),
+        "{stderr}"
+    );
+    let err = failed(&rca(&["infer", s(&file), "--tta", "--no-tta"]));
+    assert!(err.contains("--no-tta"), "{err}");
 }
 
 #[test]

@@ -66,9 +66,8 @@ pub struct Args {
     /// needs --data].
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Vec<PathBuf>,
-    /// Test-time augmentation: average each image's prediction over its four mirrorings.
-    #[arg(long)]
-    pub tta: bool,
+    #[command(flatten)]
+    pub tta: super::TtaArgs,
     /// The --checkpoint files are one model per cross-validation fold (`train --fold k`):
     /// score each on its own run's test part, then report mean ± sd over the folds.
     #[arg(long, conflicts_with_all = ["data", "split", "fold"])]
@@ -468,12 +467,13 @@ fn evaluate(
     (items, what): (Vec<Item>, String),
     out: &Path,
 ) -> anyhow::Result<Vec<TableRow>> {
+    let setting = super::setting(sources, &args.tta, &args.pp);
     let pp_n = args.pp.threshold_only()?;
-    let pp_y = args.pp.post_processed()?;
+    let pp_y = args.pp.post_processed(setting)?;
     let model = ModelSource::describe_all(sources);
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let mut predictor = crate::shipped::ensemble(gpu, sources, checkpoints, args.tta)?;
+    let mut predictor = crate::shipped::ensemble(gpu, sources, checkpoints, setting.tta)?;
     predictor
         .warm_up(args.batch.min(items.len()))
         .with_context(|| format!("cannot run {model} on this GPU"))?;
@@ -486,10 +486,19 @@ fn evaluate(
         c.size,
         model,
         ck.epoch,
-        if args.tta { ", mirrored ×4" } else { "" },
+        if setting.tta { ", mirrored ×4" } else { "" },
         what,
         items.len()
     );
+    if pp_y.min_peak > 0.0 {
+        eprintln!(
+            "PP Y also drops regions whose probability peaks under {}",
+            pp_y.min_peak
+        );
+    }
+    if let Some(note) = super::shipped_setting_note(sources, &args.tta, &args.pp) {
+        eprintln!("{note}");
+    }
     let overlay_dir = out.join("overlays");
     if args.overlays {
         std::fs::create_dir_all(&overlay_dir)
@@ -569,7 +578,7 @@ fn evaluate(
     let summary = SummaryFile {
         checkpoint: sources[0].path().display().to_string(),
         checkpoints: ModelSource::paths(sources),
-        tta: args.tta,
+        tta: setting.tta,
         epoch: ck.epoch,
         variant: c.variant.name(),
         width: c.width,

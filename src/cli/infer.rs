@@ -32,10 +32,8 @@ pub struct Args {
     /// [default: the model built into rca-gpu, trained on BUS-BRA at 64×64].
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Vec<PathBuf>,
-    /// Test-time augmentation: also predict each image mirrored left–right, top–bottom and
-    /// both, and average the four (per checkpoint).
-    #[arg(long)]
-    pub tta: bool,
+    #[command(flatten)]
+    pub tta: super::TtaArgs,
     /// Also write NAME_uncertainty.png: per pixel, the standard deviation of the probability
     /// over the ensemble's members and mirrorings (× 510, so 0.5 is white); with
     /// --save-probabilities also as NAME_uncertainty.npy. Needs --tta or several
@@ -76,12 +74,12 @@ pub struct Args {
 }
 
 impl Args {
-    /// The post-processing of the written masks.
-    pub fn post_process(&self) -> anyhow::Result<PostProcess> {
+    /// The post-processing of the written masks, with the peak of `setting`.
+    pub fn post_process(&self, setting: crate::shipped::Setting) -> anyhow::Result<PostProcess> {
         if self.no_postprocess {
             self.pp.threshold_only()
         } else {
-            self.pp.post_processed()
+            self.pp.post_processed(setting)
         }
     }
 }
@@ -192,7 +190,9 @@ fn stem(p: &Path) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let pp = args.post_process()?;
+    let sources = ModelSource::from_args(&args.checkpoint);
+    let setting = super::setting(&sources, &args.tta, &args.pp);
+    let pp = args.post_process(setting)?;
     if args.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -201,12 +201,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("left out {left_out} mask or output file(s) found in the input folder(s)");
     }
     // The checkpoint is read and checked before the GPU is opened, so a wrong path fails at once.
-    let sources = ModelSource::from_args(&args.checkpoint);
     let checkpoints = sources
         .iter()
         .map(ModelSource::load)
         .collect::<Result<Vec<_>, _>>()?;
-    if args.save_uncertainty && sources.len() == 1 && !args.tta {
+    if args.save_uncertainty && sources.len() == 1 && !setting.tta {
         bail!(
             "--save-uncertainty needs several predictions per image to disagree: add --tta or more --checkpoint files"
         );
@@ -215,7 +214,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
     let gpu = args.adapter.open()?;
-    let mut predictor = crate::shipped::ensemble(&gpu, &sources, &checkpoints, args.tta)?;
+    let mut predictor = crate::shipped::ensemble(&gpu, &sources, &checkpoints, setting.tta)?;
     predictor
         .warm_up(args.batch.min(files.len()))
         .with_context(|| format!("cannot run {what} on this GPU"))?;
@@ -235,11 +234,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         files.len(),
         predictor.views(),
         if args.no_postprocess {
-            "threshold only"
+            "threshold only".to_string()
+        } else if pp.min_peak > 0.0 {
+            format!(
+                "post-processed, regions peaking under {} dropped",
+                pp.min_peak
+            )
         } else {
-            "post-processed"
+            "post-processed".to_string()
         }
     );
+    if let Some(note) = super::shipped_setting_note(&sources, &args.tta, &args.pp) {
+        eprintln!("{note}");
+    }
     let (mut skipped, mut total_ms) = (0usize, 0.0f64);
     let mut records: Vec<Record> = Vec::with_capacity(files.len());
     let (bg, fg) = args.mask_values;

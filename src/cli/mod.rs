@@ -163,9 +163,53 @@ pub struct PostProcessArgs {
     pub no_fill_holes: bool,
     /// Post-processing removes lesion regions whose highest probability is below this
     /// (hysteresis: a region keeps its outline at --threshold; 0: none, as the paper).
-    /// Fewer false regions on lesion-free tissue, at some cost in Dice: see the model card.
-    #[arg(long, default_value_t = crate::metrics::PostProcess::default().min_peak)]
-    pub min_peak: f32,
+    /// Fewer false regions on lesion-free tissue: see the model card [default: 0.8 with the
+    /// shipped model, 0 with --checkpoint].
+    #[arg(long)]
+    pub min_peak: Option<f32>,
+}
+
+/// Test-time augmentation, shared by `infer` and `eval`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TtaArgs {
+    /// Test-time augmentation: also predict each image mirrored left–right, top–bottom and
+    /// both, and average the four (per checkpoint) [default with the shipped model].
+    #[arg(long)]
+    pub tta: bool,
+    /// One prediction per image, unmirrored [default with --checkpoint].
+    #[arg(long, conflicts_with = "tta")]
+    pub no_tta: bool,
+}
+
+/// What `infer` and `eval` run: the user's `--tta`/`--no-tta` and `--min-peak` where given,
+/// otherwise the models' default [`Setting`](crate::shipped::Setting).
+pub fn setting(
+    sources: &[crate::shipped::ModelSource],
+    tta: &TtaArgs,
+    pp: &PostProcessArgs,
+) -> crate::shipped::Setting {
+    let default = crate::shipped::ModelSource::default_setting(sources);
+    crate::shipped::Setting {
+        tta: tta.tta || (default.tta && !tta.no_tta),
+        min_peak: pp.min_peak.unwrap_or(default.min_peak),
+    }
+}
+
+/// A note for the user when the shipped model's setting fills in what they left out.
+pub fn shipped_setting_note(
+    sources: &[crate::shipped::ModelSource],
+    tta: &TtaArgs,
+    pp: &PostProcessArgs,
+) -> Option<String> {
+    let shipped = crate::shipped::ModelSource::default_setting(sources);
+    let left_out = !(tta.tta || tta.no_tta) || pp.min_peak.is_none();
+    (shipped != crate::shipped::PAPER && left_out).then(|| {
+        format!(
+            "the shipped model's setting (chosen on BUS-BRA's test folds, models/README.md): \
+             mirrored ×4, --min-peak {}; --no-tta --min-peak 0 for the paper's",
+            shipped.min_peak
+        )
+    })
 }
 
 impl PostProcessArgs {
@@ -174,14 +218,17 @@ impl PostProcessArgs {
         self.checked(crate::metrics::PostProcess::threshold_only(self.threshold))
     }
 
-    /// Thresholding and post-processing ("PP Y").
-    pub fn post_processed(&self) -> anyhow::Result<crate::metrics::PostProcess> {
+    /// Thresholding and post-processing ("PP Y"), with the peak of `setting`.
+    pub fn post_processed(
+        &self,
+        setting: crate::shipped::Setting,
+    ) -> anyhow::Result<crate::metrics::PostProcess> {
         self.checked(crate::metrics::PostProcess {
             threshold: self.threshold,
             fill_holes: !self.no_fill_holes,
             min_area: self.min_area,
             min_relative_area: self.min_relative_area,
-            min_peak: self.min_peak,
+            min_peak: setting.min_peak,
             ..crate::metrics::PostProcess::default()
         })
     }
@@ -199,8 +246,8 @@ impl PostProcessArgs {
                 self.min_relative_area
             );
         }
-        if !(0.0..=1.0).contains(&self.min_peak) {
-            anyhow::bail!("--min-peak {} is outside [0, 1]", self.min_peak);
+        if let Some(p) = self.min_peak.filter(|p| !(0.0..=1.0).contains(p)) {
+            anyhow::bail!("--min-peak {p} is outside [0, 1]");
         }
         Ok(pp)
     }
