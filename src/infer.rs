@@ -140,6 +140,11 @@ impl Predictor {
         self.model.config
     }
 
+    /// The FLOPs of one image's forward pass.
+    pub fn forward_flops(&self) -> f64 {
+        self.model.forward_flops()
+    }
+
     /// The input side S.
     pub fn size(&self) -> usize {
         self.model.config.size

@@ -79,6 +79,52 @@ fn conv1x1_cpu_kernels_with_rows_not_a_multiple_of_four() {
 }
 
 #[test]
+fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_bits() {
+    // The shapes that take the 32- and 64-row blocks (Cout 32, 48, 64, 96) run as 16-row
+    // blocks on a device set to compile fewer pipelines, with the same sums in the same
+    // order: the same bits as on the shared device.
+    let (Some(shared), Some(few)) = (common::gpu(), common::own_gpu()) else {
+        return;
+    };
+    if shared.info().kernels != KernelClass::Cpu || !few.info().timestamp_queries {
+        return;
+    }
+    few.set_few_pipelines(true);
+    let mut rng = common::rng();
+    for cout in [32, 48, 64, 96] {
+        let (cin, p) = (24, 8 * 16);
+        let x = uniform(&mut rng, 2 * cin * p);
+        let w = uniform(&mut rng, cout * cin);
+        let run = |gpu: &rca_gpu::Gpu| {
+            let xt = rca_gpu::Tensor::from_vec(gpu, [2, cin, 8, 16], &x).unwrap();
+            let wt = rca_gpu::Tensor::from_vec(gpu, [cout, cin, 1, 1], &w).unwrap();
+            ops::conv1x1(&xt, &wt, None).unwrap().to_vec().unwrap()
+        };
+        few.start_profile().unwrap();
+        let narrow = run(&few);
+        let kernels: Vec<&str> = few
+            .finish_profile()
+            .unwrap()
+            .iter()
+            .map(|d| d.kernel)
+            .filter(|k| k.starts_with("matmul"))
+            .collect();
+        assert!(!kernels.is_empty());
+        assert!(
+            kernels
+                .iter()
+                .all(|k| ["matmul_cpu_sg", "matmul_cpu_sg8", "matmul_cpu"].contains(k)),
+            "Cout {cout}: {kernels:?}"
+        );
+        let wide = run(&shared);
+        assert!(
+            narrow == wide,
+            "Cout {cout}: the row blocks' results differ"
+        );
+    }
+}
+
+#[test]
 fn conv1x1_without_bias() {
     check_conv(2, 3, 4, 5, 5, false);
 }

@@ -312,10 +312,12 @@ impl Matmul {
             u32_of(self.batch),
         ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
-            // 64 or 32 rows per invocation where M allows, 8 where M is at most 8, else 16.
-            let (entry, rows) = if self.m.is_multiple_of(64) || self.m % 64 == 48 {
+            // 64 or 32 rows per invocation where M allows (and the device compiles them),
+            // 8 where M is at most 8, else 16.
+            let big = !a.gpu().few_pipelines();
+            let (entry, rows) = if big && (self.m.is_multiple_of(64) || self.m % 64 == 48) {
                 ("matmul_cpu_sg64", 64)
-            } else if self.m.is_multiple_of(32) {
+            } else if big && self.m.is_multiple_of(32) {
                 ("matmul_cpu_sg32", 32)
             } else if self.m <= 8 {
                 ("matmul_cpu_sg8", 8)

@@ -155,6 +155,9 @@ pub(crate) struct GpuInner {
     /// Fill every buffer handed out by the pool with NaN (tests: an output element a
     /// kernel never writes then shows up as NaN instead of as a stale value).
     poison: AtomicBool,
+    /// Run the products of every shape with the kernels that the narrow ones need anyway,
+    /// instead of also compiling the 32- and 64-row blocks ([`Gpu::set_few_pipelines`]).
+    few_pipelines: AtomicBool,
     submits: AtomicU64,
     dispatches: AtomicU64,
     /// Read-only tables that kernels bind on every call (the FFT's twiddles), by name:
@@ -243,6 +246,7 @@ impl Gpu {
                 pool: Mutex::new(pool::Pool::default()),
                 pending: Mutex::new(Pending::default()),
                 poison: AtomicBool::new(false),
+                few_pipelines: AtomicBool::new(false),
                 submits: AtomicU64::new(0),
                 dispatches: AtomicU64::new(0),
                 tables: Mutex::default(),
@@ -273,6 +277,20 @@ impl Gpu {
 
     pub(crate) fn poison(&self) -> bool {
         self.inner.poison.load(Ordering::Relaxed)
+    }
+
+    /// Trade some speed of the larger products for fewer pipelines to compile: on CPU
+    /// adapters the products then run as 8- and 16-row blocks only, never as 32- or
+    /// 64-row ones. Worth it where the model is small, so that compiling a pipeline takes
+    /// longer than everything it would save (lavapipe compiles each in 0.3–0.9 s at its
+    /// first dispatch); the results are the same bit for bit (every row block sums in the
+    /// same order).
+    pub fn set_few_pipelines(&self, on: bool) {
+        self.inner.few_pipelines.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn few_pipelines(&self) -> bool {
+        self.inner.few_pipelines.load(Ordering::Relaxed)
     }
 
     /// Counters: buffers created and reused, pipelines compiled, submits, dispatches.
