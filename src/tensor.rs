@@ -157,6 +157,37 @@ impl Tensor {
         })
     }
 
+    /// The device's read-only table `name` ([`Gpu::table`]: made by `make` and uploaded on
+    /// first use, then shared) as a tensor of `shape`, for a kernel to read. Dropping it
+    /// leaves the table with the device, outside the buffer pool.
+    pub(crate) fn table(
+        gpu: &Gpu,
+        name: &str,
+        shape: impl Into<Shape>,
+        make: impl FnOnce() -> Vec<f32>,
+    ) -> Self {
+        let shape = shape.into();
+        let buffer = gpu.table(name, make);
+        assert_eq!(
+            buffer.size(),
+            4 * shape.numel() as u64,
+            "table {name} is {shape}"
+        );
+        Self {
+            buf: Arc::new(PooledBuffer::new(
+                buffer,
+                Kind::Storage,
+                0,
+                std::sync::Weak::new(),
+            )),
+            offset: 0,
+            shape,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            requires_grad: false,
+            gpu: gpu.clone(),
+        }
+    }
+
     /// Upload host data.
     pub fn from_vec(gpu: &Gpu, shape: impl Into<Shape>, data: &[f32]) -> Result<Self> {
         let shape = shape.into();

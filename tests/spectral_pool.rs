@@ -21,21 +21,29 @@ fn check_pool(n: usize, c: usize, m: usize, h: usize) {
     check_pool_via(n, c, m, h, FftPath::Auto);
 }
 
+/// Forward and backward along `path`; the Auto path below full size runs as products, so
+/// on both kernel classes' products.
 fn check_pool_via(n: usize, c: usize, m: usize, h: usize, path: FftPath) {
-    let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    let planes = n * c;
-    let data = uniform(&mut rng, planes * m * m);
-    check_op(
-        &gpu,
-        &mut rng,
-        &format!("spectral_pool {n}x{c} M {m} -> h {h} {path:?}"),
-        &[input(&[n, c, m, m], data)],
-        |x| ops::spectral_pool_via(x[0], h, path),
-        |x| r::spectral_pool(&x[0], planes, m, h),
-        |_, dy| vec![r::spectral_pool_backward(dy, planes, m, h)],
-        pool_tol(m, h),
-    );
+    let devices = if path == FftPath::Auto && h < m {
+        common::kernel_variants()
+    } else {
+        common::gpu().map(|g| ("cpu", g)).into_iter().collect()
+    };
+    for (class, gpu) in devices {
+        let mut rng = common::rng();
+        let planes = n * c;
+        let data = uniform(&mut rng, planes * m * m);
+        check_op(
+            &gpu,
+            &mut rng,
+            &format!("spectral_pool {n}x{c} M {m} -> h {h} {path:?} ({class} kernels)"),
+            &[input(&[n, c, m, m], data)],
+            |x| ops::spectral_pool_via(x[0], h, path),
+            |x| r::spectral_pool(&x[0], planes, m, h),
+            |_, dy| vec![r::spectral_pool_backward(dy, planes, m, h)],
+            pool_tol(m, h),
+        );
+    }
 }
 
 #[test]
@@ -83,6 +91,23 @@ fn spectral_pool_through_global_memory_passes() {
     // The FFTs' global form, with the real→complex and real-part kernels around it.
     check_pool_via(2, 3, 16, 8, FftPath::Global);
     check_pool_via(3, 1, 8, 8, FftPath::Global);
+}
+
+#[test]
+fn spectral_pool_below_full_size_through_the_workgroup_passes() {
+    // The FFT form with the crop fused into the passes (Auto takes the products here).
+    check_pool_via(2, 3, 32, 16, FftPath::Workgroup);
+    check_pool_via(1, 2, 64, 32, FftPath::Workgroup);
+    check_pool_via(2, 1, 8, 2, FftPath::Workgroup);
+    check_pool_via(2, 1, 16, 4, FftPath::Workgroup);
+}
+
+#[test]
+fn spectral_pool_as_products_where_the_cpu_kernels_take_them_and_where_not() {
+    // h = 2: N of the products is not a multiple of 4, so both take the tiled kernels;
+    // M 128 → 64: 64-row blocks on lavapipe.
+    check_pool(2, 2, 8, 2);
+    check_pool(1, 2, 128, 64);
 }
 
 #[test]
@@ -166,22 +191,26 @@ fn spectral_pool_at_full_size_is_identity_plus_the_nyquist_correction() {
 
 #[test]
 fn spectral_unpool_is_the_transpose_against_the_dense_operator() {
-    // dx = Aᵀ·dy·A, and its own gradient is pooling again.
-    let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
+    // dx = Aᵀ·dy·A, and its own gradient is pooling again: as products on both kernel
+    // classes, and through the FFT passes.
     let (n, c, m, h) = (2, 3, 16, 8);
     let planes = n * c;
-    let data = uniform(&mut rng, planes * h * h);
-    check_op(
-        &gpu,
-        &mut rng,
-        "spectral_unpool 2x3 h 8 -> M 16",
-        &[input(&[n, c, h, h], data)],
-        |x| ops::spectral_unpool(x[0], m),
-        |x| r::spectral_pool_backward(&x[0], planes, m, h),
-        |_, dx| vec![r::spectral_pool(dx, planes, m, h)],
-        pool_tol(m, h),
-    );
+    for (class, gpu) in common::kernel_variants() {
+        for path in [FftPath::Auto, FftPath::Workgroup] {
+            let mut rng = common::rng();
+            let data = uniform(&mut rng, planes * h * h);
+            check_op(
+                &gpu,
+                &mut rng,
+                &format!("spectral_unpool 2x3 h 8 -> M 16 {path:?} ({class} kernels)"),
+                &[input(&[n, c, h, h], data)],
+                |x| ops::spectral_unpool_via(x[0], m, path),
+                |x| r::spectral_pool_backward(&x[0], planes, m, h),
+                |_, dx| vec![r::spectral_pool(dx, planes, m, h)],
+                pool_tol(m, h),
+            );
+        }
+    }
 }
 
 /// crop (or pad) on complex planes, with gradients (each is the other's adjoint).
@@ -262,8 +291,8 @@ fn spectral_pool_rejects_bad_sizes() {
 
 #[test]
 fn spectral_pool_relu_is_the_relu_of_the_pool_and_refuses_a_tape() {
-    // Inference's fused form: in the closed form's store at full size, the two ops when
-    // halving. The same values bit for bit (max(0, ·) of the same sums).
+    // Inference's fused form: in the last store of the closed form at full size and of the
+    // products when halving. The same values bit for bit (max(0, ·) of the same sums).
     let Some(gpu) = common::gpu() else { return };
     let mut rng = common::rng();
     for (m, h) in [(16, 16), (32, 32), (16, 8)] {

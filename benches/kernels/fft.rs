@@ -4,11 +4,14 @@
 //! FLOPs use the standard count of 5·M²·log2(M²) per complex M×M 2-D FFT (the radix-2
 //! operation count; our radix-4 butterflies do fewer, so this is an "effective" rate).
 //! Spectral pooling is counted as its two FFTs: one of size M and one of size h (the
-//! crop, real-part and conversion kernels are memory traffic, not counted).
+//! crop, real-part and conversion kernels are memory traffic, not counted), whichever way
+//! it runs: halving, it runs as two real products by default and through the FFT passes
+//! in the groups named so, so the rates of the two compare as times.
 
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::WallTime};
+use rca_gpu::ops::FftPath;
 use rca_gpu::{Gpu, Tensor, ops};
 
 use super::{gpu, timed};
@@ -82,7 +85,11 @@ pub fn benches(c: &mut Criterion) {
     }
     g.finish();
 
-    for (label, halve) in [("h = M/2", true), ("h = M", false)] {
+    for (label, halve, path) in [
+        ("h = M/2", true, FftPath::Auto),
+        ("h = M/2, FFT passes", true, FftPath::Workgroup),
+        ("h = M", false, FftPath::Auto),
+    ] {
         let mut g = group(
             c,
             &format!("spectral_pool forward {label} (GFLOP/s, FFTs at M and h)"),
@@ -97,7 +104,7 @@ pub fn benches(c: &mut Criterion) {
                 &format!("spectral_pool {label}"),
                 name,
                 flops,
-                || drop(ops::spectral_pool(&x, h).unwrap()),
+                || drop(ops::spectral_pool_via(&x, h, path).unwrap()),
             );
         }
         g.finish();
@@ -117,7 +124,7 @@ pub fn benches(c: &mut Criterion) {
                 &format!("spectral_pool backward {label}"),
                 name,
                 flops,
-                || drop(ops::spectral_unpool(&dy, m).unwrap()),
+                || drop(ops::spectral_unpool_via(&dy, m, path).unwrap()),
             );
         }
         g.finish();

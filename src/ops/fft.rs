@@ -53,7 +53,8 @@ fn bind_table(table: &wgpu::Buffer, slot: u32) -> Binding<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FftPath {
     /// Workgroup memory when a line fits (M ≤ 1024), global memory otherwise; spectral
-    /// pooling at h = M (M a multiple of 4) takes its closed form, no transform at all.
+    /// pooling takes no transform at all: its closed form at h = M (M a multiple of 4),
+    /// two real products below.
     Auto,
     /// All stages of a line in one workgroup (needs M ≤ 1024).
     Workgroup,

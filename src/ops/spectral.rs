@@ -8,6 +8,14 @@
 //! when h = M that bin is only scaled by √2. The map is real-linear and separable,
 //! y = A·x·Aᵀ with A real h×M (see `reference::fft::spectral_matrix`).
 //!
+//! Below full size (h < M: the hybrid pools that halve the encoder's maps) [`FftPath::Auto`]
+//! takes y = A·x·Aᵀ as it is: two real products per plane with the h×M matrix A (a table
+//! of the device), T = xᵀ·Aᵀ and y = Tᵀ·Aᵀ, through the products every convolution uses,
+//! and the backward likewise with Aᵀ. They do more arithmetic than the FFTs, but the
+//! products are the engine's fastest kernels: on lavapipe, at the encoder's shapes
+//! (`cargo bench --bench kernels -- M/2`), 1.2–7.5× less time than the FFT passes, and
+//! the FFT's pipeline is never compiled. The forced FFT paths keep the transforms.
+//!
 //! At h = M (the hybrid pools inside every inception block) the crop keeps every bin and
 //! only scales the Nyquist row and column by √2, so A = I + c·v·vᵀ with v = (−1)^n and
 //! c = (√2 − 1)/M, and y = A·x·Aᵀ takes two memory-bound passes instead of four FFT passes
@@ -20,6 +28,7 @@
 //! backward mirrors it with the pad fused into the loads. The global-memory path runs the
 //! steps as separate kernels (FFT, `spectral_crop`, FFT).
 
+use super::conv1x1::Matmul;
 use super::fft::{
     FftPath, Params, TW_N, WgPass, complex_planes, fft2_io, launch_fft_1d, launch_wg, use_global,
 };
@@ -46,6 +55,69 @@ kernel_params! {
 /// Whether pooling M×M planes to h×h along `path` takes the closed form at full size.
 fn closed_form(m: usize, h: usize, path: FftPath) -> bool {
     h == m && m.is_multiple_of(4) && path == FftPath::Auto
+}
+
+/// Whether pooling M×M planes to h×h along `path` takes the two real products.
+fn by_products(m: usize, h: usize, path: FftPath) -> bool {
+    h < m && path == FftPath::Auto
+}
+
+/// The h×M matrix A of pooling M to h ([`reference::spectral_matrix`], rounded to f32),
+/// or its transpose (M×h), row-major: a table of the device, made once.
+fn spectral_table(gpu: &crate::Gpu, m: usize, h: usize, transposed: bool) -> Tensor {
+    let name = format!(
+        "spectral matrix {m}->{h}{}",
+        if transposed { "T" } else { "" }
+    );
+    let shape = if transposed { [m, h] } else { [h, m] };
+    Tensor::table(gpu, &name, shape, || {
+        let a = reference::spectral_matrix(m, h);
+        if transposed {
+            (0..m * h).map(|i| a[(i % h) * m + i / h] as f32).collect()
+        } else {
+            a.iter().map(|&v| v as f32).collect()
+        }
+    })
+}
+
+/// y[p] = L·x[p]·Lᵀ for each of `planes` planes, x (planes, c, c) → `out` (planes, r, r),
+/// given `lt` = Lᵀ (c × r, row-major), as two batched products that read every operand in
+/// place: T[p] = x[p]ᵀ·Lᵀ (c × r), then y[p] = T[p]ᵀ·Lᵀ (= L·x[p]·Lᵀ), with max(0, ·) in
+/// the second one's store when `relu`. Both read their left operand as K×M with m
+/// contiguous (x[p] and T[p] as stored), the form the CPU-shaped kernels take.
+fn sandwich(
+    x: &Tensor,
+    planes: usize,
+    (c, r): (usize, usize),
+    lt: &Tensor,
+    out: Shape,
+    relu: bool,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let t = Tensor::uninit(gpu, [planes, c, r], "spectral_pool")?;
+    let first = Matmul {
+        m: c,
+        n: r,
+        k: c,
+        batch: planes,
+        a_off: 0,
+        a_sb: c * c,
+        a_sm: 1,
+        a_sk: c,
+        b_sb: 0,
+        b_sk: r,
+        b_sn: 1,
+    };
+    first.run(x, lt, None, &t, c * r, r);
+    let y = Tensor::uninit(gpu, out, "spectral_pool")?;
+    let second = Matmul {
+        m: r,
+        a_sb: c * r,
+        a_sk: r,
+        ..first
+    };
+    second.run_acc(&t, lt, None, &y, r * r, r, false, relu);
+    Ok(y)
 }
 
 /// y = A·x·Aᵀ for h = M: per plane the alternating row and column sums and their total
@@ -205,6 +277,9 @@ pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
     if closed_form(m, h, FftPath::Auto) {
         return n * c * (2 * m + 4);
     }
+    if by_products(m, h, FftPath::Auto) {
+        return n * c * m * h;
+    }
     let cols = if m > super::fft::TILE { m } else { h };
     2 * n * c * m * cols
 }
@@ -212,10 +287,30 @@ pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
 /// (N, C, M, M) → (N, C, h, h): FFT, crop/merge with the 1/h² of the inverse, inverse
 /// FFT (unnormalised), real part.
 fn pool_raw(x: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> Result<Tensor> {
+    pool_raw_relu(x, planes, m, h, path, false)
+}
+
+/// [`pool_raw`], then max(0, ·) when `relu`: in the last store of the closed form and of
+/// the products, as a pass of its own after the FFTs.
+fn pool_raw_relu(
+    x: &Tensor,
+    planes: usize,
+    m: usize,
+    h: usize,
+    path: FftPath,
+    relu: bool,
+) -> Result<Tensor> {
     if closed_form(m, h, path) {
-        return full_size_raw(x, planes, m, false);
+        return full_size_raw(x, planes, m, relu);
     }
     let (n, c, _, _) = x.shape().nchw().expect("checked by the caller");
+    if by_products(m, h, path) {
+        let at = spectral_table(x.gpu(), m, h, true);
+        return sandwich(x, planes, (m, h), &at, Shape(vec![n, c, h, h]), relu);
+    }
+    if relu {
+        return super::relu(&pool_raw(x, planes, m, h, path)?);
+    }
     if !use_global(x, m, path)? {
         // The crop fused into the stores of the M-point passes: the row pass keeps h of
         // the M columns, so the column pass transforms h columns instead of M.
@@ -284,8 +379,13 @@ fn unpool_raw(dy: &Tensor, planes: usize, m: usize, h: usize, path: FftPath) -> 
         // A is symmetric: Aᵀ·dy·A = A·dy·Aᵀ.
         return full_size_raw(dy, planes, m, false);
     }
-    let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
     let (n, c, _, _) = dy.shape().nchw().expect("checked by the caller");
+    if by_products(m, h, path) {
+        // dx = Aᵀ·dy·A: the sandwich of L = Aᵀ, whose transpose is A.
+        let a = spectral_table(dy.gpu(), m, h, false);
+        return sandwich(dy, planes, (h, m), &a, Shape(vec![n, c, m, m]), false);
+    }
+    let g = fft2_io(dy, planes, h, -1.0, 1.0, path, true, false)?;
     if !use_global(dy, m, path)? {
         // The pad fused into the loads of the M-point passes (the transpose of
         // pool_raw's): h columns expanded to M points, then M rows of h points each.
@@ -359,10 +459,7 @@ pub fn spectral_pool_relu(x: &Tensor, h: usize) -> Result<Tensor> {
     }
     let (n, c, m) = real_planes(op, x)?;
     check_h(op, x, m, h)?;
-    if closed_form(m, h, FftPath::Auto) {
-        return full_size_raw(x, n * c, m, true);
-    }
-    super::relu(&pool_raw(x, n * c, m, h, FftPath::Auto)?)
+    pool_raw_relu(x, n * c, m, h, FftPath::Auto, true)
 }
 
 /// [`spectral_pool`] with its FFTs (and its backward's) through a chosen form of the

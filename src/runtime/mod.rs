@@ -160,10 +160,11 @@ pub(crate) struct GpuInner {
     few_pipelines: AtomicBool,
     submits: AtomicU64,
     dispatches: AtomicU64,
-    /// Read-only tables that kernels bind on every call (the FFT's twiddles), by name:
-    /// uploaded once, kept as long as the device. Plain buffers, not tensors, because a
-    /// tensor holds its device and would keep it alive from inside.
-    tables: Mutex<std::collections::HashMap<&'static str, wgpu::Buffer>>,
+    /// Read-only tables that kernels bind on every call (the FFT's twiddles, spectral
+    /// pooling's matrices), by name: uploaded once, kept as long as the device. Plain
+    /// buffers, not tensors, because a tensor holds its device and would keep it alive
+    /// from inside.
+    tables: Mutex<std::collections::HashMap<String, wgpu::Buffer>>,
     /// The per-dispatch profile being recorded, if any ([`Gpu::start_profile`]).
     profile: Mutex<Option<profile::Profile>>,
 }
@@ -383,14 +384,10 @@ impl Gpu {
 
     /// The read-only f32 table `name` of this device, made by `make` and uploaded on first
     /// use (mapped at creation: no submit, so it can be made between any two launches).
-    pub(crate) fn table(
-        &self,
-        name: &'static str,
-        make: impl FnOnce() -> Vec<f32>,
-    ) -> wgpu::Buffer {
+    pub(crate) fn table(&self, name: &str, make: impl FnOnce() -> Vec<f32>) -> wgpu::Buffer {
         let mut tables = self.inner.tables.lock().expect("tables lock");
         tables
-            .entry(name)
+            .entry(name.to_string())
             .or_insert_with(|| {
                 let data = make();
                 let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
