@@ -272,7 +272,9 @@ fn real_planes(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
 /// The largest buffer, in floats, that spectral pooling of (N, C, M, M) to h×h allocates
 /// inside its forward or its backward (the gradient of [`pool_raw`] is [`unpool_raw`]): on
 /// the workgroup path the (N, C, M, h) complex half-transform, on the global path the
-/// (N, C, M, M) complex spectrum, in closed form the sums (N, C, 2M + 4). The memory budget (`crate::model::Count`) reads it.
+/// (N, C, M, M) complex spectrum, in closed form the sums (N, C, 2M + 4), as products the
+/// (N, C, M, h) real product between the two. The memory budget (`crate::model::Count`)
+/// reads it (for the Auto path, the one the network takes).
 pub(crate) fn scratch_floats(n: usize, c: usize, m: usize, h: usize) -> usize {
     if closed_form(m, h, FftPath::Auto) {
         return n * c * (2 * m + 4);
