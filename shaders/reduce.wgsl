@@ -11,8 +11,13 @@ struct Params {
     chunk: u32,    // elements per workgroup
     nchunks: u32,  // workgroups per channel (= partial results per channel)
     s: f32,        // scale applied to the result (1/count for a mean)
+    // sum_outer only: where sum i lands (see `dst_index`); dst_cols = 0 for out[i].
+    dst_cols: u32,
+    dst_stride: u32,
+    dst_off: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
 var<immediate> p: Params;
@@ -83,6 +88,14 @@ fn sum_rows4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
+// Where sum i of sum_outer lands: out[i], or, for a matrix of dst_cols columns written
+// as a block of a wider row-major matrix (dst_stride columns, the block from column
+// dst_off), its row i / dst_cols at column dst_off + i % dst_cols.
+fn dst_index(i: u32) -> u32 {
+    if (p.dst_cols == 0u) { return i; }
+    return (i / p.dst_cols) * p.dst_stride + p.dst_off + i % p.dst_cols;
+}
+
 // x is (outer, c) (c = length of each row here); out is (c): out[i] = s * sum_o x[o, i].
 // Used for the split-K and per-sample partial products of the matmul.
 @compute @workgroup_size(256)
@@ -94,7 +107,7 @@ fn sum_outer(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     for (var o = 0u; o < p.outer; o++) {
         acc += x[o * p.c + i];
     }
-    out[i] = p.s * acc;
+    out[dst_index(i)] = p.s * acc;
 }
 
 // Small sums without a workgroup reduction: one invocation per channel adds the

@@ -417,7 +417,7 @@ fn conv1x1_cat_of_five_inputs_in_a_batch() {
 #[test]
 fn conv1x1_cat_weight_gradient_blocks_summed_from_several_chunks_of_k() {
     // 2 × 128·64 pixels: each input's weight gradient is split along K into partial
-    // products, summed, and placed in its block of columns of dWs.
+    // products whose sum lands straight in its block of columns of dWs.
     check_cat(2, &[4, 8, 4], 8, (128, 64), true, true);
     check_cat(1, &[12, 4], 16, (96, 80), false, false);
 }

@@ -7,8 +7,8 @@
 
 use super::elementwise::{mul_bcast_grad_b_raw, mul_bcast_raw};
 use super::norm::fold_into_conv1x1;
-use super::reduce::{sum_outer, sum_view};
-use super::shape::{concat_dims, copy_channels};
+use super::reduce::{Block, sum_outer, sum_outer_into, sum_view};
+use super::shape::concat_dims;
 use super::u32_of;
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
@@ -336,12 +336,31 @@ impl Matmul {
     /// C = Σ_b A[b]·B[b], an (M, N) tensor shaped `shape`: the batches and split-K slices
     /// are written as partial products and summed afterwards.
     pub(crate) fn run_summed(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        let c = self.run_summed_to(a, b, SumDst::New(shape))?;
+        Ok(c.expect("a new tensor"))
+    }
+
+    /// [`Matmul::run_summed`] written as `block` of `dst` (an (M, N) block of a wider
+    /// matrix), by the sum of the partial products (one partial when there is one).
+    pub(crate) fn run_summed_into(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        dst: &Tensor,
+        block: Block,
+    ) -> Result<()> {
+        debug_assert_eq!(block.cols, self.n);
+        self.run_summed_to(a, b, SumDst::Block(dst, block))?;
+        Ok(())
+    }
+
+    fn run_summed_to(&self, a: &Tensor, b: &Tensor, dst: SumDst<'_>) -> Result<Option<Tensor>> {
         let info = a.gpu().info();
         let subgroups = info.subgroup_size == Some(SG_LANES);
         if info.kernels == KernelClass::Cpu
             && self.nt_cpu_layout(info.max_workgroups_per_dim, subgroups)
         {
-            return self.run_summed_cpu(a, b, shape);
+            return self.run_summed_cpu(a, b, dst);
         }
         let tiles = self.m.div_ceil(TILE_M) * self.n.div_ceil(TILE_N) * self.batch;
         let max_splits = self.k.div_ceil(MIN_KCHUNK).max(1);
@@ -351,16 +370,35 @@ impl Matmul {
         let splits = self.k.div_ceil(kchunk);
         let mn = self.m * self.n;
         let parts = self.batch * splits;
-        if parts == 1 {
-            let c = Tensor::uninit(a.gpu(), shape, "matmul")?;
+        if let (1, SumDst::New(shape)) = (parts, &dst) {
+            let c = Tensor::uninit(a.gpu(), *shape, "matmul")?;
             self.launch(a, b, None, &c, mn, self.n, 1, kchunk, false, false);
-            return Ok(c);
+            return Ok(Some(c));
         }
         let partial = Tensor::uninit(a.gpu(), [parts, mn], "matmul")?;
         self.launch(
             a, b, None, &partial, mn, self.n, splits, kchunk, false, false,
         );
-        sum_outer(&partial, parts, mn, 1.0, shape)
+        dst.sum(&partial, parts, mn)
+    }
+}
+
+/// Where [`Matmul::run_summed_to`] puts C: a new tensor of a shape, or a block of one.
+enum SumDst<'a> {
+    New(&'a [usize]),
+    Block(&'a Tensor, Block),
+}
+
+impl SumDst<'_> {
+    /// The sum of `parts` partial products of `mn` elements each, where it goes.
+    fn sum(self, partial: &Tensor, parts: usize, mn: usize) -> Result<Option<Tensor>> {
+        match self {
+            SumDst::New(shape) => sum_outer(partial, parts, mn, 1.0, shape).map(Some),
+            SumDst::Block(dst, block) => {
+                sum_outer_into(partial, parts, mn, 1.0, dst, Some(block));
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -387,7 +425,7 @@ impl Matmul {
     /// into enough chunks that there are `NT_WORKGROUPS` (`KS_WORKGROUPS`) workgroups, but
     /// none shorter than `NT_MIN_KCHUNK` (`KS_MIN_KCHUNK`); one partial block per (batch,
     /// chunk), added by `sum_outer`.
-    fn run_summed_cpu(&self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    fn run_summed_cpu(&self, a: &Tensor, b: &Tensor, dst: SumDst<'_>) -> Result<Option<Tensor>> {
         let gpu = a.gpu();
         let sg = gpu.info().subgroup_size == Some(SG_LANES);
         // `matmul_nt_cpu_ks` where the columns are too few for the lanes: workgroups of
@@ -409,10 +447,13 @@ impl Matmul {
         let chunks = self.k.div_ceil(kchunk);
         let mn = self.m * self.n;
         let parts = self.batch * chunks;
-        let out = if parts == 1 {
-            Tensor::uninit(gpu, shape, "matmul")?
-        } else {
-            Tensor::uninit(gpu, [parts, mn], "matmul")?
+        let direct = match (parts, &dst) {
+            (1, SumDst::New(shape)) => Some(*shape),
+            _ => None,
+        };
+        let out = match direct {
+            Some(shape) => Tensor::uninit(gpu, shape, "matmul")?,
+            None => Tensor::uninit(gpu, [parts, mn], "matmul")?,
         };
         let params = self.params(mn, self.n, chunks, kchunk, false);
         let grid = [u32_of(gx), u32_of(gy), u32_of(parts)];
@@ -428,10 +469,10 @@ impl Matmul {
             gpu.launch(&kernel, &bindings, &params, grid);
         }
         gpu.note_flops(self.flops());
-        if parts == 1 {
-            return Ok(out);
+        if direct.is_some() {
+            return Ok(Some(out));
         }
-        sum_outer(&out, parts, mn, 1.0, shape)
+        dst.sum(&out, parts, mn)
     }
 }
 
@@ -831,8 +872,16 @@ impl Backward for Conv1x1CatGrad {
         let need_scale = self.scale.is_some() && need[k];
         let need_ws = need[at_w] || need_scale;
         let mut out = Vec::with_capacity(at_w + 2);
-        let mut blocks = Vec::with_capacity(k);
         let (cout, total) = (self.cat.cout, self.cat.total);
+        // dWs, each input's block summed straight into its columns (one input: its own).
+        let mut dws = match (need_ws, k) {
+            (true, 2..) => Some(Tensor::uninit(
+                dy.gpu(),
+                [cout, total, 1, 1],
+                "conv1x1_cat_backward",
+            )?),
+            _ => None,
+        };
         let mut col = 0;
         for (x, &cin) in self.xs.iter().zip(&self.cat.channels) {
             let wts = Weights {
@@ -841,28 +890,30 @@ impl Backward for Conv1x1CatGrad {
                 cols: total,
                 wt: None,
             };
-            let want = [need[out.len()], need_ws, false];
-            let (dx, dwi, _) = conv1x1_backward(x, wts, &self.cat.dims(cin), dy, want)?;
+            let block = Block {
+                cols: cin,
+                stride: total,
+                off: col,
+            };
+            let dw = match (&dws, need_ws) {
+                (Some(t), _) => DwTo::Block(t, block),
+                (None, true) => DwTo::New,
+                (None, false) => DwTo::Nowhere,
+            };
+            let (dx, dwi, _) = conv1x1_backward(
+                x,
+                wts,
+                &self.cat.dims(cin),
+                dy,
+                [need[out.len()], false],
+                dw,
+            )?;
             out.push(dx);
-            blocks.extend(dwi);
+            if dwi.is_some() {
+                dws = dwi;
+            }
             col += cin;
         }
-        let dws = if need_ws {
-            let dws = if k == 1 {
-                blocks.pop().expect("one block")
-            } else {
-                let dws = Tensor::uninit(dy.gpu(), [cout, total, 1, 1], "conv1x1_cat_backward")?;
-                let mut off = 0;
-                for (block, &c) in blocks.iter().zip(&self.cat.channels) {
-                    copy_channels(block, c, 0, &dws, total, off, c, cout, 1);
-                    off += c;
-                }
-                dws
-            };
-            Some(dws)
-        } else {
-            None
-        };
         match (&self.scale, dws) {
             (Some(s), Some(dws)) => {
                 let ds = if need_scale {
@@ -895,13 +946,23 @@ impl Backward for Conv1x1CatGrad {
     }
 }
 
+/// Where [`conv1x1_backward`] puts dW: nowhere (not needed), a new tensor, or a block of a
+/// concatenation's dWs.
+enum DwTo<'a> {
+    Nowhere,
+    New,
+    Block(&'a Tensor, Block),
+}
+
 // y[n] = W·x[n] + b  ⇒  dx[n] = Wᵀ·dy[n],  dW = Σ_n dy[n]·x[n]ᵀ,  db = Σ_{n,q} dy[n, :, q]
+/// dx and db where `need` says ([dx, db]), and dW as `dw` says (returned when new).
 fn conv1x1_backward(
     x: &Tensor,
     wts: Weights<'_>,
     d: &Dims,
     dy: &Tensor,
-    need: [bool; 3],
+    need: [bool; 2],
+    dw: DwTo<'_>,
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let p = d.h * d.w;
     let dx = if need[0] {
@@ -925,28 +986,29 @@ fn conv1x1_backward(
     } else {
         None
     };
-    let dw = if need[1] {
-        // dW (Cout × Cin) = Σ_n dy[n] (Cout × P) · x[n]ᵀ (P × Cin)
-        Some(
-            Matmul {
-                m: d.cout,
-                n: d.cin,
-                k: p,
-                batch: d.n,
-                a_off: 0,
-                a_sb: d.cout * p,
-                a_sm: p,
-                a_sk: 1,
-                b_sb: d.cin * p,
-                b_sk: 1,
-                b_sn: p,
-            }
-            .run_summed(dy, x, &[d.cout, d.cin, 1, 1])?,
-        )
-    } else {
-        None
+    // dW (Cout × Cin) = Σ_n dy[n] (Cout × P) · x[n]ᵀ (P × Cin)
+    let product = Matmul {
+        m: d.cout,
+        n: d.cin,
+        k: p,
+        batch: d.n,
+        a_off: 0,
+        a_sb: d.cout * p,
+        a_sm: p,
+        a_sk: 1,
+        b_sb: d.cin * p,
+        b_sk: 1,
+        b_sn: p,
     };
-    let db = if need[2] {
+    let dw = match dw {
+        DwTo::Nowhere => None,
+        DwTo::New => Some(product.run_summed(dy, x, &[d.cout, d.cin, 1, 1])?),
+        DwTo::Block(dws, block) => {
+            product.run_summed_into(dy, x, dws, block)?;
+            None
+        }
+    };
+    let db = if need[1] {
         Some(sum_view(dy, d.n, d.cout, p, 1.0)?)
     } else {
         None
@@ -963,7 +1025,8 @@ struct Conv1x1Grad {
 
 impl Backward for Conv1x1Grad {
     fn backward(&self, dy: &Tensor, _: &[Input], need: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let want = [need[0], need[1], self.has_bias && need[2]];
+        let want = [need[0], self.has_bias && need[2]];
+        let dw = if need[1] { DwTo::New } else { DwTo::Nowhere };
         let d = check(&self.x, &self.w, None)?;
         let wts = Weights {
             w: &self.w,
@@ -971,7 +1034,7 @@ impl Backward for Conv1x1Grad {
             cols: d.cin,
             wt: None,
         };
-        let (dx, dw, db) = conv1x1_backward(&self.x, wts, &d, dy, want)?;
+        let (dx, dw, db) = conv1x1_backward(&self.x, wts, &d, dy, want, dw)?;
         Ok(vec![dx, dw, db])
     }
 }

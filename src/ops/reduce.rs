@@ -24,9 +24,25 @@ kernel_params! {
         nchunks: u32,
         /// Scale applied to the result (1/count for a mean).
         s: f32,
+        /// `sum_outer` only: the destination block ([`Block`]; 0 columns: the whole
+        /// output).
+        dst_cols: u32,
+        dst_stride: u32,
+        dst_off: u32,
         pad0: u32,
         pad1: u32,
+        pad2: u32,
     }
+}
+
+/// A block of `cols` columns of a row-major matrix `stride` columns wide, from column
+/// `off`: where [`sum_outer_into`] writes a (rows × cols) sum, in place in the wider matrix
+/// (a weight gradient's block of the gradient of a concatenation's weights).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block {
+    pub cols: usize,
+    pub stride: usize,
+    pub off: usize,
 }
 
 /// Channels of at most this many elements are summed by one invocation each
@@ -135,13 +151,38 @@ pub(crate) fn sum_outer(
     s: f32,
     shape: &[usize],
 ) -> Result<Tensor> {
-    debug_assert_eq!(outer * len, x.numel());
     let out = Tensor::uninit(x.gpu(), shape, "sum_outer")?;
+    sum_outer_into(x, outer, len, s, &out, None);
+    Ok(out)
+}
+
+/// [`sum_outer`] into `out`: all of it, or, with a block, the sum seen as rows of
+/// `block.cols` into that block of `out`.
+pub(crate) fn sum_outer_into(
+    x: &Tensor,
+    outer: usize,
+    len: usize,
+    s: f32,
+    out: &Tensor,
+    block: Option<Block>,
+) {
+    debug_assert_eq!(outer * len, x.numel());
+    let b = block.unwrap_or(Block {
+        cols: 0,
+        stride: 0,
+        off: 0,
+    });
+    debug_assert!(
+        block.is_none_or(|b| (len / b.cols - 1) * b.stride + b.off + b.cols <= out.numel())
+    );
     // sum_outer reads the outer count from `outer` and the length from `c`.
     let params = ReduceParams {
         outer: u32_of(outer),
         c: u32_of(len),
         s,
+        dst_cols: u32_of(b.cols),
+        dst_stride: u32_of(b.stride),
+        dst_off: u32_of(b.off),
         ..ReduceParams::default()
     };
     launch_1d(
@@ -151,7 +192,6 @@ pub(crate) fn sum_outer(
         &params,
         len,
     );
-    Ok(out)
 }
 
 fn nchw(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
