@@ -27,7 +27,7 @@ fn check_pool_via(n: usize, c: usize, m: usize, h: usize, path: FftPath) {
     let devices = if path == FftPath::Auto && h < m {
         common::kernel_variants()
     } else {
-        common::gpu().map(|g| ("cpu", g)).into_iter().collect()
+        common::gpu().map(|g| ("shared", g)).into_iter().collect()
     };
     for (class, gpu) in devices {
         let mut rng = common::rng();

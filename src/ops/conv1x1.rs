@@ -370,8 +370,8 @@ impl Matmul {
         let splits = self.k.div_ceil(kchunk);
         let mn = self.m * self.n;
         let parts = self.batch * splits;
-        if let (1, SumDst::New(shape)) = (parts, &dst) {
-            let c = Tensor::uninit(a.gpu(), *shape, "matmul")?;
+        if let Some(shape) = dst.direct(parts) {
+            let c = Tensor::uninit(a.gpu(), shape, "matmul")?;
             self.launch(a, b, None, &c, mn, self.n, 1, kchunk, false, false);
             return Ok(Some(c));
         }
@@ -389,7 +389,15 @@ enum SumDst<'a> {
     Block(&'a Tensor, Block),
 }
 
-impl SumDst<'_> {
+impl<'a> SumDst<'a> {
+    /// The shape of the new tensor that a single partial product is written to directly.
+    fn direct(&self, parts: usize) -> Option<&'a [usize]> {
+        match (parts, self) {
+            (1, SumDst::New(shape)) => Some(shape),
+            _ => None,
+        }
+    }
+
     /// The sum of `parts` partial products of `mn` elements each, where it goes.
     fn sum(self, partial: &Tensor, parts: usize, mn: usize) -> Result<Option<Tensor>> {
         match self {
@@ -447,10 +455,7 @@ impl Matmul {
         let chunks = self.k.div_ceil(kchunk);
         let mn = self.m * self.n;
         let parts = self.batch * chunks;
-        let direct = match (parts, &dst) {
-            (1, SumDst::New(shape)) => Some(*shape),
-            _ => None,
-        };
+        let direct = dst.direct(parts);
         let out = match direct {
             Some(shape) => Tensor::uninit(gpu, shape, "matmul")?,
             None => Tensor::uninit(gpu, [parts, mn], "matmul")?,

@@ -386,6 +386,9 @@ impl Gpu {
     /// use (mapped at creation: no submit, so it can be made between any two launches).
     pub(crate) fn table(&self, name: &str, make: impl FnOnce() -> Vec<f32>) -> wgpu::Buffer {
         let mut tables = self.inner.tables.lock().expect("tables lock");
+        if let Some(buffer) = tables.get(name) {
+            return buffer.clone();
+        }
         tables
             .entry(name.to_string())
             .or_insert_with(|| {
