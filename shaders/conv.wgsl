@@ -53,6 +53,10 @@ const DW_TW: u32 = 8u;
 const DW_R: u32 = 4u;
 
 /// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll.
+/// dw_conv_cpu also takes K = 0: the size (up to 5) is then p.kw's and its loop over the
+/// input rows stays a loop, one pipeline for every size that LLVM compiles in a fraction
+/// of the time of one unrolled (for small models, whose first inference is mostly
+/// compilation: `Gpu::set_few_pipelines`).
 override K: u32 = 3u;
 /// dw_conv computes the input gradient: the kernel is read turned by 180°.
 override FLIP: bool = false;
@@ -134,16 +138,21 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let c = pl % p.c;
     let i0 = rb * DW_R;
     let q0 = i32(js * 2u) - 1;               // the vec4 of columns j0 − 4
-    let half = i32(K / 2u);
+    // K = 0: the size is p.kw's (see `K`); `lead` is the taps' column loop's start
+    // within the window, a constant either way.
+    let kk = select(K, p.kw, K == 0u);
+    let half = i32(kk / 2u);
+    let lead = select(u32(K / 2u), 2u, K == 0u);
+    let span = select(K, 5u, K == 0u);
     var taps: array<f32, 25>;
-    for (var tap = 0u; tap < K * K; tap++) {
+    for (var tap = 0u; tap < kk * kk; tap++) {
         var src_tap = tap;
-        if (FLIP) { src_tap = K * K - 1u - tap; }
-        taps[tap] = wt[c * K * K + src_tap];
+        if (FLIP) { src_tap = kk * kk - 1u - tap; }
+        taps[tap] = wt[c * kk * kk + src_tap];
     }
     var acc: array<vec4<f32>, 8>;            // (lo, hi) of each of the DW_R rows
     for (var m = 0u; m < 2u * DW_R; m++) { acc[m] = vec4<f32>(0.0); }
-    for (var v = 0u; v < DW_R + K - 1u; v++) {
+    for (var v = 0u; v < DW_R + kk - 1u; v++) {
         let ii = i32(i0) + i32(v) - half;
         if (ii < 0 || ii >= i32(p.h)) { continue; }
         let row = (pl * p.h + u32(ii)) * q;
@@ -160,10 +169,13 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         // Output row i0 + r reads this input row through kernel row a = v − r.
         for (var r = 0u; r < DW_R; r++) {
             let a = i32(v) - i32(r);
-            if (a < 0 || a >= i32(K)) { continue; }
-            for (var b = 0u; b < K; b++) {
-                let kv = vec4<f32>(taps[u32(a) * K + b]);
-                let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
+            if (a < 0 || a >= i32(kk)) { continue; }
+            for (var bb = 0u; bb < span; bb++) {
+                // Tap column b; with K = 0 the loop spans the widest kernel's 5 columns.
+                let b = i32(bb) + half - i32(lead);
+                if (b < 0 || b >= i32(kk)) { continue; }
+                let kv = vec4<f32>(taps[u32(a) * kk + u32(b)]);
+                let s = 4u + bb - lead;      // win index of column j0 + b − K/2
                 acc[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
                                   acc[2u * r]);
                 acc[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],

@@ -183,8 +183,9 @@ fn copy_channels4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 // Mesa 25.0.7, 2 cores), 2, 4, 8 and 16 at 3.0, 3.3, 3.2 and 2.9 GB/s: the per-invocation
 // work (index, bounds test, llvmpipe's per-lane set-up) is then spread over more loads.
 
-/// vec4s per invocation of the vec4 maps (`tensor::V4_PER` on the host).
-const V4: u32 = 4u;
+/// vec4s per invocation of the vec4 maps (`tensor::V4_PER` on the host; 1 for small
+/// models, whose first inference is mostly compilation: `Gpu::set_few_pipelines`).
+override V4: u32 = 4u;
 
 @group(0) @binding(1) var<storage, read> b4: array<vec4<f32>>;
 

@@ -27,7 +27,7 @@ const TM: u32 = 4u;
 const TN: u32 = 8u;
 
 fn acc1(i: u32) -> f32 {
-    if (ACC) { return C[i]; }
+    if (accumulates()) { return C[i]; }
     return 0.0;
 }
 

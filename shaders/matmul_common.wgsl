@@ -31,14 +31,24 @@ const BIAS: u32 = 1u;
 /// Store max(0, ·): the ReLU after a batch norm folded into the product (inference).
 const RELU: u32 = 2u;
 
+/// Add the product to what C holds (`p.flags`, for pipelines with ACC = 2).
+const ACCUMULATE: u32 = 4u;
+
 /// Add the product to what C holds instead of overwriting it (a 1×1 convolution over a
-/// concatenation taken input by input, `ops::conv1x1_cat`). An override constant: as a
-/// flag, the loads of C it adds to every pipeline made the products measurably slower on
-/// lavapipe (13.5 → 9.6 GFLOP/s for `matmul_cpu_sg` in the network at 256²).
-override ACC: bool = false;
+/// concatenation taken input by input, `ops::conv1x1_cat`): 0 never, 1 always, 2 where
+/// `p.flags` has ACCUMULATE. An override constant: as a flag, the loads of C it adds to
+/// every pipeline made the products measurably slower on lavapipe (13.5 → 9.6 GFLOP/s for
+/// `matmul_cpu_sg` in the network at 256²); 2 is for small models, whose first inference
+/// is mostly compilation (`Gpu::set_few_pipelines`): one pipeline instead of two.
+override ACC: u32 = 0u;
+
+/// Whether the store adds to C (see ACC).
+fn accumulates() -> bool {
+    return ACC == 1u || (ACC == 2u && (p.flags & ACCUMULATE) != 0u);
+}
 
 fn acc4(i: u32) -> vec4<f32> {
-    if (ACC) { return C4[i]; }
+    if (accumulates()) { return C4[i]; }
     return vec4<f32>(0.0);
 }
 

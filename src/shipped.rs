@@ -127,12 +127,13 @@ impl ModelSource {
     }
 }
 
-/// Models whose forward pass of one image takes fewer FLOPs run with fewer, smaller
-/// product pipelines ([`Gpu::set_few_pipelines`]). The shipped model (64², F 4: 0.07
-/// GFLOP) is one: its first inference on lavapipe then compiles 23 pipelines instead of
-/// 27, about 2 s less (cold `infer` of one image: 7.6–8.2 → 5.7–6.1 s), and a batch of
-/// four images runs within noise of the large blocks (45–50 against 46–47 ms). At 256²,
-/// F 16 (12 GFLOP) the large blocks save about 80 ms of a 560 ms inference.
+/// Models whose forward pass of one image takes fewer FLOPs run with fewer, quicker
+/// pipelines ([`Gpu::set_few_pipelines`]). The shipped model (64², F 4: 0.07 GFLOP) is
+/// one: its first inference on lavapipe then compiles 18 pipelines in about 1.5 s instead
+/// of 22 in 3.6–3.8 s (cold `infer` of one image, alternating: 4.5–4.7 s with all of
+/// them, 1.9–2.2 s with the few), and a batch of four images, once compiled, takes 2–3 ms
+/// more (about 57 against 54 ms). At 256², F 16 (12 GFLOP) the large blocks save about
+/// 80 ms of a 560 ms inference.
 pub const FEW_PIPELINES_BELOW_FLOPS: f64 = 0.25e9;
 
 /// Puts already-read checkpoints (one per source, in order) on `gpu` as one [`Ensemble`];

@@ -467,10 +467,19 @@ pub(crate) fn launch_elementwise(
     params: EwParams,
 ) {
     // The simple maps have a twin over whole vec4s, V4_PER of them per invocation (see
-    // the shader).
-    let (entry, n, invocations) = match vec4_twin(entry) {
-        Some(twin) if n.is_multiple_of(4) => (twin, n / 4, (n / 4).div_ceil(V4_PER)),
-        _ => (entry, n, n),
+    // the shader), or one with few pipelines: its loop unrolled four times took LLVM on
+    // lavapipe 0.14 s to compile (`add4`), a small model's vec4s are few.
+    let few = out.gpu().few_pipelines();
+    let (kernel, n, invocations) = match vec4_twin(entry) {
+        Some(twin) if n.is_multiple_of(4) => {
+            let kernel = Kernel::new(Shader::Elementwise, twin);
+            if few {
+                (kernel.with("V4", 1), n / 4, n / 4)
+            } else {
+                (kernel, n / 4, (n / 4).div_ceil(V4_PER))
+            }
+        }
+        _ => (Kernel::new(Shader::Elementwise, entry), n, n),
     };
     let params = EwParams {
         n: u32::try_from(n).expect("tensors are bounded by the binding limit"),
@@ -480,11 +489,5 @@ pub(crate) fn launch_elementwise(
     bindings.extend(a.map(|a| a.bind(0)));
     bindings.extend(b.map(|b| b.bind(1)));
     bindings.push(out.bind(2));
-    crate::runtime::launch_1d(
-        out.gpu(),
-        &Kernel::new(Shader::Elementwise, entry),
-        &bindings,
-        &params,
-        invocations,
-    );
+    crate::runtime::launch_1d(out.gpu(), &kernel, &bindings, &params, invocations);
 }

@@ -6,7 +6,7 @@
 //! case that delegates to `conv1x1`.
 
 use rca_gpu::reference::conv::{self as r, Conv2d};
-use rca_gpu::{KernelClass, Tensor, ops};
+use rca_gpu::{KernelClass, Tape, Tensor, ops};
 
 use crate::common::{self, F32, Tol, check_op, input, uniform};
 
@@ -16,24 +16,30 @@ const SUMS: Tol = Tol {
     rtol: F32.rtol,
 };
 
-/// Both kernel classes: the CPU class takes `dw_conv_cpu` where W is a multiple of 8.
+/// Every kernel variant: the CPU class takes `dw_conv_cpu` where W is a multiple of 4,
+/// with few pipelines its one pipeline for every K.
 fn check_depthwise(n: usize, c: usize, h: usize, w: usize, k: usize) {
-    for class in [KernelClass::Cpu, KernelClass::Gpu] {
-        check_depthwise_on(class, n, c, h, w, k);
+    for (class, gpu) in common::kernel_variants() {
+        check_depthwise_on(class, &gpu, n, c, h, w, k);
     }
 }
 
-fn check_depthwise_on(class: KernelClass, n: usize, c: usize, h: usize, w: usize, k: usize) {
-    let Some(gpu) = common::gpu_with(class) else {
-        return;
-    };
+fn check_depthwise_on(
+    class: &str,
+    gpu: &rca_gpu::Gpu,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+) {
     let mut rng = common::rng();
     let inputs = [
         input(&[n, c, h, w], uniform(&mut rng, n * c * h * w)),
         input(&[c, 1, k, k], uniform(&mut rng, c * k * k)),
     ];
     check_op(
-        &gpu,
+        gpu,
         &mut rng,
         &format!("depthwise_conv2d ({class} kernels) n{n} c{c} {h}x{w} k{k}"),
         &inputs,
@@ -45,6 +51,39 @@ fn check_depthwise_on(class: KernelClass, n: usize, c: usize, h: usize, w: usize
         },
         SUMS,
     );
+}
+
+#[test]
+fn with_few_pipelines_one_depthwise_pipeline_gives_every_k_the_same_bits() {
+    // `dw_conv_cpu` with K = 0 (the size read at run time, the row loop not unrolled)
+    // sums the same products in the same order as the pipeline of each K: forward and
+    // input gradient (the kernel turned), on a width of whole strips and of a half one.
+    let (Some(shared), Some(few)) = (common::gpu(), common::few_pipelines_gpu()) else {
+        return;
+    };
+    if shared.info().kernels != KernelClass::Cpu {
+        return;
+    }
+    let mut rng = common::rng();
+    for (k, w) in [(1, 8), (3, 12), (5, 16), (3, 8), (5, 4)] {
+        let (n, c, h) = (2, 3, 9);
+        let x = uniform(&mut rng, n * c * h * w);
+        let kk = uniform(&mut rng, c * k * k);
+        let run = |gpu: &rca_gpu::Gpu| {
+            let xt = Tensor::from_vec(gpu, [n, c, h, w], &x)
+                .unwrap()
+                .requires_grad();
+            let kt = Tensor::from_vec(gpu, [c, 1, k, k], &kk).unwrap();
+            let tape = Tape::start();
+            let y = ops::depthwise_conv2d(&xt, &kt).unwrap();
+            // dy = 2y, taken back through the turned kernel.
+            let loss = ops::sum(&ops::mul(&y, &y).unwrap()).unwrap();
+            let grads = tape.backward(&loss).unwrap();
+            let dx = grads.get(&xt).unwrap().to_vec().unwrap();
+            (y.to_vec().unwrap(), dx)
+        };
+        assert!(run(&few) == run(&shared), "K {k}, W {w}: the bits differ");
+    }
 }
 
 #[test]

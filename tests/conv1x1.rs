@@ -80,9 +80,11 @@ fn conv1x1_cpu_kernels_with_rows_not_a_multiple_of_four() {
 
 #[test]
 fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_bits() {
-    // The shapes that take the 32- and 64-row blocks (Cout 32, 48, 64, 96) run as 16-row
-    // blocks on a device set to compile fewer pipelines, with the same sums in the same
-    // order: the same bits as on the shared device.
+    // The shapes that take the 16-, 32- and 64-row blocks (Cout 16, 24, 32, 48, 64, 96)
+    // run as 8-row blocks on a device set to compile fewer pipelines, with the same sums
+    // in the same order: the same bits as on the shared device. So does a concatenation's
+    // sum of products, whose store adds to C by a flag there instead of a pipeline of its
+    // own.
     let (Some(shared), Some(few)) = (common::gpu(), common::own_gpu()) else {
         return;
     };
@@ -91,14 +93,34 @@ fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_b
     }
     few.set_few_pipelines(true);
     let mut rng = common::rng();
-    for cout in [32, 48, 64, 96] {
+    for cout in [16, 24, 32, 48, 64, 96] {
         let (cin, p) = (24, 8 * 16);
         let x = uniform(&mut rng, 2 * cin * p);
         let w = uniform(&mut rng, cout * cin);
+        let b = uniform(&mut rng, cout);
         let run = |gpu: &rca_gpu::Gpu| {
-            let xt = rca_gpu::Tensor::from_vec(gpu, [2, cin, 8, 16], &x).unwrap();
-            let wt = rca_gpu::Tensor::from_vec(gpu, [cout, cin, 1, 1], &w).unwrap();
-            ops::conv1x1(&xt, &wt, None).unwrap().to_vec().unwrap()
+            let t = |shape: &[usize], v: &[f32]| rca_gpu::Tensor::from_vec(gpu, shape, v).unwrap();
+            let xt = t(&[2, cin, 8, 16], &x);
+            let wt = t(&[cout, cin, 1, 1], &w);
+            let bt = t(&[cout], &b);
+            let y = ops::conv1x1(&xt, &wt, None).unwrap().to_vec().unwrap();
+            // The same input cut into three blocks of channels, with a bias.
+            let parts: Vec<_> = [(0, 4), (4, 12), (12, 24)]
+                .iter()
+                .map(|&(a, z)| {
+                    let v: Vec<f32> = (0..2)
+                        .flat_map(|i| &x[(i * cin + a) * p..(i * cin + z) * p])
+                        .copied()
+                        .collect();
+                    t(&[2, z - a, 8, 16], &v)
+                })
+                .collect();
+            let refs: Vec<_> = parts.iter().collect();
+            let cat = ops::conv1x1_cat(&refs, None, &wt, Some(&bt))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            (y, cat)
         };
         few.start_profile().unwrap();
         let narrow = run(&few);
@@ -113,13 +135,17 @@ fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_b
         assert!(
             kernels
                 .iter()
-                .all(|k| ["matmul_cpu_sg", "matmul_cpu_sg8", "matmul_cpu"].contains(k)),
+                .all(|k| ["matmul_cpu_sg8", "matmul_cpu"].contains(k)),
             "Cout {cout}: {kernels:?}"
         );
         let wide = run(&shared);
         assert!(
-            narrow == wide,
+            narrow.0 == wide.0,
             "Cout {cout}: the row blocks' results differ"
+        );
+        assert!(
+            narrow.1 == wide.1,
+            "Cout {cout}: the concatenation's sums differ"
         );
     }
 }

@@ -6,23 +6,32 @@ use rca_gpu::{ops, reference as r};
 use crate::common::{self, F32, check_op, input, uniform, uniform_away_from_zero};
 
 /// Batch 3, 5 channels, 7×9: 945 elements, not a multiple of 256 (nor of 4: the scalar
-/// kernels); and 3×5×7×8 = 840, whole vec4s (the vec4 twins of the simple maps), 210 of
-/// them, not a multiple of 256 either.
-const SHAPES: [[usize; 4]; 2] = [[3, 5, 7, 9], [3, 5, 7, 8]];
+/// kernels); 3×5×7×8 = 840, whole vec4s (the vec4 twins of the simple maps), 210 of
+/// them, not a multiple of 256 either; and 2×3×16×26 = 2496, 624 vec4s, more than one
+/// workgroup's at one vec4 per invocation (few pipelines).
+const SHAPES: [[usize; 4]; 3] = [[3, 5, 7, 9], [3, 5, 7, 8], [2, 3, 16, 26]];
 const SHAPE: [usize; 4] = SHAPES[0];
 const N: usize = 3 * 5 * 7 * 9;
 
+/// Each shape on the shared device and on one with few pipelines (whose vec4 maps take
+/// one vec4 per invocation instead of four).
+fn shapes_on_every_device() -> Vec<([usize; 4], (&'static str, rca_gpu::Gpu))> {
+    common::shared_and_few()
+        .into_iter()
+        .flat_map(|d| SHAPES.map(|s| (s, d.clone())))
+        .collect()
+}
+
 #[test]
 fn add_matches_reference_and_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    for shape in SHAPES {
+    for (shape, (device, gpu)) in shapes_on_every_device() {
         let n: usize = shape.iter().product();
         let mut rng = common::rng();
         let (a, b) = (uniform(&mut rng, n), uniform(&mut rng, n));
         check_op(
             &gpu,
             &mut rng,
-            "add",
+            &format!("add ({device})"),
             &[input(&shape, a), input(&shape, b)],
             |x| ops::add(x[0], x[1]),
             |x| r::add(&x[0], &x[1]),
@@ -34,15 +43,14 @@ fn add_matches_reference_and_gradients() {
 
 #[test]
 fn mul_matches_reference_and_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    for shape in SHAPES {
+    for (shape, (device, gpu)) in shapes_on_every_device() {
         let n: usize = shape.iter().product();
         let mut rng = common::rng();
         let (a, b) = (uniform(&mut rng, n), uniform(&mut rng, n));
         check_op(
             &gpu,
             &mut rng,
-            "mul",
+            &format!("mul ({device})"),
             &[input(&shape, a), input(&shape, b)],
             |x| ops::mul(x[0], x[1]),
             |x| r::mul(&x[0], &x[1]),
@@ -87,8 +95,7 @@ fn mul_bcast_rejects_a_map_with_several_channels() {
 
 #[test]
 fn scale_matches_reference_and_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    for shape in SHAPES {
+    for (shape, (device, gpu)) in shapes_on_every_device() {
         let n: usize = shape.iter().product();
         let mut rng = common::rng();
         let a = uniform(&mut rng, n);
@@ -96,7 +103,7 @@ fn scale_matches_reference_and_gradients() {
         check_op(
             &gpu,
             &mut rng,
-            "scale",
+            &format!("scale ({device})"),
             &[input(&shape, a)],
             |x| ops::scale(x[0], s),
             |x| r::scale(&x[0], f64::from(s)),
@@ -108,8 +115,7 @@ fn scale_matches_reference_and_gradients() {
 
 #[test]
 fn relu_matches_reference_and_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    for shape in SHAPES {
+    for (shape, (device, gpu)) in shapes_on_every_device() {
         let n: usize = shape.iter().product();
         let mut rng = common::rng();
         // Away from the kink, where finite differences are meaningful.
@@ -117,7 +123,7 @@ fn relu_matches_reference_and_gradients() {
         check_op(
             &gpu,
             &mut rng,
-            "relu",
+            &format!("relu ({device})"),
             &[input(&shape, a)],
             |x| ops::relu(x[0]),
             |x| r::relu(&x[0]),

@@ -62,6 +62,10 @@ pub struct Args {
     /// (timestamp queries; in the JSON too).
     #[arg(long)]
     pub profile: bool,
+    /// Run with the fewer, quicker-to-compile pipelines that `infer` and `eval` choose for
+    /// a small model, to measure what they cost once compiled.
+    #[arg(long)]
+    pub few_pipelines: bool,
     #[command(flatten)]
     pub adapter: super::AdapterArgs,
 }
@@ -438,6 +442,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             gpu.info().name
         );
     }
+    gpu.set_few_pipelines(args.few_pipelines);
     let timer = gpu.timer();
     let model = Model::new(config);
     let parameters = model.spec.trainable_count() + model.spec.non_trainable_count();

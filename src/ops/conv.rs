@@ -87,7 +87,7 @@ impl Dw {
             h: u32_of(self.h),
             w: u32_of(self.w),
             kh: u32_of(rows),
-            kw: 0,
+            kw: u32_of(self.k),
             stride: 1,
             pad: u32_of(self.k / 2),
             ho: u32_of(self.h),
@@ -137,8 +137,14 @@ fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
         ("dw_conv", total, [src.bind(0), k.bind(1), dst.bind(2)])
     };
     let params = d.params(total, 0, 0);
+    // With few pipelines, one rolled `dw_conv_cpu` serves every K (K = 0: p.kw's).
+    let k = if cpu && src.gpu().few_pipelines() {
+        0
+    } else {
+        d.k
+    };
     let kernel = Kernel::new(Shader::Conv, entry)
-        .with("K", u32_of(d.k))
+        .with("K", u32_of(k))
         .with("FLIP", u32::from(flip));
     launch_1d(src.gpu(), &kernel, &bindings, &params, total);
 }

@@ -58,7 +58,7 @@ kernel_params! {
         b_sn: u32,
         c_sb: u32,
         c_sm: u32,
-        /// What the store adds and applies: [`BIAS`] | [`RELU`].
+        /// What the store adds and applies: [`BIAS`] | [`RELU`] | [`ACCUMULATE`].
         flags: u32,
     }
 }
@@ -67,6 +67,8 @@ kernel_params! {
 const BIAS: u32 = 1;
 /// `MatmulParams::flags`: store max(0, ·) (a folded batch norm's ReLU).
 const RELU: u32 = 2;
+/// `MatmulParams::flags`: add the product to C (pipelines with ACC = [`ACC_FROM_FLAGS`]).
+const ACCUMULATE: u32 = 4;
 
 /// Lanes per subgroup that `matmul_cpu_sg` is written for: its 8 lanes' vec4 loads hold
 /// the 16 rows of two steps of k.
@@ -312,21 +314,28 @@ impl Matmul {
             u32_of(self.batch),
         ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
-            // 64 or 32 rows per invocation where M allows (and the device compiles them),
-            // 8 where M is at most 8, else 16.
-            let big = !a.gpu().few_pipelines();
-            let (entry, rows) = if big && (self.m.is_multiple_of(64) || self.m % 64 == 48) {
-                ("matmul_cpu_sg64", 64)
-            } else if big && self.m.is_multiple_of(32) {
-                ("matmul_cpu_sg32", 32)
-            } else if self.m <= 8 {
+            // 64 or 32 rows per invocation where M allows, 8 where M is at most 8, else
+            // 16. With few pipelines: 8 for every M (the same sums in the same order), and
+            // one pipeline that accumulates or not as its flags say.
+            let few = a.gpu().few_pipelines();
+            let (entry, rows) = if few || self.m <= 8 {
                 ("matmul_cpu_sg8", 8)
+            } else if self.m.is_multiple_of(64) || self.m % 64 == 48 {
+                ("matmul_cpu_sg64", 64)
+            } else if self.m.is_multiple_of(32) {
+                ("matmul_cpu_sg32", 32)
             } else {
                 ("matmul_cpu_sg", CPU_ROWS)
             };
             let grid = [grid[0], u32_of(self.m.div_ceil(rows)), grid[2]];
             let kernel = Kernel::new(Shader::MatmulSg, entry);
-            self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
+            if few {
+                let params = accumulate_flag(params, acc);
+                let kernel = kernel.with("ACC", ACC_FROM_FLAGS);
+                self.dispatch(&kernel, [a, b, c], bias, &params, grid);
+            } else {
+                self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
+            }
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
             self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
@@ -492,6 +501,18 @@ fn epilogue(mut params: MatmulParams, relu: bool) -> MatmulParams {
 /// `kernel` with the ACC override where the store adds to C.
 fn accumulate(kernel: Kernel, acc: bool) -> Kernel {
     if acc { kernel.with("ACC", 1) } else { kernel }
+}
+
+/// The ACC override of a pipeline whose store adds to C where [`ACCUMULATE`] is in its
+/// flags (`Gpu::few_pipelines`: one pipeline for both stores).
+const ACC_FROM_FLAGS: u32 = 2;
+
+/// `params` with the ACCUMULATE flag where the store adds to C.
+fn accumulate_flag(mut params: MatmulParams, acc: bool) -> MatmulParams {
+    if acc {
+        params.flags |= ACCUMULATE;
+    }
+    params
 }
 
 /// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded), each

@@ -155,8 +155,8 @@ pub(crate) struct GpuInner {
     /// Fill every buffer handed out by the pool with NaN (tests: an output element a
     /// kernel never writes then shows up as NaN instead of as a stale value).
     poison: AtomicBool,
-    /// Run the products of every shape with the kernels that the narrow ones need anyway,
-    /// instead of also compiling the 32- and 64-row blocks ([`Gpu::set_few_pipelines`]).
+    /// Compile one pipeline where a large model is better served by several
+    /// ([`Gpu::set_few_pipelines`]).
     few_pipelines: AtomicBool,
     submits: AtomicU64,
     dispatches: AtomicU64,
@@ -280,12 +280,15 @@ impl Gpu {
         self.inner.poison.load(Ordering::Relaxed)
     }
 
-    /// Trade some speed of the larger products for fewer pipelines to compile: on CPU
-    /// adapters the products then run as 8- and 16-row blocks only, never as 32- or
-    /// 64-row ones. Worth it where the model is small, so that compiling a pipeline takes
-    /// longer than everything it would save (lavapipe compiles each in 0.3–0.9 s at its
-    /// first dispatch); the results are the same bit for bit (every row block sums in the
-    /// same order).
+    /// Trade some speed of large models for fewer, quicker pipelines to compile. On CPU
+    /// adapters every product then runs as 8-row blocks (never 16, 32 or 64), with one
+    /// pipeline that adds to its output or not as a flag says instead of two; one
+    /// depthwise pipeline whose row loop stays a loop serves every kernel size instead of
+    /// one unrolled per size; the element-wise maps take one vec4 per invocation instead
+    /// of four. Worth it where the model is small, so that compiling a pipeline takes
+    /// longer than everything it would save: lavapipe compiles each at its first dispatch,
+    /// the unrolled ones in 0.3–0.9 s. The results are the same bit for bit (the same sums
+    /// in the same order).
     pub fn set_few_pipelines(&self, on: bool) {
         self.inner.few_pipelines.store(on, Ordering::Relaxed);
     }

@@ -92,7 +92,33 @@ pub fn kernel_variants() -> Vec<(&'static str, Gpu)> {
         });
         all.extend(plain.clone().map(|g| ("cpu without subgroups", g)));
     }
+    if cpu.info().kernels == KernelClass::Cpu {
+        all.extend(few_pipelines_gpu().map(|g| ("cpu, few pipelines", g)));
+    }
     all.extend(gpu_with(KernelClass::Gpu).map(|g| ("gpu", g)));
+    all
+}
+
+/// A shared device set up like [`gpu`]'s that compiles fewer pipelines, as `infer` and
+/// `eval` do for a small model (`Gpu::set_few_pipelines`: 8-row products that accumulate
+/// by a flag, one depthwise pipeline for every K, one vec4 per invocation of the maps),
+/// or `None` when [`gpu`] is.
+pub fn few_pipelines_gpu() -> Option<Gpu> {
+    static FEW: OnceLock<Option<Gpu>> = OnceLock::new();
+    gpu()?;
+    FEW.get_or_init(|| {
+        let g = new_gpu().expect("a second device on the adapter of the shared one");
+        g.set_poison(true);
+        g.set_few_pipelines(true);
+        Some(g)
+    })
+    .clone()
+}
+
+/// [`gpu`] and [`few_pipelines_gpu`], labelled; empty when there is no adapter.
+pub fn shared_and_few() -> Vec<(&'static str, Gpu)> {
+    let mut all: Vec<_> = gpu().map(|g| ("shared", g)).into_iter().collect();
+    all.extend(few_pipelines_gpu().map(|g| ("few pipelines", g)));
     all
 }
 
