@@ -52,11 +52,8 @@ const DW_TW: u32 = 8u;
 /// Output rows per invocation of dw_conv_cpu.
 const DW_R: u32 = 4u;
 
-/// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll.
-/// dw_conv_cpu also takes K = 0: the size (up to 5) is then p.kw's and its loop over the
-/// input rows stays a loop, one pipeline for every size that LLVM compiles in a fraction
-/// of the time of one unrolled (for small models, whose first inference is mostly
-/// compilation: `Gpu::set_few_pipelines`).
+/// Depthwise kernel size (1, 3 or 5): one pipeline per size, so the tap loops unroll
+/// (dw_conv_cpu_any reads it from p.kw instead).
 override K: u32 = 3u;
 /// dw_conv computes the input gradient: the kernel is read turned by 180°.
 override FLIP: bool = false;
@@ -138,12 +135,77 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let c = pl % p.c;
     let i0 = rb * DW_R;
     let q0 = i32(js * 2u) - 1;               // the vec4 of columns j0 − 4
-    // K = 0: the size is p.kw's (see `K`); `lead` is the taps' column loop's start
-    // within the window, a constant either way.
-    let kk = select(K, p.kw, K == 0u);
+    let half = i32(K / 2u);
+    var taps: array<f32, 25>;
+    for (var tap = 0u; tap < K * K; tap++) {
+        var src_tap = tap;
+        if (FLIP) { src_tap = K * K - 1u - tap; }
+        taps[tap] = wt[c * K * K + src_tap];
+    }
+    var acc: array<vec4<f32>, 8>;            // (lo, hi) of each of the DW_R rows
+    for (var m = 0u; m < 2u * DW_R; m++) { acc[m] = vec4<f32>(0.0); }
+    for (var v = 0u; v < DW_R + K - 1u; v++) {
+        let ii = i32(i0) + i32(v) - half;
+        if (ii < 0 || ii >= i32(p.h)) { continue; }
+        let row = (pl * p.h + u32(ii)) * q;
+        var win: array<f32, 16>;
+        for (var g = 0; g < 4; g++) {
+            let qq = q0 + g;
+            let inside = qq >= 0 && qq < i32(q);
+            let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
+            win[4 * g] = x4.x;
+            win[4 * g + 1] = x4.y;
+            win[4 * g + 2] = x4.z;
+            win[4 * g + 3] = x4.w;
+        }
+        // Output row i0 + r reads this input row through kernel row a = v − r.
+        for (var r = 0u; r < DW_R; r++) {
+            let a = i32(v) - i32(r);
+            if (a < 0 || a >= i32(K)) { continue; }
+            for (var b = 0u; b < K; b++) {
+                let kv = vec4<f32>(taps[u32(a) * K + b]);
+                let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
+                acc[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
+                                  acc[2u * r]);
+                acc[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],
+                                                     win[s + 7u]), acc[2u * r + 1u]);
+            }
+        }
+    }
+    for (var r = 0u; r < DW_R; r++) {
+        if (i0 + r < p.h) {
+            let o = (pl * p.h + i0 + r) * q + js * 2u;
+            dst4[o] = acc[2u * r];
+            if (js * 2u + 1u < q) { dst4[o + 1u] = acc[2u * r + 1u]; }
+        }
+    }
+}
+
+// dw_conv_cpu for any K up to 5, read from p.kw, with its loop over the input rows kept
+// a loop: one pipeline for every size that LLVM on lavapipe compiles in 0.26 s, against
+// 0.32 s and 0.48 s for the unrolled ones of K 3 and 5 (for small models, whose first
+// inference is mostly compilation: `Gpu::set_few_pipelines`). The taps, indexed by the
+// row loop's counter, live in memory; the window's columns stay constants. The same
+// sums in the same order as dw_conv_cpu's. A copy of it, not a shared body: with K read
+// through a select or passed to a shared function, dw_conv_cpu's own pipelines no longer
+// unrolled and ran 3.5 times slower (at 256², F 16: 122 → 415 ms an inference).
+@compute @workgroup_size(256)
+fn dw_conv_cpu_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let t = flat(wid, nwg, lid);
+    if (t >= p.total) { return; }
+    let q = p.w / 4u;                        // vec4s per row
+    let strips = (p.w + DW_TW - 1u) / DW_TW;
+    let blocks = (p.h + DW_R - 1u) / DW_R;
+    let js = t % strips;
+    let u = t / strips;
+    let rb = u % blocks;
+    let pl = u / blocks;                     // n·C + c
+    let c = pl % p.c;
+    let i0 = rb * DW_R;
+    let q0 = i32(js * 2u) - 1;               // the vec4 of columns j0 − 4
+    let kk = p.kw;
     let half = i32(kk / 2u);
-    let lead = select(u32(K / 2u), 2u, K == 0u);
-    let span = select(K, 5u, K == 0u);
     var taps: array<f32, 25>;
     for (var tap = 0u; tap < kk * kk; tap++) {
         var src_tap = tap;
@@ -170,12 +232,12 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         for (var r = 0u; r < DW_R; r++) {
             let a = i32(v) - i32(r);
             if (a < 0 || a >= i32(kk)) { continue; }
-            for (var bb = 0u; bb < span; bb++) {
-                // Tap column b; with K = 0 the loop spans the widest kernel's 5 columns.
-                let b = i32(bb) + half - i32(lead);
+            // The window's columns j0 − 2 … j0 + 2 + 7 (the widest kernel's), as constants.
+            for (var bb = 0u; bb < 5u; bb++) {
+                let b = i32(bb) + half - 2;  // the tap's column
                 if (b < 0 || b >= i32(kk)) { continue; }
                 let kv = vec4<f32>(taps[u32(a) * kk + u32(b)]);
-                let s = 4u + bb - lead;      // win index of column j0 + b − K/2
+                let s = 2u + bb;             // win index of column j0 + b − K/2
                 acc[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
                                   acc[2u * r]);
                 acc[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],

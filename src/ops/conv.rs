@@ -126,7 +126,8 @@ pub(crate) fn depthwise_scratch_floats(n: usize, c: usize, h: usize, w: usize, k
 }
 
 /// The dw_conv entry: y = x ⋆ k, or with `flip` dx = dy ⋆ rot180(k). CPU adapters take
-/// `dw_conv_cpu` (blocks of `DW_R` rows, rows read as vec4s) when W is a multiple of 4.
+/// `dw_conv_cpu` (blocks of `DW_R` rows, rows read as vec4s) when W is a multiple of 4, or
+/// with few pipelines `dw_conv_cpu_any` (the same for every K).
 fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
     let cpu = src.gpu().info().kernels == KernelClass::Cpu && d.w.is_multiple_of(4);
     let (entry, total, bindings) = if cpu {
@@ -137,15 +138,13 @@ fn dw_launch(src: &Tensor, k: &Tensor, dst: &Tensor, d: Dw, flip: bool) {
         ("dw_conv", total, [src.bind(0), k.bind(1), dst.bind(2)])
     };
     let params = d.params(total, 0, 0);
-    // With few pipelines, one rolled `dw_conv_cpu` serves every K (K = 0: p.kw's).
-    let k = if cpu && src.gpu().few_pipelines() {
-        0
+    // With few pipelines, `dw_conv_cpu_any` serves every K (read from the parameters).
+    let kernel = if cpu && src.gpu().few_pipelines() {
+        Kernel::new(Shader::Conv, "dw_conv_cpu_any")
     } else {
-        d.k
+        Kernel::new(Shader::Conv, entry).with("K", u32_of(d.k))
     };
-    let kernel = Kernel::new(Shader::Conv, entry)
-        .with("K", u32_of(k))
-        .with("FLIP", u32::from(flip));
+    let kernel = kernel.with("FLIP", u32::from(flip));
     launch_1d(src.gpu(), &kernel, &bindings, &params, total);
 }
 
