@@ -128,22 +128,37 @@ impl ModelSource {
 }
 
 /// Models whose forward pass of one image takes fewer FLOPs run with fewer, quicker
-/// pipelines ([`Gpu::set_few_pipelines`]). The shipped model (64², F 4: 0.07 GFLOP) is
-/// one: its first inference on lavapipe then compiles 18 pipelines in about 1.5 s instead
-/// of 22 in 3.6–3.8 s (cold `infer` of one image, alternating: 4.5–4.7 s with all of
-/// them, 1.9–2.2 s with the few), and a batch of four images, once compiled, takes 2–3 ms
-/// more (about 57 against 54 ms). At 256², F 16 (12 GFLOP) the large blocks save about
-/// 80 ms of a 560 ms inference.
+/// pipelines ([`Gpu::set_few_pipelines`]) when they have at most
+/// [`FEW_PIPELINES_UP_TO_IMAGES`] images to segment. The shipped model (64², F 4: 0.07
+/// GFLOP) is one: its first inference on lavapipe then compiles 18 pipelines in about
+/// 1.5 s instead of 22 in 3.6–3.8 s (cold `infer` of one image, alternating: 4.1–5.4 s
+/// with all of them, 1.8–2.1 s with the few). At 256², F 16 (12 GFLOP) the large blocks
+/// save about 80 ms of a 560 ms inference.
 pub const FEW_PIPELINES_BELOW_FLOPS: f64 = 0.25e9;
 
-/// Puts already-read checkpoints (one per source, in order) on `gpu` as one [`Ensemble`];
-/// on a device that runs nothing else, since a small enough ensemble makes it compile
-/// fewer pipelines ([`FEW_PIPELINES_BELOW_FLOPS`]).
+/// Once compiled, the few pipelines cost the shipped model about 20 ms more per image (its
+/// four mirrorings as one batch of four: 73–86 against 44–62 ms, most of it the depthwise
+/// convolution whose taps are no longer constants). Up to this many images the 2–3 s
+/// they save at the first run (without Mesa's shader cache) outweigh that; a larger job
+/// compiles the fast pipelines.
+pub const FEW_PIPELINES_UP_TO_IMAGES: usize = 16;
+
+/// Whether a job of `images` images with a model of `flops` per image's forward pass
+/// should compile the few pipelines.
+fn few_pipelines_pay(flops: f64, images: usize) -> bool {
+    flops < FEW_PIPELINES_BELOW_FLOPS && images <= FEW_PIPELINES_UP_TO_IMAGES
+}
+
+/// Puts already-read checkpoints (one per source, in order) on `gpu` as one [`Ensemble`]
+/// for a job of `images` images; on a device that runs nothing else, since a small enough
+/// ensemble on a short enough job makes it compile fewer pipelines
+/// ([`FEW_PIPELINES_BELOW_FLOPS`], [`FEW_PIPELINES_UP_TO_IMAGES`]).
 pub fn ensemble(
     gpu: &Gpu,
     sources: &[ModelSource],
     checkpoints: &[ModelCheckpoint],
     tta: bool,
+    images: usize,
 ) -> Result<Ensemble, LoadError> {
     let members = sources
         .iter()
@@ -154,8 +169,22 @@ pub fn ensemble(
         .iter()
         .map(Predictor::forward_flops)
         .fold(0.0, f64::max);
-    if flops < FEW_PIPELINES_BELOW_FLOPS {
+    if few_pipelines_pay(flops, images) {
         gpu.set_few_pipelines(true);
     }
     Ok(Ensemble::new(members, tta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_small_model_on_a_short_job_compiles_the_few_pipelines() {
+        let shipped = 0.07e9;
+        assert!(few_pipelines_pay(shipped, 1));
+        assert!(few_pipelines_pay(shipped, FEW_PIPELINES_UP_TO_IMAGES));
+        assert!(!few_pipelines_pay(shipped, FEW_PIPELINES_UP_TO_IMAGES + 1));
+        assert!(!few_pipelines_pay(12e9, 1));
+    }
 }

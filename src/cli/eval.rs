@@ -473,7 +473,8 @@ fn evaluate(
     let model = ModelSource::describe_all(sources);
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let mut predictor = crate::shipped::ensemble(gpu, sources, checkpoints, setting.tta)?;
+    let mut predictor =
+        crate::shipped::ensemble(gpu, sources, checkpoints, setting.tta, items.len())?;
     predictor
         .warm_up(args.batch.min(items.len()))
         .with_context(|| format!("cannot run {model} on this GPU"))?;

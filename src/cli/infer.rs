@@ -214,7 +214,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
     let gpu = args.adapter.open()?;
-    let mut predictor = crate::shipped::ensemble(&gpu, &sources, &checkpoints, setting.tta)?;
+    let mut predictor =
+        crate::shipped::ensemble(&gpu, &sources, &checkpoints, setting.tta, files.len())?;
     predictor
         .warm_up(args.batch.min(files.len()))
         .with_context(|| format!("cannot run {what} on this GPU"))?;
