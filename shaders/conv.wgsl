@@ -24,7 +24,7 @@ struct Params {
     h: u32,
     w: u32,
     kh: u32,       // dense kernel rows (dw_conv_kgrad: rows per partial sum; dw_conv: unused)
-    kw: u32,
+    kw: u32,       // dense kernel columns (dw_conv_cpu_any: K; the other depthwise: unused)
     stride: u32,   // informational: the kernels use the STRIDE override
     pad: u32,
     ho: u32,
@@ -182,8 +182,8 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 // dw_conv_cpu for any K up to 5, read from p.kw, with its loop over the input rows kept
-// a loop: one pipeline for every size that LLVM on lavapipe compiles in 0.26 s, against
-// 0.32 s and 0.48 s for the unrolled ones of K 3 and 5 (for small models, whose first
+// a loop: one pipeline for every size that LLVM on lavapipe compiles in about 0.3 s, against
+// 0.35 s and 0.51 s for the unrolled ones of K 3 and 5 (for small models, whose first
 // inference is mostly compilation: `Gpu::set_few_pipelines`). The taps, indexed by the
 // row loop's counter, live in memory; the window's columns stay constants. The same
 // sums in the same order as dw_conv_cpu's. A copy of it, not a shared body: with K read

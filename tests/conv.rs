@@ -55,8 +55,8 @@ fn check_depthwise_on(
 
 #[test]
 fn with_few_pipelines_one_depthwise_pipeline_gives_every_k_the_same_bits() {
-    // `dw_conv_cpu` with K = 0 (the size read at run time, the row loop not unrolled)
-    // sums the same products in the same order as the pipeline of each K: forward and
+    // `dw_conv_cpu_any` (the size read at run time, the row loop not unrolled) sums the
+    // same products in the same order as `dw_conv_cpu`'s pipeline of each K: forward and
     // input gradient (the kernel turned), on a width of whole strips and of a half one.
     let (Some(shared), Some(few)) = (common::gpu(), common::few_pipelines_gpu()) else {
         return;

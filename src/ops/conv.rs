@@ -434,22 +434,7 @@ fn conv2d_backward(
         // the size of x, and rebuilding it is one cheap copy.
         let col = im2col(x, &d)?;
         // dW (Cout × R) = Σ_n dy[n] (Cout × P) · col[n]ᵀ (P × R)
-        Some(
-            Matmul {
-                m: d.cout,
-                n: r,
-                k: p,
-                batch: d.n,
-                a_off: 0,
-                a_sb: d.cout * p,
-                a_sm: p,
-                a_sk: 1,
-                b_sb: r * p,
-                b_sk: 1,
-                b_sn: p,
-            }
-            .run_summed(dy, &col, w.dims())?,
-        )
+        Some(Matmul::weight_grad(d.n, d.cout, r, p).run_summed(dy, &col, w.dims())?)
     } else {
         None
     };

@@ -92,6 +92,25 @@ pub(crate) struct Matmul {
 }
 
 impl Matmul {
+    /// The weight gradient of y[n] = W·x[n] over P pixels, a batch of N:
+    /// dW (Cout × Cin) = Σ_n dy[n] (Cout × P) · x[n]ᵀ (P × Cin), A = dy and B = x, both
+    /// (N, ·, P) (x: the column matrix of a dense convolution, Cin its rows).
+    pub(crate) fn weight_grad(batch: usize, cout: usize, cin: usize, p: usize) -> Matmul {
+        Matmul {
+            m: cout,
+            n: cin,
+            k: p,
+            batch,
+            a_off: 0,
+            a_sb: cout * p,
+            a_sm: p,
+            a_sk: 1,
+            b_sb: cin * p,
+            b_sk: 1,
+            b_sn: p,
+        }
+    }
+
     /// Launch into `c`, whose rows (per batch and split) are `c_sm` apart and whose
     /// batches are `c_sb` apart.
     #[allow(clippy::too_many_arguments)]
@@ -1012,20 +1031,7 @@ fn conv1x1_backward(
     } else {
         None
     };
-    // dW (Cout × Cin) = Σ_n dy[n] (Cout × P) · x[n]ᵀ (P × Cin)
-    let product = Matmul {
-        m: d.cout,
-        n: d.cin,
-        k: p,
-        batch: d.n,
-        a_off: 0,
-        a_sb: d.cout * p,
-        a_sm: p,
-        a_sk: 1,
-        b_sb: d.cin * p,
-        b_sk: 1,
-        b_sn: p,
-    };
+    let product = Matmul::weight_grad(d.n, d.cout, d.cin, p);
     let dw = match dw {
         DwTo::Nowhere => None,
         DwTo::New => Some(product.run_summed(dy, x, &[d.cout, d.cin, 1, 1])?),
@@ -1217,19 +1223,7 @@ mod tests {
                 b_sk: p,
                 b_sn: 1,
             },
-            Matmul {
-                m: cout,
-                n: cin,
-                k: p,
-                batch: n,
-                a_off: 0,
-                a_sb: cout * p,
-                a_sm: p,
-                a_sk: 1,
-                b_sb: cin * p,
-                b_sk: 1,
-                b_sn: p,
-            },
+            Matmul::weight_grad(n, cout, cin, p),
         ]
     }
 

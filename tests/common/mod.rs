@@ -71,8 +71,9 @@ pub fn gpu_with(class: KernelClass) -> Option<Gpu> {
 
 /// Every kernel variant the adapter can run, each on a shared device, labelled: the
 /// CPU-shaped kernels (with subgroup-sharing kernels where the adapter has subgroups), the
-/// CPU-shaped kernels without subgroups (only where the first used them), and the
-/// GPU-shaped kernels. Empty when [`gpu`] is `None`.
+/// CPU-shaped kernels without subgroups (only where the first used them), the adapter's
+/// own class with few pipelines ([`few_pipelines_gpu`]), and the GPU-shaped kernels.
+/// Empty when [`gpu`] is `None`.
 pub fn kernel_variants() -> Vec<(&'static str, Gpu)> {
     static NO_SUBGROUPS: OnceLock<Option<Gpu>> = OnceLock::new();
     let Some(cpu) = gpu_with(KernelClass::Cpu) else {
@@ -92,8 +93,12 @@ pub fn kernel_variants() -> Vec<(&'static str, Gpu)> {
         });
         all.extend(plain.clone().map(|g| ("cpu without subgroups", g)));
     }
-    if cpu.info().kernels == KernelClass::Cpu {
-        all.extend(few_pipelines_gpu().map(|g| ("cpu, few pipelines", g)));
+    if let Some(few) = few_pipelines_gpu() {
+        let label = match few.info().kernels {
+            KernelClass::Cpu => "cpu, few pipelines",
+            KernelClass::Gpu => "gpu, few pipelines",
+        };
+        all.push((label, few));
     }
     all.extend(gpu_with(KernelClass::Gpu).map(|g| ("gpu", g)));
     all
