@@ -250,32 +250,46 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // ---------------------------------------------------------------------------------------
 // matmul_nt_cpu_sg: `matmul_nt_cpu` (C = Σ_k A[b, m, k]·B[b, n, k], k contiguous in both:
-// the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. Each
-// invocation computes 8 rows × 4 columns of C over one chunk of K, four steps of k at a
-// time, on the grid of `matmul_nt_cpu` (its 8×8 workgroup flattened to 64, which naga
-// requires for the lane index): each of the workgroup's 8 subgroups takes one block of 8
-// rows (its subgroup id) and its 8 lanes the column quads (the lane index), so the lanes
-// that share rows are one subgroup however the device forms them. Lane l loads the vec4
-// of row m0 + l (rows past M repeat the last and are not stored) and `subgroupBroadcast`
-// hands each row to all lanes: one vector load where `matmul_nt_cpu` fetches the same
-// eight rows lane by lane. K and the strides are multiples of 4 (the caller checks); M and
-// N are any (rows and columns past the end repeat the last and are not stored), so the
-// thin weight gradients of a layer with one input or one output channel take it too.
-// Grid: (⌈N/4⌉ / 8, ⌈M/8⌉ / 8, batch · chunks), `splits` = chunks.
+// the weight gradients dY·Xᵀ) with the rows of A shared across the subgroup. A subgroup
+// computes a block of 16 rows × 8·NT_C columns of C over one chunk of K, four steps of k
+// at a time: lane l loads the vec4s of rows m0 + l and m0 + 8 + l (rows past M repeat the
+// last and are not stored), and `subgroupBroadcast` hands each row to all lanes, whose
+// NT_C columns (lane l: n0 + NT_C·l …) are their own. Per step of four: 2 + NT_C vector
+// loads per lane for 16·NT_C dot products. The workgroup's 8 subgroups take 8 blocks
+// (row-block-major), so the lanes that share rows are one subgroup however the device
+// forms them. NT_C = 2 where N is not a multiple of 32 (the 16 columns of the network's
+// narrowest maps: with 4 columns half the lanes would repeat the last), else 4.
+// Measured on lavapipe (2 cores, Mesa 25.0.7) against the former 8 rows × 4 columns per
+// lane, min of 5: 16 × 16 over K = 65536, 3.1 → 1.4 ms; 16 × 48, 7.1 → 4.3 ms; 48 × 48,
+// 18.3 → 12.6 ms; 96 × 96 over 16384, 13.4 → 10.0 ms; the rest within the noise. The sums
+// run in the same order as before (one dot product per step of four). K and the strides
+// are multiples of 4 (the caller checks); M and N are any (rows and columns past the end
+// repeat the last and are not stored), so the thin weight gradients of a layer with one
+// input or one output channel take it too.
+// Grid: (⌈⌈M/16⌉·⌈N/(8·NT_C)⌉ / 8⌉, 1, batch · chunks), `splits` = chunks.
+
+/// Columns of C per lane of `matmul_nt_cpu_sg`: 2 or 4.
+override NT_C: u32 = 4u;
 
 @compute @workgroup_size(64, 1, 1)
 fn matmul_nt_cpu_sg(@builtin(workgroup_id) wid: vec3<u32>,
                     @builtin(subgroup_id) sg: u32,
                     @builtin(subgroup_invocation_id) lane: u32) {
-    let m0 = (wid.y * 8u + sg) * 8u;
+    let cols = 8u * NT_C;
+    let col_blocks = (p.n + cols - 1u) / cols;
+    let block = wid.x * 8u + sg;
+    let m0 = (block / col_blocks) * 16u;
     // The same for the whole subgroup, so the broadcasts below stay among live lanes.
     if (m0 >= p.m) { return; }
-    let n0 = (wid.x * 8u + lane) * 4u;
+    let n0 = (block % col_blocks) * cols + lane * NT_C;
     let z = wid.z;
     let batch = z / p.splits;
     let k_begin = (z % p.splits) * p.kchunk;
     let k_end = min(p.k, k_begin + p.kchunk);
-    let pa = (p.a_off + batch * p.a_sb + min(m0 + lane, p.m - 1u) * p.a_sm) / 4u;
+    let ab = p.a_off + batch * p.a_sb;
+    let lm = p.m - 1u;
+    let pa = (ab + min(m0 + lane, lm) * p.a_sm) / 4u;
+    let pa8 = (ab + min(m0 + 8u + lane, lm) * p.a_sm) / 4u;
     // Columns past N repeat the last (N need not be a multiple of 4 here).
     let bb = batch * p.b_sb;
     let last = p.n - 1u;
@@ -283,33 +297,50 @@ fn matmul_nt_cpu_sg(@builtin(workgroup_id) wid: vec3<u32>,
     let pb1 = (bb + min(n0 + 1u, last) * p.b_sn) / 4u;
     let pb2 = (bb + min(n0 + 2u, last) * p.b_sn) / 4u;
     let pb3 = (bb + min(n0 + 3u, last) * p.b_sn) / 4u;
-    var r0 = vec4<f32>(0.0); var r1 = vec4<f32>(0.0);
-    var r2 = vec4<f32>(0.0); var r3 = vec4<f32>(0.0);
-    var r4 = vec4<f32>(0.0); var r5 = vec4<f32>(0.0);
-    var r6 = vec4<f32>(0.0); var r7 = vec4<f32>(0.0);
+    var r: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) { r[i] = vec4<f32>(0.0); }
     for (var q = k_begin / 4u; q < k_end / 4u; q++) {
-        let b0 = B4[pb0 + q]; let b1 = B4[pb1 + q];
-        let b2 = B4[pb2 + q]; let b3 = B4[pb3 + q];
+        let b0 = B4[pb0 + q];
+        let b1 = B4[pb1 + q];
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        if (NT_C == 4u) { b2 = B4[pb2 + q]; b3 = B4[pb3 + q]; }
         let a = A4[pa + q];
-        r0 += dots(subgroupBroadcast(a, 0u), b0, b1, b2, b3);
-        r1 += dots(subgroupBroadcast(a, 1u), b0, b1, b2, b3);
-        r2 += dots(subgroupBroadcast(a, 2u), b0, b1, b2, b3);
-        r3 += dots(subgroupBroadcast(a, 3u), b0, b1, b2, b3);
-        r4 += dots(subgroupBroadcast(a, 4u), b0, b1, b2, b3);
-        r5 += dots(subgroupBroadcast(a, 5u), b0, b1, b2, b3);
-        r6 += dots(subgroupBroadcast(a, 6u), b0, b1, b2, b3);
-        r7 += dots(subgroupBroadcast(a, 7u), b0, b1, b2, b3);
+        let a8 = A4[pa8 + q];
+        r[0] += dots_c(subgroupBroadcast(a, 0u), b0, b1, b2, b3);
+        r[8] += dots_c(subgroupBroadcast(a8, 0u), b0, b1, b2, b3);
+        r[1] += dots_c(subgroupBroadcast(a, 1u), b0, b1, b2, b3);
+        r[9] += dots_c(subgroupBroadcast(a8, 1u), b0, b1, b2, b3);
+        r[2] += dots_c(subgroupBroadcast(a, 2u), b0, b1, b2, b3);
+        r[10] += dots_c(subgroupBroadcast(a8, 2u), b0, b1, b2, b3);
+        r[3] += dots_c(subgroupBroadcast(a, 3u), b0, b1, b2, b3);
+        r[11] += dots_c(subgroupBroadcast(a8, 3u), b0, b1, b2, b3);
+        r[4] += dots_c(subgroupBroadcast(a, 4u), b0, b1, b2, b3);
+        r[12] += dots_c(subgroupBroadcast(a8, 4u), b0, b1, b2, b3);
+        r[5] += dots_c(subgroupBroadcast(a, 5u), b0, b1, b2, b3);
+        r[13] += dots_c(subgroupBroadcast(a8, 5u), b0, b1, b2, b3);
+        r[6] += dots_c(subgroupBroadcast(a, 6u), b0, b1, b2, b3);
+        r[14] += dots_c(subgroupBroadcast(a8, 6u), b0, b1, b2, b3);
+        r[7] += dots_c(subgroupBroadcast(a, 7u), b0, b1, b2, b3);
+        r[15] += dots_c(subgroupBroadcast(a8, 7u), b0, b1, b2, b3);
     }
     if (n0 >= p.n) { return; }
     let row = z * p.c_sb + m0 * p.c_sm + n0;
-    store_row(row, m0, n0, r0);
-    store_row(row + p.c_sm, m0 + 1u, n0, r1);
-    store_row(row + 2u * p.c_sm, m0 + 2u, n0, r2);
-    store_row(row + 3u * p.c_sm, m0 + 3u, n0, r3);
-    store_row(row + 4u * p.c_sm, m0 + 4u, n0, r4);
-    store_row(row + 5u * p.c_sm, m0 + 5u, n0, r5);
-    store_row(row + 6u * p.c_sm, m0 + 6u, n0, r6);
-    store_row(row + 7u * p.c_sm, m0 + 7u, n0, r7);
+    for (var i = 0u; i < 16u; i++) {
+        if (m0 + i >= p.m) { break; }
+        let v = r[i];
+        let vals = array<f32, 4>(v.x, v.y, v.z, v.w);
+        for (var j = 0u; j < NT_C; j++) {
+            if (n0 + j < p.n) { C1[row + i * p.c_sm + j] = vals[j]; }
+        }
+    }
+}
+
+/// One row of A (a, four steps of k) against NT_C columns of B (the first NT_C of the
+/// result; the rest 0).
+fn dots_c(a: vec4<f32>, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+    if (NT_C == 4u) { return dots(a, b0, b1, b2, b3); }
+    return vec4<f32>(dot(a, b0), dot(a, b1), 0.0, 0.0);
 }
 
 /// One row of A (a, four steps of k) against four columns of B.

@@ -235,6 +235,16 @@ fn conv1x1_eight_row_subgroup_kernel_with_a_partial_step_of_k() {
 }
 
 #[test]
+fn conv1x1_weight_gradient_in_blocks_of_sixteen_rows() {
+    // dW = dY·Xᵀ on `matmul_nt_cpu_sg`'s blocks of 16 rows: M = Cout 40 is two whole
+    // blocks and a clamped one; N = Cin 40 (not a multiple of 32) takes two columns a
+    // lane, two whole 16-column blocks and a clamped one, nine blocks in two workgroups.
+    // Then Cin 64 (four columns a lane, two whole 32-column blocks) with Cout 20.
+    check_conv(1, 40, 40, 8, 12, true);
+    check_conv(2, 64, 20, 6, 8, true);
+}
+
+#[test]
 fn conv1x1_weight_gradient_with_lanes_splitting_long_pixel_rows() {
     // dW = dY·Xᵀ with N = Cin ≤ 8 takes `matmul_nt_cpu_ks`: K = H·W = 1280 in three
     // chunks per sample, each lane every 8th vec4 of its chunk; M = Cout 12 is a whole
@@ -282,8 +292,12 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "rows4(subgroupBroadcast(a, 5u), b1, &c8",
         ),
         (
-            "r5 += dots(subgroupBroadcast(a, 5u)",
-            "r5 += dots(subgroupBroadcast(a, 4u)",
+            "r[5] += dots_c(subgroupBroadcast(a, 5u)",
+            "r[5] += dots_c(subgroupBroadcast(a, 4u)",
+        ),
+        (
+            "r[13] += dots_c(subgroupBroadcast(a8, 5u)",
+            "r[13] += dots_c(subgroupBroadcast(a8, 4u)",
         ),
         (
             "rows4(subgroupBroadcast(a, 7u), b, &c28",
@@ -313,13 +327,14 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
         // the 16-row forward, Cout 32 the 32-row one, Cout 64 the 64-row one, Cout 8 the
         // 8-row one; the weight gradients of Cin 8 the k-split one, of Cin 32 the one with
-        // a column quad per lane.
+        // four columns a lane, of Cin 16 the one with two.
         let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 64, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 32, 16, 4, 8, true);
             check_conv_on("cpu (planted error)", &gpu, 1, 8, 8, 4, 8, true);
+            check_conv_on("cpu (planted error)", &gpu, 1, 16, 16, 4, 8, true);
         }));
         assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
     }

@@ -32,8 +32,9 @@ const CPU_GROUP: usize = 64;
 const NT_WORKGROUPS: usize = 32;
 const NT_MIN_KCHUNK: usize = 1024;
 /// `matmul_nt_cpu_ks` takes products of at most this many columns, where
-/// `matmul_nt_cpu_sg`, a column quad per lane, keeps at most 2 of its 8 lanes busy (at
-/// N = 16, 4 of 8, it is the faster: measured in the network at 256², F 16, batch 1), and
+/// `matmul_nt_cpu_sg` (two columns per lane there) keeps at most 4 of its 8 lanes busy
+/// (with a column quad per lane and N = 16, 4 of 8, it was already the faster: measured
+/// in the network at 256², F 16, batch 1), and
 /// splits K for at least `KS_WORKGROUPS` one-subgroup workgroups, in chunks no shorter
 /// than `KS_MIN_KCHUNK` (16 vec4s a lane).
 const KS_MAX_N: usize = 8;
@@ -453,6 +454,7 @@ impl Matmul {
             && (subgroups || aligned(&[self.m, self.n]))
             && self.n.div_ceil(4).div_ceil(8) <= max
             && self.m.div_ceil(64) <= max
+            && (!subgroups || nt_sg_workgroups(self.m, self.n) <= max)
             && self.batch * self.k.div_ceil(NT_MIN_KCHUNK) <= max
     }
 
@@ -468,7 +470,9 @@ impl Matmul {
         // one subgroup, one 8 × 4 tile each, its lanes splitting k.
         let max = gpu.info().max_workgroups_per_dim as usize;
         let ks = sg && self.n <= KS_MAX_N && self.m.div_ceil(8) <= max;
-        // Else workgroups of 8×8 invocations of 8 rows × 4 columns (both kernels).
+        // Else as many chunks as for workgroups of 64 rows × 32 columns (`matmul_nt_cpu`'s
+        // 8×8 invocations of 4×4; `matmul_nt_cpu_sg` covers as much or more per
+        // workgroup): the same partial sums whichever of the two runs.
         let (gx, gy, workgroups, min_kchunk) = if ks {
             let (gx, gy) = (self.n.div_ceil(4), self.m.div_ceil(8));
             (gx, gy, KS_WORKGROUPS, KS_MIN_KCHUNK)
@@ -495,7 +499,9 @@ impl Matmul {
             let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_ks");
             gpu.launch(&kernel, &bindings, &params, grid);
         } else if sg {
-            let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_sg");
+            let grid = [u32_of(nt_sg_workgroups(self.m, self.n)), 1, u32_of(parts)];
+            let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_sg")
+                .with("NT_C", u32_of(nt_sg_columns(self.n)));
             gpu.launch(&kernel, &bindings, &params, grid);
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_nt_cpu");
@@ -507,6 +513,19 @@ impl Matmul {
         }
         dst.sum(&out, parts, mn)
     }
+}
+
+/// Columns of C per lane of `matmul_nt_cpu_sg` (its override NT_C): 4 where N is whole
+/// blocks of 32, else 2, so that the lanes of the network's 16- and 48-column weight
+/// gradients do not repeat the last column.
+fn nt_sg_columns(n: usize) -> usize {
+    if n.is_multiple_of(32) { 4 } else { 2 }
+}
+
+/// Workgroups of `matmul_nt_cpu_sg` along x: its 8 subgroups take a block of 16 rows ×
+/// 8·NT_C columns each.
+fn nt_sg_workgroups(m: usize, n: usize) -> usize {
+    (m.div_ceil(16) * n.div_ceil(8 * nt_sg_columns(n))).div_ceil(8)
 }
 
 /// `params` with the RELU flag where the store needs it.
