@@ -17,7 +17,7 @@ struct Params {
     planes: u32,  // N·C
     m: u32,       // plane side M, a multiple of 4
     c: f32,       // (√2 − 1)/M
-    total: u32,   // full_apply: vec4s of the output, planes·M·M/4
+    total: u32,   // full_apply: invocations, planes·M·M/4 / FA_V
 }
 
 var<immediate> p: Params;
@@ -76,26 +76,36 @@ fn full_sums(@builtin(workgroup_id) wid: vec3<u32>,
 /// Store max(0, ·): the ReLU after the hybrid pools' spectral branch, in inference.
 override RELU: bool = false;
 
-// One invocation per vec4 of y: the vec4 g of row i of a plane.
+/// vec4s of y per invocation of full_apply, consecutive along a row (1, or 4 where a row
+/// is whole groups of 4 vec4s: its row sum and t are then loaded once for the four, and
+/// on lavapipe, where every load is a loop over the 8 lanes, an invocation's fixed costs
+/// are shared by four; 1 for small models, whose first inference is mostly compilation).
+override FA_V: u32 = 1u;
+
+// One invocation per FA_V vec4s of y: the vec4s g0 … g0 + FA_V − 1 of row i of a plane.
 @compute @workgroup_size(256)
 fn full_apply(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let e = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (e >= p.total) { return; }
+    let t_inv = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (t_inv >= p.total) { return; }
+    let e0 = t_inv * FA_V;
     let q = p.m / 4u;
-    let g = e % q;
-    let row = e / q;
+    let g0 = e0 % q;
+    let row = e0 / q;
     let i = row % p.m;
     let plane = row / p.m;
     let sb = plane * (2u * q + 1u);
     let si = sums_in[sb + q + i / 4u][i % 4u];
     let t = sums_in[sb + 2u * q].x;
     let sgn = select(1.0, -1.0, (i & 1u) == 1u);
-    let v = x[e] + p.c * (sgn * sums_in[sb + g] + si * ALT) + (p.c * p.c * sgn * t) * ALT;
-    if (RELU) {
-        out[e] = max(v, vec4<f32>(0.0));
-    } else {
-        out[e] = v;
+    for (var j = 0u; j < FA_V; j++) {
+        let e = e0 + j;
+        let v = x[e] + p.c * (sgn * sums_in[sb + g0 + j] + si * ALT) + (p.c * p.c * sgn * t) * ALT;
+        if (RELU) {
+            out[e] = max(v, vec4<f32>(0.0));
+        } else {
+            out[e] = v;
+        }
     }
 }

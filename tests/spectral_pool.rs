@@ -72,8 +72,10 @@ fn spectral_pool_small_and_quartering_sizes() {
 #[test]
 fn spectral_pool_at_full_size_in_closed_form_at_every_multiple_of_four() {
     // h = M with M a multiple of 4 takes the two-pass closed form (Auto); M = 2 the FFTs.
+    // From M = 16 an invocation writes four vec4s of a row (M 16: the whole row).
     check_pool(3, 1, 4, 4);
     check_pool(1, 2, 8, 8);
+    check_pool(2, 3, 16, 16);
     check_pool(2, 2, 64, 64);
     check_pool(1, 1, 256, 256);
     check_pool(2, 1, 2, 2);

@@ -121,11 +121,19 @@ fn sandwich(
 }
 
 /// y = A·x·Aᵀ for h = M: per plane the alternating row and column sums and their total
-/// (one workgroup per plane), then y from x and the sums (one invocation per vec4).
+/// (one workgroup per plane), then y from x and the sums (one invocation per one or four
+/// vec4s of a row).
 fn full_size_raw(x: &Tensor, planes: usize, m: usize, relu: bool) -> Result<Tensor> {
     let gpu = x.gpu();
     let sums = Tensor::uninit(gpu, [planes, 2 * m + 4], "spectral_sums")?;
-    let total = planes * m * m / 4;
+    // Four vec4s per invocation of `full_apply` where a row is whole groups of four (one
+    // with few pipelines: one pipeline for every size).
+    let per = if m.is_multiple_of(16) && !gpu.few_pipelines() {
+        4
+    } else {
+        1
+    };
+    let total = planes * m * m / 4 / per;
     let params = FullParams {
         planes: u32_of(planes),
         m: u32_of(m),
@@ -141,7 +149,9 @@ fn full_size_raw(x: &Tensor, planes: usize, m: usize, relu: bool) -> Result<Tens
     let y = Tensor::uninit(gpu, x.shape().clone(), "spectral_pool")?;
     launch_1d(
         gpu,
-        &Kernel::new(Shader::Spectral, "full_apply").with("RELU", u32::from(relu)),
+        &Kernel::new(Shader::Spectral, "full_apply")
+            .with("RELU", u32::from(relu))
+            .with("FA_V", u32_of(per)),
         &[x.bind(0), sums.bind(2), y.bind(3)],
         &params,
         total,
