@@ -448,6 +448,15 @@ fn conv1x1_cat_reads_each_block_of_the_weights_in_place() {
 }
 
 #[test]
+fn conv1x1_input_gradients_where_the_weight_rows_are_not_whole_quads() {
+    // A layer over one channel (W's rows of 1), and a concatenation of 8 + 8 + 1 channels
+    // (rows of 17, as the first block's 3·16 + 1): on a CPU adapter the input gradients
+    // read a copy of W with its rows padded to a multiple of 4, the last block's of one row.
+    check_conv(2, 1, 12, 4, 8, true);
+    check_cat(1, &[8, 8, 1], 8, (4, 8), true, true);
+}
+
+#[test]
 fn conv1x1_cat_of_five_inputs_in_a_batch() {
     // Five products added into one output, the inputs' batch strides all different;
     // 16 and 8 rows: `matmul_cpu_sg` and `_sg8` on a CPU adapter with subgroups.

@@ -1032,7 +1032,7 @@ fn conv1x1_backward(
     let dx = if need[0] {
         let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "conv1x1_backward")?;
         // dx[n] (Cin × P) = Wᵀ (Cin × Cout) · dy[n] (Cout × P); Wᵀ[ci, co] = W[co, ci]
-        Matmul {
+        let product = Matmul {
             m: d.cin,
             n: p,
             k: d.cout,
@@ -1044,8 +1044,25 @@ fn conv1x1_backward(
             b_sb: d.cout * p,
             b_sk: p,
             b_sn: 1,
+        };
+        // The CPU-shaped products read A as whole row quads. Where W's rows are not (a
+        // layer over the 1-channel input, the concatenation of 3·16 + 1 channels after
+        // it), they read a copy with its rows padded to a multiple of 4: two transposes of
+        // a few hundred weights instead of the tiled kernel's 1.6–6.8 ms a product at 256².
+        let padded = Matmul {
+            a_sk: wts.cols.next_multiple_of(4),
+            ..product
+        };
+        if x.gpu().info().kernels == KernelClass::Cpu
+            && !product.cpu_layout(d.cin * p, p)
+            && padded.cpu_layout(d.cin * p, p)
+        {
+            let wt = transpose(wts.w, d.cout, wts.cols)?;
+            let w4 = transpose(&wt, wts.cols, d.cout.next_multiple_of(4))?;
+            padded.run(&w4, dy, None, &dx, d.cin * p, p);
+        } else {
+            product.run(wts.w, dy, None, &dx, d.cin * p, p);
         }
-        .run(wts.w, dy, None, &dx, d.cin * p, p);
         Some(dx)
     } else {
         None
