@@ -231,6 +231,16 @@ fn dense_on_aligned_sizes_takes_the_vec4_matmul() {
 }
 
 #[test]
+fn dense_on_rows_of_whole_vec4s_takes_one_invocation_per_input_channel_strip() {
+    // W and Wo multiples of 4 on a CPU adapter: `im2col4`, on rows of several vec4s (the
+    // window's vec4s left and right of a strip inside the row), an odd height, and the
+    // general 3×3 at stride 2 with padding 1.
+    check_dense(1, 3, 4, 7, 24, 3, 1, 1, true);
+    check_dense(2, 2, 3, 9, 24, 2, 2, 0, true);
+    check_dense(1, 2, 3, 8, 16, 3, 2, 1, false);
+}
+
+#[test]
 fn dense_1x1_delegates_to_conv1x1() {
     check_dense(2, 3, 4, 5, 7, 1, 1, 0, true);
     let Some(gpu) = common::gpu() else { return };

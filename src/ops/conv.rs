@@ -329,6 +329,29 @@ fn dense_check(
 /// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
 fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
     let col = Tensor::uninit(x.gpu(), [d.n, d.rows(), d.cols()], "conv2d im2col")?;
+    let kernel4 = Kernel::new(Shader::Conv, "im2col4")
+        .with("STRIDE", u32_of(d.stride))
+        .with("IM_KH", u32_of(d.kh))
+        .with("IM_KW", u32_of(d.kw))
+        .with("IM_PAD", u32_of(d.pad));
+    // CPU adapters: one invocation per strip of 4 output columns of every col row of an
+    // input channel (`im2col4`) where the rows are whole vec4s and its window fits.
+    let window = d.kw - 1 + 4 * d.pad.div_ceil(4) - d.pad + 3 * d.stride;
+    if x.gpu().info().kernels == KernelClass::Cpu
+        && d.w.is_multiple_of(4)
+        && d.wo.is_multiple_of(4)
+        && window < 16
+    {
+        let total = d.n * d.cin * d.ho * d.wo / 4;
+        launch_1d(
+            x.gpu(),
+            &kernel4,
+            &[x.bind(3), col.bind(4)],
+            &d.params(total),
+            total,
+        );
+        return Ok(col);
+    }
     // One invocation per strip of TW output columns of each col row.
     let total = d.n * d.rows() * d.ho * d.wo.div_ceil(TW);
     launch_1d(
