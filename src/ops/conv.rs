@@ -223,6 +223,16 @@ pub(crate) struct Dense {
 }
 
 impl Dense {
+    /// `entry` of the conv shader with this convolution's stride, kernel size and padding
+    /// as override constants (`im2col4`, `col2im`: their loops unroll).
+    fn shaped(&self, entry: &'static str) -> Kernel {
+        Kernel::new(Shader::Conv, entry)
+            .with("STRIDE", u32_of(self.stride))
+            .with("IM_KH", u32_of(self.kh))
+            .with("IM_KW", u32_of(self.kw))
+            .with("IM_PAD", u32_of(self.pad))
+    }
+
     /// x (N, Cin, H, W) with a (Cout, Cin, kh, kw) kernel; the sizes must be valid (see
     /// `dense_check`).
     pub(crate) fn new(
@@ -329,11 +339,7 @@ fn dense_check(
 /// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
 fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
     let col = Tensor::uninit(x.gpu(), [d.n, d.rows(), d.cols()], "conv2d im2col")?;
-    let kernel4 = Kernel::new(Shader::Conv, "im2col4")
-        .with("STRIDE", u32_of(d.stride))
-        .with("IM_KH", u32_of(d.kh))
-        .with("IM_KW", u32_of(d.kw))
-        .with("IM_PAD", u32_of(d.pad));
+    let kernel4 = d.shaped("im2col4");
     // CPU adapters: one invocation per strip of 4 output columns of every col row of an
     // input channel (`im2col4`) where the rows are whole vec4s and its window fits.
     let window = d.kw - 1 + 4 * d.pad.div_ceil(4) - d.pad + 3 * d.stride;
@@ -443,7 +449,7 @@ fn conv2d_backward(
         let total = d.n * d.cin * d.h * d.w.div_ceil(TW);
         launch_1d(
             x.gpu(),
-            &Kernel::new(Shader::Conv, "col2im").with("STRIDE", u32_of(d.stride)),
+            &d.shaped("col2im"),
             &[dcol.bind(0), dx.bind(2)],
             &d.params(total),
             total,
