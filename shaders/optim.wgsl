@@ -15,7 +15,7 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
-    pad0: u32,
+    first: u32,    // adam: the first element it updates (the tail after adam4's vec4s)
     pad1: u32,
 }
 
@@ -50,7 +50,7 @@ fn powu(b: f32, t: u32) -> f32 {
 @compute @workgroup_size(256)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i0 = (wid.y * nwg.x + wid.x) * (WG * PER) + lid;
+    let i0 = p.first + (wid.y * nwg.x + wid.x) * (WG * PER) + lid;
     if (i0 >= p.len) { return; }
     let lr_t = p.lr * sqrt(1.0 - powu(p.beta2, p.step)) / (1.0 - powu(p.beta1, p.step));
     for (var j = 0u; j < PER; j++) {
@@ -62,6 +62,35 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             m[i] = mi;
             v[i] = vi;
             param[i] = param[i] - lr_t * mi / (sqrt(vi) + p.eps);
+        }
+    }
+}
+
+// The same buffers as vec4s, for adam4.
+@group(0) @binding(4) var<storage, read> grad4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> param4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> m4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> v4: array<vec4<f32>>;
+
+// adam over the whole vec4s of the buffers (p.len counts vec4s; the caller runs adam on
+// the 1–3 elements after them): the same arithmetic per element, but on lavapipe, where a
+// load or store is a loop over the 8 lanes with a bounds check per component, one vec4
+// access where adam makes four.
+@compute @workgroup_size(256)
+fn adam4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i0 = (wid.y * nwg.x + wid.x) * (WG * PER) + lid;
+    if (i0 >= p.len) { return; }
+    let lr_t = p.lr * sqrt(1.0 - powu(p.beta2, p.step)) / (1.0 - powu(p.beta1, p.step));
+    for (var j = 0u; j < PER; j++) {
+        let i = i0 + j * WG;
+        if (i < p.len) {
+            let g = grad4[i];
+            let mi = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
+            let vi = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
+            m4[i] = mi;
+            v4[i] = vi;
+            param4[i] = param4[i] - lr_t * mi / (sqrt(vi) + p.eps);
         }
     }
 }

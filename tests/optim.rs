@@ -53,6 +53,35 @@ fn adam_matches_reference_step_by_step_over_ten_steps() {
 }
 
 #[test]
+fn adam_on_lengths_around_whole_vec4s() {
+    // The whole vec4s take `adam4`, the 1–3 elements after them `adam`: shorter than one
+    // vec4, exactly one, a few with a tail of 1, and more than a workgroup's 1024 vec4s
+    // with a tail of 3.
+    let Some(gpu) = common::gpu() else { return };
+    let mut rng = common::rng();
+    for len in [3, 4, 9, 4 * 1024 + 7] {
+        let p0 = uniform(&mut rng, len);
+        let param = Tensor::from_vec(&gpu, [len], &p0).unwrap();
+        let m = Tensor::zeros(&gpu, [len]).unwrap();
+        let v = Tensor::zeros(&gpu, [len]).unwrap();
+        let (mut p64, mut m64, mut v64) = (to_f64(&p0), vec![0.0; len], vec![0.0; len]);
+        for t in 1..=3u32 {
+            let g = uniform(&mut rng, len);
+            let gt = Tensor::from_vec(&gpu, [len], &g).unwrap();
+            ops::adam_step(
+                &param, &gt, &m, &v, t, 0.01, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,
+            )
+            .unwrap();
+            adam_step(&mut p64, &to_f64(&g), &mut m64, &mut v64, t, hyper(0.01));
+        }
+        let what = format!("param after 3 steps, {len} elements");
+        common::assert_close(&what, &param.to_vec().unwrap(), &p64, F32);
+        let what = format!("v after 3 steps, {len} elements");
+        common::assert_close(&what, &v.to_vec().unwrap(), &v64, F32);
+    }
+}
+
+#[test]
 fn adam_first_step_moves_each_parameter_by_about_lr() {
     // At t = 1 from m = v = 0 the step is lr·g/(|g| + ε/√(1 − β2)) ≈ lr·sign(g) for
     // |g| ≫ ε/√(1 − β2) ≈ 3e-6: a closed form independent of the reference.

@@ -206,7 +206,8 @@ pub struct FlatGroup {
 }
 
 /// Where each trainable parameter goes: in declaration order, each at the next aligned
-/// offset, a new group whenever the next one would pass `limit` elements.
+/// offset, a new group whenever the next one would pass `limit` elements. Each takes whole
+/// vec4s (its last one padded with zeros), so that Adam updates a run of them as vec4s.
 struct Layout {
     len: usize,
     members: Vec<(ParamId, usize)>,
@@ -220,14 +221,15 @@ fn flat_layout(params: &[ParamInfo], limit: usize) -> Vec<Layout> {
             continue;
         }
         let start = groups.last().map_or(0, |g| g.len.next_multiple_of(align));
-        let fits = groups.last().is_some_and(|_| start + p.numel() <= limit);
+        let quads = p.numel().next_multiple_of(4);
+        let fits = groups.last().is_some_and(|_| start + quads <= limit);
         if fits {
             let g = groups.last_mut().expect("checked");
             g.members.push((ParamId(i), start));
-            g.len = start + p.numel();
+            g.len = start + quads;
         } else {
             groups.push(Layout {
-                len: p.numel(),
+                len: quads,
                 members: vec![(ParamId(i), 0)],
             });
         }

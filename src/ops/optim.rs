@@ -31,7 +31,8 @@ kernel_params! {
         beta1: f32,
         beta2: f32,
         eps: f32,
-        pad0: u32,
+        /// `adam`: the first element it updates.
+        first: u32,
         pad1: u32,
     }
 }
@@ -97,13 +98,32 @@ pub fn adam_step(
         eps,
         ..AdamParams::default()
     };
-    launch_1d(
-        param.gpu(),
-        &Kernel::new(Shader::Optim, "adam"),
-        &[grad.bind(0), param.bind(1), m.bind(2), v.bind(3)],
-        &params,
-        n.div_ceil(PER),
-    );
+    // The whole vec4s as vec4s (`adam4`), then the 1–3 elements after them (`adam`).
+    let quads = n / 4;
+    if quads > 0 {
+        launch_1d(
+            param.gpu(),
+            &Kernel::new(Shader::Optim, "adam4"),
+            &[grad.bind(4), param.bind(5), m.bind(6), v.bind(7)],
+            &AdamParams {
+                len: u32_of(quads),
+                ..params
+            },
+            quads.div_ceil(PER),
+        );
+    }
+    if n > 4 * quads {
+        launch_1d(
+            param.gpu(),
+            &Kernel::new(Shader::Optim, "adam"),
+            &[grad.bind(0), param.bind(1), m.bind(2), v.bind(3)],
+            &AdamParams {
+                first: u32_of(4 * quads),
+                ..params
+            },
+            (n - 4 * quads).div_ceil(PER),
+        );
+    }
     Ok(())
 }
 

@@ -71,7 +71,10 @@ impl Adam {
                     continue;
                 };
                 g.slice(start, param.shape().clone())?.copy_from(&grad)?;
-                let end = start + param.numel();
+                // To the end of the member's last vec4: zeros in the alignment gap
+                // after it, which Adam leaves as they are (a gradient of 0 on moments of
+                // 0), and the run is updated as whole vec4s.
+                let end = start + param.numel().next_multiple_of(4);
                 match runs.last_mut() {
                     Some(run) if open => run.1 = end,
                     _ => runs.push((start, end)),
