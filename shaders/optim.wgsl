@@ -45,6 +45,19 @@ fn powu(b: f32, t: u32) -> f32 {
     return r;
 }
 
+/// The step size at step t, with the bias correction folded in.
+fn step_size() -> f32 {
+    return p.lr * sqrt(1.0 - powu(p.beta2, p.step)) / (1.0 - powu(p.beta1, p.step));
+}
+
+/// One update of up to four elements: (m, v, param) after it, from the gradient g, the
+/// moments m and v and the parameters w before it.
+fn update(g: vec4<f32>, m0: vec4<f32>, v0: vec4<f32>, w: vec4<f32>, lr_t: f32) -> array<vec4<f32>, 3> {
+    let mi = p.beta1 * m0 + (1.0 - p.beta1) * g;
+    let vi = p.beta2 * v0 + (1.0 - p.beta2) * g * g;
+    return array<vec4<f32>, 3>(mi, vi, w - lr_t * mi / (sqrt(vi) + p.eps));
+}
+
 // One invocation per PER elements, 256·PER contiguous elements per workgroup, on a
 // 2-D grid of workgroups (see runtime::grid_1d).
 @compute @workgroup_size(256)
@@ -52,16 +65,15 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i0 = p.first + (wid.y * nwg.x + wid.x) * (WG * PER) + lid;
     if (i0 >= p.len) { return; }
-    let lr_t = p.lr * sqrt(1.0 - powu(p.beta2, p.step)) / (1.0 - powu(p.beta1, p.step));
+    let lr_t = step_size();
     for (var j = 0u; j < PER; j++) {
         let i = i0 + j * WG;
         if (i < p.len) {
-            let g = grad[i];
-            let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
-            let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
-            m[i] = mi;
-            v[i] = vi;
-            param[i] = param[i] - lr_t * mi / (sqrt(vi) + p.eps);
+            let u = update(vec4<f32>(grad[i]), vec4<f32>(m[i]), vec4<f32>(v[i]),
+                           vec4<f32>(param[i]), lr_t);
+            m[i] = u[0].x;
+            v[i] = u[1].x;
+            param[i] = u[2].x;
         }
     }
 }
@@ -81,16 +93,14 @@ fn adam4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) lid: u32) {
     let i0 = (wid.y * nwg.x + wid.x) * (WG * PER) + lid;
     if (i0 >= p.len) { return; }
-    let lr_t = p.lr * sqrt(1.0 - powu(p.beta2, p.step)) / (1.0 - powu(p.beta1, p.step));
+    let lr_t = step_size();
     for (var j = 0u; j < PER; j++) {
         let i = i0 + j * WG;
         if (i < p.len) {
-            let g = grad4[i];
-            let mi = p.beta1 * m4[i] + (1.0 - p.beta1) * g;
-            let vi = p.beta2 * v4[i] + (1.0 - p.beta2) * g * g;
-            m4[i] = mi;
-            v4[i] = vi;
-            param4[i] = param4[i] - lr_t * mi / (sqrt(vi) + p.eps);
+            let u = update(grad4[i], m4[i], v4[i], param4[i], lr_t);
+            m4[i] = u[0];
+            v4[i] = u[1];
+            param4[i] = u[2];
         }
     }
 }
