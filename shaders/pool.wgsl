@@ -236,22 +236,35 @@ fn strip_of(wid: vec3<u32>, lid: u32) -> vec2<u32> {
     return vec2<u32>(jq, i);
 }
 
+/// Rows of max_pool_same4 per invocation (the grid's row blocks are POOL_R times taller):
+/// each row it loads feeds two outputs, so a strip of POOL_R rows loads POOL_R + 1 rows
+/// instead of 2·POOL_R.
+override POOL_R: u32 = 1u;
+
 @compute @workgroup_size(64)
 fn max_pool_same4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let q = p.w / 4u;
     let at = strip_of(wid, lid);
     let jq = at.x;
-    let i = at.y;
-    if (jq >= q || i >= p.h) { return; }
-    let r = wid.z * p.h + i;         // (n·C + c)·H + i
-    let t = r * q + jq;
-    let below = select(q, 0u, i + 1u == p.h);
-    let m = max(x4[t], x4[t + below]);
+    let i0 = at.y * POOL_R;
+    if (jq >= q || i0 >= p.h) { return; }
+    let plane = wid.z * p.h;         // the plane's first row: (n·C + c)·H
     // Column j0 + 4, clamped at the right border (a repeat does not change a max).
     let j4 = min(jq * 4u + 4u, p.w - 1u);
-    let top = r * p.w;
-    let m4 = max(x[top + j4], x[top + below * 4u + j4]);
-    out4[t] = max(m, vec4<f32>(m.y, m.z, m.w, m4));
+    var top = x4[(plane + i0) * q + jq];
+    var top4 = x[(plane + i0) * p.w + j4];
+    for (var r = 0u; r < POOL_R; r++) {
+        let i = i0 + r;
+        if (i >= p.h) { break; }
+        // The row below, the last row's own at the bottom border.
+        let below = plane + min(i + 1u, p.h - 1u);
+        let bot = x4[below * q + jq];
+        let bot4 = x[below * p.w + j4];
+        let m = max(top, bot);
+        out4[(plane + i) * q + jq] = max(m, vec4<f32>(m.y, m.z, m.w, max(top4, bot4)));
+        top = bot;
+        top4 = bot4;
+    }
 }
 
 // Loads per strip: 3 rows of x as a vec4 and 2 scalars, 2 rows of dy as a vec4 and 1.

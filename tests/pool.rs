@@ -132,6 +132,22 @@ fn max_pool_same_keeps_the_size_and_clips_at_the_border() {
 }
 
 #[test]
+fn max_pool_same_in_strips_of_several_rows() {
+    // The vec4 forward takes 4 rows an invocation: 37 rows of 4 vec4s (a workgroup's 16
+    // rows of invocations cover 64 rows; the last strip has 1 row), and 70 rows of 64
+    // vec4s (a workgroup per strip of 4 rows, the last of 2).
+    for shape in [[1, 2, 37, 16], [1, 1, 70, 256]] {
+        check_pool(
+            "max_pool_same",
+            ops::max_pool_same,
+            r::max_pool_same,
+            r::max_pool_same_backward,
+            shape,
+        );
+    }
+}
+
+#[test]
 fn max_pool_same_on_single_row_and_column_maps() {
     // Every window is clipped: 1×7 and 6×1, and 1×8 and 6×4 in vec4s.
     for shape in [[2, 2, 1, 7], [2, 2, 6, 1], [2, 2, 1, 8], [2, 2, 6, 4]] {

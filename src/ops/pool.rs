@@ -52,11 +52,15 @@ fn rows4(x: &Tensor, planes: usize, h: usize, w: usize) -> bool {
     w.is_multiple_of(4) && (q >= 64 || q.is_power_of_two()) && h <= max && planes <= max
 }
 
+/// Rows of a strip of `max_pool_same4` (its POOL_R).
+const POOL_ROWS: u32 = 4;
+
 /// The `*4` entries (W a multiple of 4, one invocation per vec4 of a row, on the grid
 /// (⌈W/4/64⌉, row blocks, N·C); see the shader): x and dy bound both as scalars and as
 /// vec4s, the output as vec4s.
 fn launch_rows4(
-    entry: &'static str,
+    kernel: &Kernel,
+    rows: usize,
     x: &Tensor,
     dy: Option<&Tensor>,
     out: &Tensor,
@@ -80,12 +84,12 @@ fn launch_rows4(
         bindings.extend([dy.bind(1), dy.bind(4)]);
     }
     out.gpu().launch(
-        &Kernel::new(Shader::Pool, entry),
+        kernel,
         &bindings,
         &params,
         [
             u32_of((w / 4).div_ceil(64)),
-            u32_of(h.div_ceil(rows_per_group)),
+            u32_of(h.div_ceil(rows_per_group * rows)),
             u32_of(planes),
         ],
     );
@@ -174,7 +178,9 @@ pub fn max_pool_same(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw(op, x)?;
     let y = Tensor::uninit(x.gpu(), x.shape().clone(), op)?;
     if rows4(x, n * c, h, w) {
-        launch_rows4("max_pool_same4", x, None, &y, (h, w));
+        // Strips of POOL_ROWS rows (`max_pool_same4`'s POOL_R).
+        let kernel = Kernel::new(Shader::Pool, "max_pool_same4").with("POOL_R", POOL_ROWS);
+        launch_rows4(&kernel, POOL_ROWS as usize, x, None, &y, (h, w));
     } else {
         // One invocation per row strip of 4 outputs (see the shader).
         let strips = n * c * h * w.div_ceil(4);
@@ -194,7 +200,8 @@ fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
     if rows4(x, n * c, h, w) {
-        launch_rows4("max_pool_same_backward4", x, Some(dy), &dx, (h, w));
+        let kernel = Kernel::new(Shader::Pool, "max_pool_same_backward4");
+        launch_rows4(&kernel, 1, x, Some(dy), &dx, (h, w));
     } else {
         // One invocation per row strip of 4 pixels (see the shader).
         let total = n * c * h * w.div_ceil(4);
