@@ -112,6 +112,16 @@ fn max_pool_valid_routes_ties_to_the_first_maximum() {
     );
 }
 
+fn check_max_pool_same(shape: [usize; 4]) {
+    check_pool(
+        "max_pool_same",
+        ops::max_pool_same,
+        r::max_pool_same,
+        r::max_pool_same_backward,
+        shape,
+    );
+}
+
 #[test]
 fn max_pool_same_keeps_the_size_and_clips_at_the_border() {
     check_pool(
@@ -137,13 +147,7 @@ fn max_pool_same_in_strips_of_several_rows() {
     // rows of invocations cover 64 rows; the last strip has 1 row), and 70 rows of 64
     // vec4s (a workgroup per strip of 4 rows, the last of 2).
     for shape in [[1, 2, 37, 16], [1, 1, 70, 256]] {
-        check_pool(
-            "max_pool_same",
-            ops::max_pool_same,
-            r::max_pool_same,
-            r::max_pool_same_backward,
-            shape,
-        );
+        check_max_pool_same(shape);
     }
 }
 
@@ -151,13 +155,7 @@ fn max_pool_same_in_strips_of_several_rows() {
 fn max_pool_same_on_single_row_and_column_maps() {
     // Every window is clipped: 1×7 and 6×1, and 1×8 and 6×4 in vec4s.
     for shape in [[2, 2, 1, 7], [2, 2, 6, 1], [2, 2, 1, 8], [2, 2, 6, 4]] {
-        check_pool(
-            "max_pool_same",
-            ops::max_pool_same,
-            r::max_pool_same,
-            r::max_pool_same_backward,
-            shape,
-        );
+        check_max_pool_same(shape);
     }
 }
 
