@@ -267,33 +267,52 @@ fn max_pool_same4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// Loads per strip: 3 rows of x as a vec4 and 2 scalars, 2 rows of dy as a vec4 and 1.
+// The columns j0 − 1 … j0 + 4 of x's plane row `row` (clamped at the borders), and the
+// columns j0 − 1 … j0 + 3 of dy's.
+fn x_window(row: u32, jq: u32, left: u32, right: u32) -> array<f32, 6> {
+    let v = x4[row * (p.w / 4u) + jq];
+    return array<f32, 6>(x[row * p.w + left], v.x, v.y, v.z, v.w, x[row * p.w + right]);
+}
+
+fn dy_window(row: u32, jq: u32, left: u32) -> array<f32, 5> {
+    let g = dy4[row * (p.w / 4u) + jq];
+    return array<f32, 5>(dy[row * p.w + left], g.x, g.y, g.z, g.w);
+}
+
+// A strip of POOL_R rows per invocation, as max_pool_same4: row i needs x's rows i − 1, i,
+// i + 1 and dy's rows i − 1, i, and the next row reuses all but one of each. Loads per
+// row: one row of x as a vec4 and 2 scalars, one of dy as a vec4 and 1 (for a strip's
+// first row 3 and 2 of them).
 @compute @workgroup_size(64)
 fn max_pool_same_backward4(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let q = p.w / 4u;
     let at = strip_of(wid, lid);
     let jq = at.x;
-    let i = at.y;
-    if (jq >= q || i >= p.h) { return; }
+    let i0 = at.y * POOL_R;
+    if (jq >= q || i0 >= p.h) { return; }
     let j0 = jq * 4u;
     let plane = wid.z * p.h;         // the plane's first row
-    let r = plane + i;               // (n·C + c)·H + i
-    let t = r * q + jq;
-    let rows = array<u32, 3>(plane + max(i, 1u) - 1u, r, plane + min(i + 1u, p.h - 1u));
     let left = max(j0, 1u) - 1u;
     let right = min(j0 + 4u, p.w - 1u);
-    var xs: array<array<f32, 6>, 3>;
-    for (var k = 0u; k < 3u; k++) {
-        let v = x4[rows[k] * q + jq];
-        let row = rows[k] * p.w;
-        xs[k] = array<f32, 6>(x[row + left], v.x, v.y, v.z, v.w, x[row + right]);
+    let up = plane + max(i0, 1u) - 1u;
+    var xu = x_window(up, jq, left, right);
+    var xm = x_window(plane + i0, jq, left, right);
+    var xd = x_window(plane + min(i0 + 1u, p.h - 1u), jq, left, right);
+    var du = dy_window(up, jq, left);
+    var dm = dy_window(plane + i0, jq, left);
+    for (var r = 0u; r < POOL_R; r++) {
+        let i = i0 + r;
+        if (i >= p.h) { break; }
+        if (r > 0u) {
+            xu = xm;
+            xm = xd;
+            xd = x_window(plane + min(i + 1u, p.h - 1u), jq, left, right);
+            du = dm;
+            dm = dy_window(plane + i, jq, left);
+        }
+        out4[(plane + i) * q + jq] = strip_gradient(xu, xm, xd, du, dm, j0, i);
     }
-    let gu = dy4[rows[0] * q + jq];
-    let gm = dy4[t];
-    let du = array<f32, 5>(dy[rows[0] * p.w + left], gu.x, gu.y, gu.z, gu.w);
-    let dm = array<f32, 5>(dy[r * p.w + left], gm.x, gm.y, gm.z, gm.w);
-    out4[t] = strip_gradient(xs[0], xs[1], xs[2], du, dm, j0, i);
 }
 
 // The same bindings seen as pairs: rows of the upsampled map have even length 2W and

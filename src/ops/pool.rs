@@ -52,7 +52,7 @@ fn rows4(x: &Tensor, planes: usize, h: usize, w: usize) -> bool {
     w.is_multiple_of(4) && (q >= 64 || q.is_power_of_two()) && h <= max && planes <= max
 }
 
-/// Rows of a strip of `max_pool_same4` (its POOL_R).
+/// Rows of a strip of `max_pool_same4` and its backward (their POOL_R).
 const POOL_ROWS: u32 = 4;
 
 /// The `*4` entries (W a multiple of 4, one invocation per vec4 of a row, on the grid
@@ -200,8 +200,8 @@ fn max_pool_same_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = nchw("max_pool_same_backward", x)?;
     let dx = Tensor::uninit(x.gpu(), x.shape().clone(), "max_pool_same_backward")?;
     if rows4(x, n * c, h, w) {
-        let kernel = Kernel::new(Shader::Pool, "max_pool_same_backward4");
-        launch_rows4(&kernel, 1, x, Some(dy), &dx, (h, w));
+        let kernel = Kernel::new(Shader::Pool, "max_pool_same_backward4").with("POOL_R", POOL_ROWS);
+        launch_rows4(&kernel, POOL_ROWS as usize, x, Some(dy), &dx, (h, w));
     } else {
         // One invocation per row strip of 4 pixels (see the shader).
         let total = n * c * h * w.div_ceil(4);
