@@ -339,7 +339,6 @@ fn dense_check(
 /// x (N, Cin, H, W) → col (N, Cin·kh·kw, Ho·Wo).
 fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
     let col = Tensor::uninit(x.gpu(), [d.n, d.rows(), d.cols()], "conv2d im2col")?;
-    let kernel4 = d.shaped("im2col4");
     // CPU adapters: one invocation per strip of 4 output columns of every col row of an
     // input channel (`im2col4`) where the rows are whole vec4s and its window fits.
     let window = d.kw - 1 + 4 * d.pad.div_ceil(4) - d.pad + 3 * d.stride;
@@ -351,7 +350,7 @@ fn im2col(x: &Tensor, d: &Dense) -> Result<Tensor> {
         let total = d.n * d.cin * d.ho * d.wo / 4;
         launch_1d(
             x.gpu(),
-            &kernel4,
+            &d.shaped("im2col4"),
             &[x.bind(3), col.bind(4)],
             &d.params(total),
             total,

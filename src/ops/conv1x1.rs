@@ -553,6 +553,13 @@ fn accumulate_flag(mut params: MatmulParams, acc: bool) -> MatmulParams {
     params
 }
 
+/// A row-major (rows, cols) matrix `w` (not recorded) with each row padded with zeros to
+/// a multiple of 4 elements: its transpose transposed back.
+fn pad_rows(w: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
+    let wt = transpose(w, rows, cols)?;
+    transpose(&wt, cols, rows.next_multiple_of(4))
+}
+
 /// The (cols, rows) transpose of a row-major (rows, cols) matrix `a` (not recorded), each
 /// row padded with zeros to a multiple of 4 elements (`rows` rounded up): the CPU-shaped
 /// products read it as whole row quads of A.
@@ -619,12 +626,16 @@ fn check(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Dims> {
 /// `w`, a row-major matrix of Cout rows and `cols` columns (all of it when `col` = 0 and
 /// `cols` = Cin), and `wt`, when the caller has it, is all of `w` transposed. A block of
 /// columns is read in place: a 1×1 convolution over a concatenation cuts no copies.
+/// `padded`, when the caller has it, is all of `w` with its rows padded to a multiple of
+/// 4 columns ([`pad_rows`]), which the input gradient reads on CPU adapters where `cols`
+/// is not one.
 #[derive(Clone, Copy)]
 struct Weights<'a> {
     w: &'a Tensor,
     col: usize,
     cols: usize,
     wt: Option<&'a Tensor>,
+    padded: Option<&'a Tensor>,
 }
 
 /// y = W · x + b over the channels at every pixel.
@@ -636,6 +647,7 @@ pub fn conv1x1(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         col: 0,
         cols: d.cin,
         wt: None,
+        padded: None,
     };
     forward_into(x, wts, b, &y, &d, false, false)?;
     let mut inputs = vec![x, w];
@@ -798,6 +810,7 @@ fn sum_of_products(
             col,
             cols: c.total,
             wt,
+            padded: None,
         };
         forward_into(x, wts, bias, &y, &c.dims(cin), i > 0, relu && i == last)?;
         col += cin;
@@ -946,6 +959,16 @@ impl Backward for Conv1x1CatGrad {
             )?),
             _ => None,
         };
+        // The input gradients of every block read one padded copy of the weights where
+        // their rows are not whole quads (CPU adapters).
+        let padded = if dy.gpu().info().kernels == KernelClass::Cpu
+            && !total.is_multiple_of(4)
+            && need[..k].iter().any(|&n| n)
+        {
+            Some(pad_rows(&self.scaled, cout, total)?)
+        } else {
+            None
+        };
         let mut col = 0;
         for (x, &cin) in self.xs.iter().zip(&self.cat.channels) {
             let wts = Weights {
@@ -953,6 +976,7 @@ impl Backward for Conv1x1CatGrad {
                 col,
                 cols: total,
                 wt: None,
+                padded: padded.as_ref(),
             };
             let block = Block {
                 cols: cin,
@@ -1047,8 +1071,9 @@ fn conv1x1_backward(
         };
         // The CPU-shaped products read A as whole row quads. Where W's rows are not (a
         // layer over the 1-channel input, the concatenation of 3·16 + 1 channels after
-        // it), they read a copy with its rows padded to a multiple of 4: two transposes of
-        // a few hundred weights instead of the tiled kernel's 1.6–6.8 ms a product at 256².
+        // it), they read a copy with its rows padded to a multiple of 4 (the caller's, or
+        // made here): two transposes of a few hundred weights instead of the tiled
+        // kernel's 1.6–6.8 ms a product at 256².
         let padded = Matmul {
             a_sk: wts.cols.next_multiple_of(4),
             ..product
@@ -1057,9 +1082,15 @@ fn conv1x1_backward(
             && !product.cpu_layout(d.cin * p, p)
             && padded.cpu_layout(d.cin * p, p)
         {
-            let wt = transpose(wts.w, d.cout, wts.cols)?;
-            let w4 = transpose(&wt, wts.cols, d.cout.next_multiple_of(4))?;
-            padded.run(&w4, dy, None, &dx, d.cin * p, p);
+            let made;
+            let w4 = match wts.padded {
+                Some(t) => t,
+                None => {
+                    made = pad_rows(wts.w, d.cout, wts.cols)?;
+                    &made
+                }
+            };
+            padded.run(w4, dy, None, &dx, d.cin * p, p);
         } else {
             product.run(wts.w, dy, None, &dx, d.cin * p, p);
         }
@@ -1101,6 +1132,7 @@ impl Backward for Conv1x1Grad {
             col: 0,
             cols: d.cin,
             wt: None,
+            padded: None,
         };
         let (dx, dw, db) = conv1x1_backward(&self.x, wts, &d, dy, want, dw)?;
         Ok(vec![dx, dw, db])
