@@ -14,6 +14,7 @@ struct Params {
     b_sb: u32, b_sk: u32, b_sn: u32,
     c_sb: u32, c_sm: u32,
     flags: u32,    // what the store adds and applies: BIAS | RELU
+    k1: u32, k2: u32, k3: u32,  // steps of k of the inputs after B (matmul_sg.wgsl's SEGS)
 }
 
 var<immediate> p: Params;

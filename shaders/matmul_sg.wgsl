@@ -21,6 +21,22 @@
 // the subgroup built-ins elsewhere, so it lives in a file of its own. Its parameter block,
 // bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
 
+// A product over a channel concatenation (`ops::conv1x1_cat`: the inception blocks'
+// merges) runs as one dispatch of `matmul_cpu_sg`, `_sg32` or `_sg64` with SEGS inputs:
+// B then X1, X2, X3, of p.k, p.k1, p.k2, p.k3 steps of k, each a whole (N, k_s, H, W)
+// tensor, against consecutive row blocks of A. The accumulators run on from one input to
+// the next and C is written once: on lavapipe, where each load and store is a loop over
+// the lanes, a sum of one product per input, each adding into C, loaded and stored C once
+// per input (at 256², 4 inputs of 16 channels, 16 outputs: 20–27 ms against 8–11 ms as
+// one product over the 64 channels, measured). A plain product binds B in all four slots.
+@group(0) @binding(4) var<storage, read> X1: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> X2: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> X3: array<vec4<f32>>;
+
+/// Inputs of the product (1 to 4): one pipeline per count, so a plain product compiles
+/// none of the loops over the others.
+override SEGS: u32 = 1u;
+
 /// Four rows of C (weights w.x … w.w) times one column quad b.
 fn rows4(w: vec4<f32>, b: vec4<f32>, c0: ptr<function, vec4<f32>>, c1: ptr<function, vec4<f32>>,
          c2: ptr<function, vec4<f32>>, c3: ptr<function, vec4<f32>>) {
@@ -28,6 +44,87 @@ fn rows4(w: vec4<f32>, b: vec4<f32>, c0: ptr<function, vec4<f32>>, c1: ptr<funct
     *c1 = fma(vec4<f32>(w.y), b, *c1);
     *c2 = fma(vec4<f32>(w.z), b, *c2);
     *c3 = fma(vec4<f32>(w.w), b, *c3);
+}
+
+/// Input `s` of a product over a concatenation (0: B, the only one of a plain product).
+/// Every caller passes a constant, so the choice folds away when the pipeline is compiled.
+fn b_in(s: u32, i: u32) -> vec4<f32> {
+    switch s {
+        case 1u: { return X1[i]; }
+        case 2u: { return X2[i]; }
+        case 3u: { return X3[i]; }
+        default: { return B4[i]; }
+    }
+}
+
+/// `rows4` on accumulators q … q + 3 of an array of 16.
+fn quad16(c: ptr<function, array<vec4<f32>, 16>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// `rows4` on accumulators q … q + 3 of an array of 32.
+fn quad32(c: ptr<function, array<vec4<f32>, 32>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// `rows4` on accumulators q … q + 3 of an array of 64.
+fn quad64(c: ptr<function, array<vec4<f32>, 64>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// Where input `s` ≥ 1 of a concatenation starts in A (rows past the inputs before it).
+fn a_seg(s: u32) -> u32 {
+    var k = p.k;
+    if (s > 1u) { k += p.k1; }
+    if (s > 2u) { k += p.k2; }
+    return k * p.a_sk;
+}
+
+/// Steps of k of input `s` (`p.k` of input 0, `p.k1` … of the others).
+fn k_seg(s: u32) -> u32 {
+    switch s {
+        case 1u: { return p.k1; }
+        case 2u: { return p.k2; }
+        case 3u: { return p.k3; }
+        default: { return p.k; }
+    }
+}
+
+/// Where column quad n0 of batch z starts in input `s`: the inputs are whole tensors
+/// (N, k_s, H, W), so a batch is k_s rows of B apart.
+fn b_seg(s: u32, z: u32, n0: u32) -> u32 {
+    if (s == 0u) { return z * p.b_sb + n0; }
+    return z * k_seg(s) * p.b_sk + n0;
+}
+
+/// `matmul_cpu_sg`'s loop over input `s`: its weights from A row `pa` on, its columns
+/// from `pb` on.
+fn seg16(s: u32, pa: u32, pb: u32, dk: u32, c: ptr<function, array<vec4<f32>, 16>>) {
+    let kn = k_seg(s);
+    let last = kn - 1u;
+    for (var k = 0u; k < kn; k += 2u) {
+        let ka = k + dk;
+        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < kn);
+        let b0 = b_in(s, (pb + k * p.b_sk) / 4u);
+        quad16(c, 0u, subgroupBroadcast(a, 0u), b0);
+        quad16(c, 4u, subgroupBroadcast(a, 1u), b0);
+        quad16(c, 8u, subgroupBroadcast(a, 2u), b0);
+        quad16(c, 12u, subgroupBroadcast(a, 3u), b0);
+        let b1 = b_in(s, (pb + min(k + 1u, last) * p.b_sk) / 4u);
+        quad16(c, 0u, subgroupBroadcast(a, 4u), b1);
+        quad16(c, 4u, subgroupBroadcast(a, 5u), b1);
+        quad16(c, 8u, subgroupBroadcast(a, 6u), b1);
+        quad16(c, 12u, subgroupBroadcast(a, 7u), b1);
+    }
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -42,32 +139,17 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
     // This lane's share of the weights: one row quad (clamped into M) of step k + dk.
     let dk = lane / 4u;
     let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 4u), last_quad());
-    let pb = z * p.b_sb + n0;
-    let last = p.k - 1u;
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
-    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k += 2u) {
-        let ka = k + dk;
-        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < p.k);
-        let b0 = B4[(pb + k * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 0u), b0, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 1u), b0, &c4, &c5, &c6, &c7);
-        rows4(subgroupBroadcast(a, 2u), b0, &c8, &c9, &c10, &c11);
-        rows4(subgroupBroadcast(a, 3u), b0, &c12, &c13, &c14, &c15);
-        let b1 = B4[(pb + min(k + 1u, last) * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 4u), b1, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 5u), b1, &c4, &c5, &c6, &c7);
-        rows4(subgroupBroadcast(a, 6u), b1, &c8, &c9, &c10, &c11);
-        rows4(subgroupBroadcast(a, 7u), b1, &c12, &c13, &c14, &c15);
-    }
+    var c: array<vec4<f32>, 16>;
+    seg16(0u, pa, b_seg(0u, z, n0), dk, &c);
+    if (SEGS > 1u) { seg16(1u, pa + a_seg(1u), b_seg(1u, z, n0), dk, &c); }
+    if (SEGS > 2u) { seg16(2u, pa + a_seg(2u), b_seg(2u, z, n0), dk, &c); }
+    if (SEGS > 3u) { seg16(3u, pa + a_seg(3u), b_seg(3u, z, n0), dk, &c); }
     if (gid.x * 4u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
-    store_quad(cz, m0, c0, c1, c2, c3);
-    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
-    store_quad(cz, m0 + 8u, c8, c9, c10, c11);
-    store_quad(cz, m0 + 12u, c12, c13, c14, c15);
+    store_quad(cz, m0, c[0], c[1], c[2], c[3]);
+    store_quad(cz, m0 + 4u, c[4], c[5], c[6], c[7]);
+    store_quad(cz, m0 + 8u, c[8], c[9], c[10], c[11]);
+    store_quad(cz, m0 + 12u, c[12], c[13], c[14], c[15]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -121,6 +203,26 @@ fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
 // shapes from M = 32: 10–25 % less time per product).
 // Grid: (N/4 / 64, M/32, batch).
 
+/// `matmul_cpu_sg32`'s loop over input `s`.
+fn seg32(s: u32, pa0: u32, pb0: u32, c: ptr<function, array<vec4<f32>, 32>>) {
+    var pa = pa0;
+    var pb = pb0;
+    for (var k = 0u; k < k_seg(s); k++) {
+        let a = A4[pa / 4u];
+        let b = b_in(s, pb / 4u);
+        quad32(c, 0u, subgroupBroadcast(a, 0u), b);
+        quad32(c, 4u, subgroupBroadcast(a, 1u), b);
+        quad32(c, 8u, subgroupBroadcast(a, 2u), b);
+        quad32(c, 12u, subgroupBroadcast(a, 3u), b);
+        quad32(c, 16u, subgroupBroadcast(a, 4u), b);
+        quad32(c, 20u, subgroupBroadcast(a, 5u), b);
+        quad32(c, 24u, subgroupBroadcast(a, 6u), b);
+        quad32(c, 28u, subgroupBroadcast(a, 7u), b);
+        pa += p.a_sk;
+        pb += p.b_sk;
+    }
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(workgroup_id) wid: vec3<u32>,
@@ -133,39 +235,20 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
     // (the network's deepest levels below 256², any level at 32²) the clamped lanes
     // otherwise ran the whole loop for nothing.
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
-    var pa = p.a_off + z * p.a_sb + m0 + 4u * lane;
-    var pb = z * p.b_sb + n0;
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
-    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
-    var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0); var c18 = vec4<f32>(0.0); var c19 = vec4<f32>(0.0);
-    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0); var c22 = vec4<f32>(0.0); var c23 = vec4<f32>(0.0);
-    var c24 = vec4<f32>(0.0); var c25 = vec4<f32>(0.0); var c26 = vec4<f32>(0.0); var c27 = vec4<f32>(0.0);
-    var c28 = vec4<f32>(0.0); var c29 = vec4<f32>(0.0); var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k++) {
-        let a = A4[pa / 4u];
-        let b = B4[pb / 4u];
-        rows4(subgroupBroadcast(a, 0u), b, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 1u), b, &c4, &c5, &c6, &c7);
-        rows4(subgroupBroadcast(a, 2u), b, &c8, &c9, &c10, &c11);
-        rows4(subgroupBroadcast(a, 3u), b, &c12, &c13, &c14, &c15);
-        rows4(subgroupBroadcast(a, 4u), b, &c16, &c17, &c18, &c19);
-        rows4(subgroupBroadcast(a, 5u), b, &c20, &c21, &c22, &c23);
-        rows4(subgroupBroadcast(a, 6u), b, &c24, &c25, &c26, &c27);
-        rows4(subgroupBroadcast(a, 7u), b, &c28, &c29, &c30, &c31);
-        pa += p.a_sk;
-        pb += p.b_sk;
-    }
+    let pa = p.a_off + z * p.a_sb + m0 + 4u * lane;
+    var c: array<vec4<f32>, 32>;
+    seg32(0u, pa, b_seg(0u, z, n0), &c);
+    if (SEGS > 1u) { seg32(1u, pa + a_seg(1u), b_seg(1u, z, n0), &c); }
+    if (SEGS > 2u) { seg32(2u, pa + a_seg(2u), b_seg(2u, z, n0), &c); }
+    if (SEGS > 3u) { seg32(3u, pa + a_seg(3u), b_seg(3u, z, n0), &c); }
     if (gid.x * 4u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
-    var acc = array<vec4<f32>, 32>(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13,
-        c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c30, c31);
     // The stores as a loop whose trip count the compiler cannot know, so that it stays a
     // loop: unrolled, its 32 lane-by-lane vec4 stores (and loads of C with ACC) took LLVM
     // on lavapipe 1.0 s (3.4 s with ACC) to compile, against 0.25 s (0.36 s) as a loop,
     // which runs no slower (the 161 products of the network at 256², medians of five
     // profiles each: 252 ms unrolled, 232 ms as a loop).
+    var acc = c;
     let rows = min(32u, p.m - m0);
     for (var q = 0u; q < rows; q += 4u) {
         store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);
@@ -182,6 +265,37 @@ fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
 // FMA pay again.
 // Grid: (N/4 / 64, ⌈M/64⌉, batch).
 
+/// `matmul_cpu_sg64`'s loop over input `s`.
+fn seg64(s: u32, pa0: u32, pa20: u32, pb0: u32, c: ptr<function, array<vec4<f32>, 64>>) {
+    var pa = pa0;
+    var pa2 = pa20;
+    var pb = pb0;
+    for (var k = 0u; k < k_seg(s); k++) {
+        let a = A4[pa / 4u];
+        let a2 = A4[pa2 / 4u];
+        let b = b_in(s, pb / 4u);
+        quad64(c, 0u, subgroupBroadcast(a, 0u), b);
+        quad64(c, 4u, subgroupBroadcast(a, 1u), b);
+        quad64(c, 8u, subgroupBroadcast(a, 2u), b);
+        quad64(c, 12u, subgroupBroadcast(a, 3u), b);
+        quad64(c, 16u, subgroupBroadcast(a, 4u), b);
+        quad64(c, 20u, subgroupBroadcast(a, 5u), b);
+        quad64(c, 24u, subgroupBroadcast(a, 6u), b);
+        quad64(c, 28u, subgroupBroadcast(a, 7u), b);
+        quad64(c, 32u, subgroupBroadcast(a2, 0u), b);
+        quad64(c, 36u, subgroupBroadcast(a2, 1u), b);
+        quad64(c, 40u, subgroupBroadcast(a2, 2u), b);
+        quad64(c, 44u, subgroupBroadcast(a2, 3u), b);
+        quad64(c, 48u, subgroupBroadcast(a2, 4u), b);
+        quad64(c, 52u, subgroupBroadcast(a2, 5u), b);
+        quad64(c, 56u, subgroupBroadcast(a2, 6u), b);
+        quad64(c, 60u, subgroupBroadcast(a2, 7u), b);
+        pa += p.a_sk;
+        pa2 += p.a_sk;
+        pb += p.b_sk;
+    }
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(workgroup_id) wid: vec3<u32>,
@@ -191,57 +305,17 @@ fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
     let z = wid.z;
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     // Row quads past M (the last block of M = 48) repeat the last and are not stored.
-    var pa = p.a_off + z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
-    var pa2 = p.a_off + z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
-    var pb = z * p.b_sb + n0;
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-    var c8 = vec4<f32>(0.0); var c9 = vec4<f32>(0.0); var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
-    var c12 = vec4<f32>(0.0); var c13 = vec4<f32>(0.0); var c14 = vec4<f32>(0.0); var c15 = vec4<f32>(0.0);
-    var c16 = vec4<f32>(0.0); var c17 = vec4<f32>(0.0); var c18 = vec4<f32>(0.0); var c19 = vec4<f32>(0.0);
-    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0); var c22 = vec4<f32>(0.0); var c23 = vec4<f32>(0.0);
-    var c24 = vec4<f32>(0.0); var c25 = vec4<f32>(0.0); var c26 = vec4<f32>(0.0); var c27 = vec4<f32>(0.0);
-    var c28 = vec4<f32>(0.0); var c29 = vec4<f32>(0.0); var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
-    var c32 = vec4<f32>(0.0); var c33 = vec4<f32>(0.0); var c34 = vec4<f32>(0.0); var c35 = vec4<f32>(0.0);
-    var c36 = vec4<f32>(0.0); var c37 = vec4<f32>(0.0); var c38 = vec4<f32>(0.0); var c39 = vec4<f32>(0.0);
-    var c40 = vec4<f32>(0.0); var c41 = vec4<f32>(0.0); var c42 = vec4<f32>(0.0); var c43 = vec4<f32>(0.0);
-    var c44 = vec4<f32>(0.0); var c45 = vec4<f32>(0.0); var c46 = vec4<f32>(0.0); var c47 = vec4<f32>(0.0);
-    var c48 = vec4<f32>(0.0); var c49 = vec4<f32>(0.0); var c50 = vec4<f32>(0.0); var c51 = vec4<f32>(0.0);
-    var c52 = vec4<f32>(0.0); var c53 = vec4<f32>(0.0); var c54 = vec4<f32>(0.0); var c55 = vec4<f32>(0.0);
-    var c56 = vec4<f32>(0.0); var c57 = vec4<f32>(0.0); var c58 = vec4<f32>(0.0); var c59 = vec4<f32>(0.0);
-    var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0); var c62 = vec4<f32>(0.0); var c63 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k++) {
-        let a = A4[pa / 4u];
-        let a2 = A4[pa2 / 4u];
-        let b = B4[pb / 4u];
-        rows4(subgroupBroadcast(a, 0u), b, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 1u), b, &c4, &c5, &c6, &c7);
-        rows4(subgroupBroadcast(a, 2u), b, &c8, &c9, &c10, &c11);
-        rows4(subgroupBroadcast(a, 3u), b, &c12, &c13, &c14, &c15);
-        rows4(subgroupBroadcast(a, 4u), b, &c16, &c17, &c18, &c19);
-        rows4(subgroupBroadcast(a, 5u), b, &c20, &c21, &c22, &c23);
-        rows4(subgroupBroadcast(a, 6u), b, &c24, &c25, &c26, &c27);
-        rows4(subgroupBroadcast(a, 7u), b, &c28, &c29, &c30, &c31);
-        rows4(subgroupBroadcast(a2, 0u), b, &c32, &c33, &c34, &c35);
-        rows4(subgroupBroadcast(a2, 1u), b, &c36, &c37, &c38, &c39);
-        rows4(subgroupBroadcast(a2, 2u), b, &c40, &c41, &c42, &c43);
-        rows4(subgroupBroadcast(a2, 3u), b, &c44, &c45, &c46, &c47);
-        rows4(subgroupBroadcast(a2, 4u), b, &c48, &c49, &c50, &c51);
-        rows4(subgroupBroadcast(a2, 5u), b, &c52, &c53, &c54, &c55);
-        rows4(subgroupBroadcast(a2, 6u), b, &c56, &c57, &c58, &c59);
-        rows4(subgroupBroadcast(a2, 7u), b, &c60, &c61, &c62, &c63);
-        pa += p.a_sk;
-        pa2 += p.a_sk;
-        pb += p.b_sk;
-    }
+    let pa = p.a_off + z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
+    let pa2 = p.a_off + z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
+    var c: array<vec4<f32>, 64>;
+    seg64(0u, pa, pa2, b_seg(0u, z, n0), &c);
+    if (SEGS > 1u) { seg64(1u, pa + a_seg(1u), pa2 + a_seg(1u), b_seg(1u, z, n0), &c); }
+    if (SEGS > 2u) { seg64(2u, pa + a_seg(2u), pa2 + a_seg(2u), b_seg(2u, z, n0), &c); }
+    if (SEGS > 3u) { seg64(3u, pa + a_seg(3u), pa2 + a_seg(3u), b_seg(3u, z, n0), &c); }
     if (gid.x * 4u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
-    var acc = array<vec4<f32>, 64>(
-        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17,
-        c18, c19, c20, c21, c22, c23, c24, c25, c26, c27, c28, c29, c30, c31, c32, c33,
-        c34, c35, c36, c37, c38, c39, c40, c41, c42, c43, c44, c45, c46, c47, c48, c49,
-        c50, c51, c52, c53, c54, c55, c56, c57, c58, c59, c60, c61, c62, c63);
     // The stores as a loop, as in sg32.
+    var acc = c;
     let rows = min(64u, p.m - m0);
     for (var q = 0u; q < rows; q += 4u) {
         store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);

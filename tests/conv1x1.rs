@@ -82,9 +82,10 @@ fn conv1x1_cpu_kernels_with_rows_not_a_multiple_of_four() {
 fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_bits() {
     // The shapes that take the 16-, 32- and 64-row blocks (Cout 16, 24, 32, 48, 64, 96)
     // run as 8-row blocks on a device set to compile fewer pipelines, with the same sums
-    // in the same order: the same bits as on the shared device. So does a concatenation's
-    // sum of products, whose store adds to C by a flag there instead of a pipeline of its
-    // own.
+    // in the same order: the same bits as on the shared device. A concatenation's product
+    // there is one product per input, each adding into C by a flag (not a pipeline of its
+    // own); on the shared device it is one product over the inputs in turn, whose sums run
+    // in the order of the product over the whole input: the same bits as that.
     let (Some(shared), Some(few)) = (common::gpu(), common::own_gpu()) else {
         return;
     };
@@ -103,7 +104,7 @@ fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_b
             let xt = t(&[2, cin, 8, 16], &x);
             let wt = t(&[cout, cin, 1, 1], &w);
             let bt = t(&[cout], &b);
-            let y = ops::conv1x1(&xt, &wt, None).unwrap().to_vec().unwrap();
+            let y = ops::conv1x1(&xt, &wt, Some(&bt)).unwrap().to_vec().unwrap();
             // The same input cut into three blocks of channels, with a bias.
             let parts: Vec<_> = [(0, 4), (4, 12), (12, 24)]
                 .iter()
@@ -144,9 +145,15 @@ fn with_few_pipelines_every_product_takes_the_narrow_blocks_and_gives_the_same_b
             "Cout {cout}: the row blocks' results differ"
         );
         assert!(
-            narrow.1 == wide.1,
-            "Cout {cout}: the concatenation's sums differ"
+            wide.1 == wide.0,
+            "Cout {cout}: the concatenation's product differs from the whole input's"
         );
+        for (i, (a, b)) in narrow.1.iter().zip(&wide.1).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "Cout {cout}: the concatenation's sums differ at {i}: {a} against {b}"
+            );
+        }
     }
 }
 
@@ -279,17 +286,10 @@ fn conv1x1_sixty_four_row_subgroup_kernel_forward_and_input_gradient() {
 fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
     // The checks above must be able to fail: one row of weights taken from the wrong lane,
     // in each forward product and in the weight gradient's.
-    let Some(gpu) = common::gpu_with(KernelClass::Cpu) else {
-        return;
-    };
-    if gpu.info().subgroup_size != Some(8) {
-        return;
-    }
-    let source = rca_gpu::runtime::Shader::MatmulSg.source();
     for (planted, wrong) in [
         (
-            "rows4(subgroupBroadcast(a, 6u), b1, &c8",
-            "rows4(subgroupBroadcast(a, 5u), b1, &c8",
+            "quad16(c, 8u, subgroupBroadcast(a, 6u), b1)",
+            "quad16(c, 8u, subgroupBroadcast(a, 5u), b1)",
         ),
         (
             "r[5] += dots_c(subgroupBroadcast(a, 5u)",
@@ -300,8 +300,8 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "r[13] += dots_c(subgroupBroadcast(a8, 4u)",
         ),
         (
-            "rows4(subgroupBroadcast(a, 7u), b, &c28",
-            "rows4(subgroupBroadcast(a, 6u), b, &c28",
+            "quad32(c, 28u, subgroupBroadcast(a, 7u), b)",
+            "quad32(c, 28u, subgroupBroadcast(a, 6u), b)",
         ),
         ("r5 += dots(A4[pa5 + q]", "r5 += dots(A4[pa4 + q]"),
         (
@@ -309,35 +309,49 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "rows4(subgroupBroadcast(a, 4u), b2, &c4",
         ),
         (
-            "rows4(subgroupBroadcast(a2, 3u), b, &c44",
-            "rows4(subgroupBroadcast(a2, 2u), b, &c44",
+            "quad64(c, 44u, subgroupBroadcast(a2, 3u), b)",
+            "quad64(c, 44u, subgroupBroadcast(a2, 2u), b)",
         ),
     ] {
-        assert!(source.contains(planted), "{planted}");
-        let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
-            kernels: Some(KernelClass::Cpu),
-            ..rca_gpu::AdapterRequest::from_env()
-        })
-        .unwrap();
-        gpu.set_poison(true);
-        gpu.replace_shader_source(
-            rca_gpu::runtime::Shader::MatmulSg,
-            &source.replace(planted, wrong),
-        );
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
         // the 16-row forward, Cout 32 the 32-row one, Cout 64 the 64-row one, Cout 8 the
         // 8-row one; the weight gradients of Cin 8 the k-split one, of Cin 32 the one with
         // four columns a lane, of Cin 16 the one with two.
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_conv_on("cpu (planted error)", &gpu, 1, 8, 16, 4, 8, true);
-            check_conv_on("cpu (planted error)", &gpu, 1, 8, 32, 4, 8, true);
-            check_conv_on("cpu (planted error)", &gpu, 1, 8, 64, 4, 8, true);
-            check_conv_on("cpu (planted error)", &gpu, 1, 32, 16, 4, 8, true);
-            check_conv_on("cpu (planted error)", &gpu, 1, 8, 8, 4, 8, true);
-            check_conv_on("cpu (planted error)", &gpu, 1, 16, 16, 4, 8, true);
-        }));
-        assert!(failed.is_err(), "{wrong}: passed the conv1x1 check");
+        assert_plant_fails(planted, wrong, |gpu| {
+            let planted = "cpu (planted error)";
+            check_conv_on(planted, gpu, 1, 8, 16, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 8, 32, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 8, 64, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 32, 16, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 8, 8, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 16, 16, 4, 8, true);
+        });
     }
+}
+
+/// Panic unless `check` fails on a CPU-class device whose `matmul_sg.wgsl` has `planted`
+/// replaced by `wrong` (where the adapter has 8-lane subgroups, which that file is for).
+fn assert_plant_fails(planted: &str, wrong: &str, check: impl Fn(&rca_gpu::Gpu)) {
+    let Some(cpu) = common::gpu_with(KernelClass::Cpu) else {
+        return;
+    };
+    if cpu.info().subgroup_size != Some(8) {
+        return;
+    }
+    let source = rca_gpu::runtime::Shader::MatmulSg.source();
+    assert!(source.contains(planted), "{planted}");
+    let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
+        kernels: Some(KernelClass::Cpu),
+        ..rca_gpu::AdapterRequest::from_env()
+    })
+    .unwrap();
+    gpu.set_poison(true);
+    gpu.replace_shader_source(
+        rca_gpu::runtime::Shader::MatmulSg,
+        &source.replace(planted, wrong),
+    );
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&gpu)));
+    assert!(failed.is_err(), "{wrong}: passed the check");
 }
 
 /// The inputs of a `conv1x1_cat` check: (xs, scale, w, b).
@@ -367,57 +381,70 @@ fn check_cat(
     bias: bool,
 ) {
     for (class, gpu) in common::kernel_variants() {
-        let mut rng = common::rng();
-        let p = hw.0 * hw.1;
-        let cin: usize = channels.iter().sum();
-        let mut inputs: Vec<_> = channels
-            .iter()
-            .map(|&c| input(&[n, c, hw.0, hw.1], uniform(&mut rng, n * c * p)))
-            .collect();
-        let k = channels.len();
-        if scaled {
-            inputs.push(input(&[cin, 1, 1, 1], uniform(&mut rng, cin)));
-        }
-        inputs.push(input(&[cout, cin, 1, 1], uniform(&mut rng, cout * cin)));
-        if bias {
-            inputs.push(input(&[cout], uniform(&mut rng, cout)));
-        }
-        let chans = channels.to_vec();
-        check_op(
-            &gpu,
-            &mut rng,
-            &format!(
-                "conv1x1_cat ({class} kernels) n{n} {channels:?}->{cout} {hw:?} scaled={scaled} bias={bias}"
-            ),
-            &inputs,
-            |x| {
-                let s = scaled.then(|| x[k]);
-                let w = x[k + usize::from(scaled)];
-                let b = bias.then(|| x[k + usize::from(scaled) + 1]);
-                ops::conv1x1_cat(&x[..k], s, w, b)
-            },
-            |x| {
-                let (xs, s, w, b) = split_cat(x, k, scaled, bias);
-                r::conv1x1_cat(&xs, &chans, s, w, b, (n, cout, p))
-            },
-            |x, dy| {
-                let (xs, s, w, _) = split_cat(x, k, scaled, bias);
-                let (dxs, ds, dw, db) =
-                    r::conv1x1_cat_backward(&xs, &chans, s, w, dy, (n, cout, p));
-                let mut out = dxs;
-                out.extend(ds);
-                out.push(dw);
-                if bias {
-                    out.push(db);
-                }
-                out
-            },
-            common::Tol {
-                atol: 1e-4,
-                rtol: F32.rtol,
-            },
-        );
+        check_cat_on(class, &gpu, n, channels, cout, hw, scaled, bias);
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_cat_on(
+    class: &str,
+    gpu: &rca_gpu::Gpu,
+    n: usize,
+    channels: &[usize],
+    cout: usize,
+    hw: (usize, usize),
+    scaled: bool,
+    bias: bool,
+) {
+    let mut rng = common::rng();
+    let p = hw.0 * hw.1;
+    let cin: usize = channels.iter().sum();
+    let mut inputs: Vec<_> = channels
+        .iter()
+        .map(|&c| input(&[n, c, hw.0, hw.1], uniform(&mut rng, n * c * p)))
+        .collect();
+    let k = channels.len();
+    if scaled {
+        inputs.push(input(&[cin, 1, 1, 1], uniform(&mut rng, cin)));
+    }
+    inputs.push(input(&[cout, cin, 1, 1], uniform(&mut rng, cout * cin)));
+    if bias {
+        inputs.push(input(&[cout], uniform(&mut rng, cout)));
+    }
+    let chans = channels.to_vec();
+    check_op(
+        gpu,
+        &mut rng,
+        &format!(
+            "conv1x1_cat ({class} kernels) n{n} {channels:?}->{cout} {hw:?} scaled={scaled} bias={bias}"
+        ),
+        &inputs,
+        |x| {
+            let s = scaled.then(|| x[k]);
+            let w = x[k + usize::from(scaled)];
+            let b = bias.then(|| x[k + usize::from(scaled) + 1]);
+            ops::conv1x1_cat(&x[..k], s, w, b)
+        },
+        |x| {
+            let (xs, s, w, b) = split_cat(x, k, scaled, bias);
+            r::conv1x1_cat(&xs, &chans, s, w, b, (n, cout, p))
+        },
+        |x, dy| {
+            let (xs, s, w, _) = split_cat(x, k, scaled, bias);
+            let (dxs, ds, dw, db) = r::conv1x1_cat_backward(&xs, &chans, s, w, dy, (n, cout, p));
+            let mut out = dxs;
+            out.extend(ds);
+            out.push(dw);
+            if bias {
+                out.push(db);
+            }
+            out
+        },
+        common::Tol {
+            atol: 1e-4,
+            rtol: F32.rtol,
+        },
+    );
 }
 
 #[test]
@@ -470,6 +497,77 @@ fn conv1x1_cat_weight_gradient_blocks_summed_from_several_chunks_of_k() {
     // products whose sum lands straight in its block of columns of dWs.
     check_cat(2, &[4, 8, 4], 8, (128, 64), true, true);
     check_cat(1, &[12, 4], 16, (96, 80), false, false);
+}
+
+#[test]
+fn conv1x1_cat_as_one_product_over_its_inputs() {
+    // On a CPU adapter with 8-lane subgroups a concatenation of 2 to 4 inputs into more
+    // than 8 rows is one product that reads the inputs in turn: the first inception
+    // block's merge (16 + 16 + 16 + 1 channels, the last input half a pair of steps of k)
+    // on the 16-row kernel, three inputs on the 32-row one, two on the 64-row one with a
+    // last block of 48 rows and a partial workgroup, each in a batch of two.
+    check_cat(2, &[16, 16, 16, 1], 16, (4, 8), true, true);
+    check_cat(2, &[8, 4, 12], 32, (4, 8), false, true);
+    check_cat(2, &[16, 32], 112, (2, 8), true, false);
+    // With batch norm folded and the ReLU in the store.
+    check_cat_bn(2, &[16, 16, 16, 16], 16, (4, 8), false, true);
+}
+
+#[test]
+fn a_concatenation_of_up_to_four_inputs_is_one_product_on_a_cpu_adapter() {
+    let Some(gpu) = common::own_gpu() else { return };
+    let info = gpu.info();
+    if info.kernels != KernelClass::Cpu || info.subgroup_size != Some(8) {
+        return;
+    }
+    assert!(info.timestamp_queries, "lavapipe has timestamp queries");
+    let t = |shape: &[usize]| rca_gpu::Tensor::full(&gpu, shape, 0.5).unwrap();
+    for (channels, cout, entry) in [
+        (&[16, 16, 16, 1][..], 16, "matmul_cpu_sg"),
+        (&[8, 4, 12], 32, "matmul_cpu_sg32"),
+        (&[16, 32], 48, "matmul_cpu_sg64"),
+    ] {
+        let xs: Vec<_> = channels.iter().map(|&c| t(&[2, c, 4, 8])).collect();
+        let refs: Vec<_> = xs.iter().collect();
+        let total: usize = channels.iter().sum();
+        let (w, b) = (t(&[cout, total, 1, 1]), t(&[cout]));
+        gpu.start_profile().unwrap();
+        let y = ops::conv1x1_cat(&refs, None, &w, Some(&b)).unwrap();
+        let kernels: Vec<&str> = gpu
+            .finish_profile()
+            .unwrap()
+            .iter()
+            .map(|d| d.kernel)
+            .filter(|k| k.starts_with("matmul"))
+            .collect();
+        assert_eq!(kernels, [entry], "{channels:?} -> {cout}");
+        // Every output is b + Σ 0.5·0.5 over the inputs' channels.
+        let want = 0.5 + 0.25 * total as f32;
+        assert!(y.to_vec().unwrap().iter().all(|&v| v == want));
+    }
+}
+
+#[test]
+fn a_planted_error_in_a_concatenations_product_fails_its_check() {
+    // The checks above must be able to fail where the product moves from one input to
+    // the next: the wrong binding, the wrong block of weights, the wrong batch stride or
+    // length of an input.
+    for (planted, wrong) in [
+        ("case 2u: { return X2[i]; }", "case 2u: { return X1[i]; }"),
+        ("if (s > 2u) { k += p.k2; }", "if (s > 2u) { k += p.k1; }"),
+        (
+            "return z * k_seg(s) * p.b_sk + n0;",
+            "return z * p.k * p.b_sk + n0;",
+        ),
+        ("case 3u: { return p.k3; }", "case 3u: { return p.k2; }"),
+    ] {
+        assert_plant_fails(planted, wrong, |gpu| {
+            let planted = "cpu (planted error)";
+            check_cat_on(planted, gpu, 2, &[8, 4, 12, 16], 16, (4, 8), false, true);
+            check_cat_on(planted, gpu, 2, &[12, 4, 8, 4], 32, (4, 8), true, false);
+            check_cat_on(planted, gpu, 2, &[4, 8, 12, 8], 64, (4, 8), false, true);
+        });
+    }
 }
 
 #[test]

@@ -61,6 +61,11 @@ kernel_params! {
         c_sm: u32,
         /// What the store adds and applies: [`BIAS`] | [`RELU`] | [`ACCUMULATE`].
         flags: u32,
+        /// Steps of k of the inputs after the first, for a product over a concatenation
+        /// (`matmul_sg.wgsl`'s SEGS; 0 where absent).
+        k1: u32,
+        k2: u32,
+        k3: u32,
     }
 }
 
@@ -153,8 +158,12 @@ impl Matmul {
         params: &MatmulParams,
         grid: [u32; 3],
     ) {
-        // The bias binding must exist even when unused.
-        let bindings = [a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)];
+        // The bias binding must exist even when unused; a plain product over B binds it
+        // in the slots of a concatenation's other inputs too.
+        let mut bindings = vec![a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)];
+        if takes_inputs(kernel) {
+            bindings.extend([b.bind(4), b.bind(5), b.bind(6)]);
+        }
         a.gpu().launch(kernel, &bindings, params, grid);
         a.gpu().note_flops(self.flops());
     }
@@ -188,6 +197,7 @@ impl Matmul {
             c_sb: u32_of(c_sb),
             c_sm: u32_of(c_sm),
             flags: if has_bias { BIAS } else { 0 },
+            ..MatmulParams::default()
         }
     }
 
@@ -338,14 +348,10 @@ impl Matmul {
             // 16. With few pipelines: 8 for every M (the same sums in the same order), and
             // one pipeline that accumulates or not as its flags say.
             let few = a.gpu().few_pipelines();
-            let (entry, rows) = if few || self.m <= 8 {
+            let (entry, rows) = if few {
                 ("matmul_cpu_sg8", 8)
-            } else if self.m.is_multiple_of(64) || self.m % 64 == 48 {
-                ("matmul_cpu_sg64", 64)
-            } else if self.m.is_multiple_of(32) {
-                ("matmul_cpu_sg32", 32)
             } else {
-                ("matmul_cpu_sg", CPU_ROWS)
+                sg_entry(self.m)
             };
             let grid = [grid[0], u32_of(self.m.div_ceil(rows)), grid[2]];
             let kernel = Kernel::new(Shader::MatmulSg, entry);
@@ -537,6 +543,30 @@ fn epilogue(mut params: MatmulParams, relu: bool) -> MatmulParams {
 }
 
 /// `kernel` with the ACC override where the store adds to C.
+/// The CPU-shaped product for M rows, on a device with 8-lane subgroups, and its rows
+/// per invocation: 64 or 32 where M allows, 8 where M is at most 8, else 16.
+fn sg_entry(m: usize) -> (&'static str, usize) {
+    if m <= 8 {
+        ("matmul_cpu_sg8", 8)
+    } else if m.is_multiple_of(64) || m % 64 == 48 {
+        ("matmul_cpu_sg64", 64)
+    } else if m.is_multiple_of(32) {
+        ("matmul_cpu_sg32", 32)
+    } else {
+        ("matmul_cpu_sg", CPU_ROWS)
+    }
+}
+
+/// Whether `kernel` is one of the products that take up to four inputs (bindings 4–6
+/// after B; `matmul_sg.wgsl`'s SEGS).
+fn takes_inputs(kernel: &Kernel) -> bool {
+    kernel.shader == Shader::MatmulSg
+        && matches!(
+            kernel.entry,
+            "matmul_cpu_sg" | "matmul_cpu_sg32" | "matmul_cpu_sg64"
+        )
+}
+
 fn accumulate(kernel: Kernel, acc: bool) -> Kernel {
     if acc { kernel.with("ACC", 1) } else { kernel }
 }
@@ -694,7 +724,8 @@ fn forward_into(
 /// in the inception blocks' merging SepConv(…, s, 1)), without building the
 /// concatenation:
 ///   y = W·diag(scale)·[x_0 | x_1 | …] + b = Σ_i W_i·x_i + b,
-/// W_i the columns of W·diag(scale) that meet x_i, each product added into y in turn.
+/// W_i the columns of W·diag(scale) that meet x_i: on CPU adapters one product that reads
+/// the inputs in turn, elsewhere one product per input added into y.
 /// x_i (N, C_i, H, W) with equal N, H, W; scale ΣC_i values in any shape (the depthwise
 /// kernel (ΣC_i, 1, 1, 1)); w (Cout, ΣC_i, 1, 1); b (Cout).
 pub fn conv1x1_cat(
@@ -788,9 +819,10 @@ fn cat_check(
     })
 }
 
-/// y = Σ_i W_i·x_i + b, one product per input added into y (the bias with the first,
-/// max(0, ·) with the last when `relu`), W_i the columns of `w` (Cout × ΣC_i) that meet
-/// x_i. `wt` is `w` transposed, when the caller has it.
+/// y = Σ_i W_i·x_i + b (max(0, ·) of it when `relu`), W_i the columns of `w`
+/// (Cout × ΣC_i) that meet x_i: one CPU-shaped product over the inputs in turn where
+/// [`cat_product_cpu`] applies, else one product per input added into y (the bias with the
+/// first, the ReLU with the last). `wt` is `w` transposed, when the caller has it.
 fn sum_of_products(
     op: &'static str,
     xs: &[&Tensor],
@@ -801,6 +833,11 @@ fn sum_of_products(
     relu: bool,
 ) -> Result<Tensor> {
     let y = Tensor::uninit(w.gpu(), [c.n, c.cout, c.h, c.w], op)?;
+    if let Some(wt) = wt
+        && cat_product_cpu(xs, wt, b, &y, c, relu)
+    {
+        return Ok(y);
+    }
     let last = xs.len() - 1;
     let mut col = 0;
     for (i, (x, &cin)) in xs.iter().zip(&c.channels).enumerate() {
@@ -816,6 +853,70 @@ fn sum_of_products(
         col += cin;
     }
     Ok(y)
+}
+
+/// y = Σ_i W_i·x_i (+ b), max(0, ·) when `relu`, as one CPU-shaped product over the
+/// inputs in turn (`matmul_sg.wgsl`'s SEGS), `wt` the transposed weights: where the
+/// device has 8-lane subgroups and runs all pipelines, 2 to 4 inputs, M above 8 and rows
+/// of whole vec4s. Whether it ran; where not, the caller adds one product per input.
+fn cat_product_cpu(
+    xs: &[&Tensor],
+    wt: &Tensor,
+    b: Option<&Tensor>,
+    y: &Tensor,
+    c: &Cat,
+    relu: bool,
+) -> bool {
+    let gpu = wt.gpu();
+    let p = c.h * c.w;
+    let first = Matmul {
+        m: c.cout,
+        n: p,
+        k: c.channels[0],
+        batch: c.n,
+        a_off: 0,
+        a_sb: 0,
+        a_sm: 1,
+        a_sk: c.cout.next_multiple_of(4),
+        b_sb: c.channels[0] * p,
+        b_sk: p,
+        b_sn: 1,
+    };
+    let (entry, rows) = sg_entry(c.cout);
+    if gpu.info().subgroup_size != Some(SG_LANES)
+        || gpu.few_pipelines()
+        || !(2..=4).contains(&xs.len())
+        || rows == 8
+        || !first.cpu_layout(c.cout * p, p)
+    {
+        return false;
+    }
+    let k = |i: usize| u32_of(c.channels.get(i).copied().unwrap_or(0));
+    let params = MatmulParams {
+        k1: k(1),
+        k2: k(2),
+        k3: k(3),
+        ..epilogue(first.params(c.cout * p, p, 1, first.k, b.is_some()), relu)
+    };
+    let kernel = Kernel::new(Shader::MatmulSg, entry).with("SEGS", u32_of(xs.len()));
+    let x = |i: usize| xs.get(i).copied().unwrap_or(xs[0]);
+    let bindings = [
+        wt.bind(0),
+        xs[0].bind(1),
+        b.unwrap_or(wt).bind(2),
+        y.bind(3),
+        x(1).bind(4),
+        x(2).bind(5),
+        x(3).bind(6),
+    ];
+    let grid = [
+        u32_of((p / 4).div_ceil(CPU_GROUP)),
+        u32_of(c.cout.div_ceil(rows)),
+        u32_of(c.n),
+    ];
+    gpu.launch(&kernel, &bindings, &params, grid);
+    gpu.note_flops(2.0 * (c.cout * p * c.total * c.n) as f64);
+    true
 }
 
 /// `w` (Cout × ΣC_i) transposed, once, on a CPU adapter (whose products read the weights
