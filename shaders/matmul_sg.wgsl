@@ -22,9 +22,9 @@
 // bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
 
 // A product over a channel concatenation (`ops::conv1x1_cat`: the inception blocks'
-// merges) runs as one dispatch of `matmul_cpu_sg`, `_sg32` or `_sg64` with SEGS inputs:
-// B then X1, X2, X3, of p.k, p.k1, p.k2, p.k3 steps of k, each a whole (N, k_s, H, W)
-// tensor, against consecutive row blocks of A. The accumulators run on from one input to
+// merges) runs as one dispatch of `matmul_cpu_sg8`, `_sg`, `_sg32` or `_sg64` with SEGS
+// inputs: B then X1, X2, X3, of p.k, p.k1, p.k2, p.k3 steps of k, each a whole
+// (N, k_s, H, W) tensor, against consecutive row blocks of A. The accumulators run on from one input to
 // the next and C is written once: on lavapipe, where each load and store is a loop over
 // the lanes, a sum of one product per input, each adding into C, loaded and stored C once
 // per input (at 256², 4 inputs of 16 channels, 16 outputs: 20–27 ms against 8–11 ms as
@@ -37,13 +37,40 @@
 /// none of the loops over the others.
 override SEGS: u32 = 1u;
 
-/// Four rows of C (weights w.x … w.w) times one column quad b.
-fn rows4(w: vec4<f32>, b: vec4<f32>, c0: ptr<function, vec4<f32>>, c1: ptr<function, vec4<f32>>,
-         c2: ptr<function, vec4<f32>>, c3: ptr<function, vec4<f32>>) {
-    *c0 = fma(vec4<f32>(w.x), b, *c0);
-    *c1 = fma(vec4<f32>(w.y), b, *c1);
-    *c2 = fma(vec4<f32>(w.z), b, *c2);
-    *c3 = fma(vec4<f32>(w.w), b, *c3);
+/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
+/// of an array of 8.
+fn quad8(c: ptr<function, array<vec4<f32>, 8>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
+/// of an array of 16.
+fn quad16(c: ptr<function, array<vec4<f32>, 16>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
+/// of an array of 32.
+fn quad32(c: ptr<function, array<vec4<f32>, 32>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+}
+
+/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
+/// of an array of 64.
+fn quad64(c: ptr<function, array<vec4<f32>, 64>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
+    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
+    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
+    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
 }
 
 /// Input `s` of a product over a concatenation (0: B, the only one of a plain product).
@@ -55,30 +82,6 @@ fn b_in(s: u32, i: u32) -> vec4<f32> {
         case 3u: { return X3[i]; }
         default: { return B4[i]; }
     }
-}
-
-/// `rows4` on accumulators q … q + 3 of an array of 16.
-fn quad16(c: ptr<function, array<vec4<f32>, 16>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
-    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
-    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
-    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
-    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
-}
-
-/// `rows4` on accumulators q … q + 3 of an array of 32.
-fn quad32(c: ptr<function, array<vec4<f32>, 32>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
-    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
-    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
-    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
-    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
-}
-
-/// `rows4` on accumulators q … q + 3 of an array of 64.
-fn quad64(c: ptr<function, array<vec4<f32>, 64>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
-    (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
-    (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
-    (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
-    (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
 }
 
 /// Where input `s` ≥ 1 of a concatenation starts in A (rows past the inputs before it).
@@ -159,6 +162,28 @@ fn matmul_cpu_sg(@builtin(global_invocation_id) gid: vec3<u32>,
 // one vector load for four steps of k. The same order of accumulation as `matmul_cpu_sg`.
 // Grid: (N/4 / 64, ⌈M/8⌉, batch).
 
+/// `matmul_cpu_sg8`'s loop over input `s`.
+fn seg8(s: u32, pa: u32, pb: u32, dk: u32, c: ptr<function, array<vec4<f32>, 8>>) {
+    let kn = k_seg(s);
+    let last = kn - 1u;
+    for (var k = 0u; k < kn; k += 4u) {
+        let ka = k + dk;
+        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < kn);
+        let b0 = b_in(s, (pb + k * p.b_sk) / 4u);
+        quad8(c, 0u, subgroupBroadcast(a, 0u), b0);
+        quad8(c, 4u, subgroupBroadcast(a, 1u), b0);
+        let b1 = b_in(s, (pb + min(k + 1u, last) * p.b_sk) / 4u);
+        quad8(c, 0u, subgroupBroadcast(a, 2u), b1);
+        quad8(c, 4u, subgroupBroadcast(a, 3u), b1);
+        let b2 = b_in(s, (pb + min(k + 2u, last) * p.b_sk) / 4u);
+        quad8(c, 0u, subgroupBroadcast(a, 4u), b2);
+        quad8(c, 4u, subgroupBroadcast(a, 5u), b2);
+        let b3 = b_in(s, (pb + min(k + 3u, last) * p.b_sk) / 4u);
+        quad8(c, 0u, subgroupBroadcast(a, 6u), b3);
+        quad8(c, 4u, subgroupBroadcast(a, 7u), b3);
+    }
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(workgroup_id) wid: vec3<u32>,
@@ -169,30 +194,15 @@ fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
     if (subgroupAll(gid.x * 4u >= p.n)) { return; }
     let dk = lane / 2u;
     let pa = p.a_off + z * p.a_sb + min(m0 + 4u * (lane % 2u), last_quad());
-    let pb = z * p.b_sb + n0;
-    let last = p.k - 1u;
-    var c0 = vec4<f32>(0.0); var c1 = vec4<f32>(0.0); var c2 = vec4<f32>(0.0); var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0); var c5 = vec4<f32>(0.0); var c6 = vec4<f32>(0.0); var c7 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k; k += 4u) {
-        let ka = k + dk;
-        let a = select(vec4<f32>(0.0), A4[(pa + min(ka, last) * p.a_sk) / 4u], ka < p.k);
-        let b0 = B4[(pb + k * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 0u), b0, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 1u), b0, &c4, &c5, &c6, &c7);
-        let b1 = B4[(pb + min(k + 1u, last) * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 2u), b1, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 3u), b1, &c4, &c5, &c6, &c7);
-        let b2 = B4[(pb + min(k + 2u, last) * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 4u), b2, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 5u), b2, &c4, &c5, &c6, &c7);
-        let b3 = B4[(pb + min(k + 3u, last) * p.b_sk) / 4u];
-        rows4(subgroupBroadcast(a, 6u), b3, &c0, &c1, &c2, &c3);
-        rows4(subgroupBroadcast(a, 7u), b3, &c4, &c5, &c6, &c7);
-    }
+    var c: array<vec4<f32>, 8>;
+    seg8(0u, pa, b_seg(0u, z, n0), dk, &c);
+    if (SEGS > 1u) { seg8(1u, pa + a_seg(1u), b_seg(1u, z, n0), dk, &c); }
+    if (SEGS > 2u) { seg8(2u, pa + a_seg(2u), b_seg(2u, z, n0), dk, &c); }
+    if (SEGS > 3u) { seg8(3u, pa + a_seg(3u), b_seg(3u, z, n0), dk, &c); }
     if (gid.x * 4u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
-    store_quad(cz, m0, c0, c1, c2, c3);
-    store_quad(cz, m0 + 4u, c4, c5, c6, c7);
+    store_quad(cz, m0, c[0], c[1], c[2], c[3]);
+    store_quad(cz, m0 + 4u, c[4], c[5], c[6], c[7]);
 }
 
 // ---------------------------------------------------------------------------------------

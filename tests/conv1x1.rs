@@ -305,8 +305,8 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
         ),
         ("r5 += dots(A4[pa5 + q]", "r5 += dots(A4[pa4 + q]"),
         (
-            "rows4(subgroupBroadcast(a, 5u), b2, &c4",
-            "rows4(subgroupBroadcast(a, 4u), b2, &c4",
+            "quad8(c, 4u, subgroupBroadcast(a, 5u), b2)",
+            "quad8(c, 4u, subgroupBroadcast(a, 4u), b2)",
         ),
         (
             "quad64(c, 44u, subgroupBroadcast(a2, 3u), b)",
@@ -505,10 +505,12 @@ fn conv1x1_cat_as_one_product_over_its_inputs() {
     // than 8 rows is one product that reads the inputs in turn: the first inception
     // block's merge (16 + 16 + 16 + 1 channels, the last input half a pair of steps of k)
     // on the 16-row kernel, three inputs on the 32-row one, two on the 64-row one with a
-    // last block of 48 rows and a partial workgroup, each in a batch of two.
+    // last block of 48 rows and a partial workgroup, four with an input of one channel
+    // on the 8-row one, each in a batch of two.
     check_cat(2, &[16, 16, 16, 1], 16, (4, 8), true, true);
     check_cat(2, &[8, 4, 12], 32, (4, 8), false, true);
     check_cat(2, &[16, 32], 112, (2, 8), true, false);
+    check_cat(2, &[4, 1, 8, 3], 8, (4, 4), true, true);
     // With batch norm folded and the ReLU in the store.
     check_cat_bn(2, &[16, 16, 16, 16], 16, (4, 8), false, true);
 }
@@ -526,6 +528,7 @@ fn a_concatenation_of_up_to_four_inputs_is_one_product_on_a_cpu_adapter() {
         (&[16, 16, 16, 1][..], 16, "matmul_cpu_sg"),
         (&[8, 4, 12], 32, "matmul_cpu_sg32"),
         (&[16, 32], 48, "matmul_cpu_sg64"),
+        (&[4, 4, 8, 1], 8, "matmul_cpu_sg8"),
     ] {
         let xs: Vec<_> = channels.iter().map(|&c| t(&[2, c, 4, 8])).collect();
         let refs: Vec<_> = xs.iter().collect();
@@ -566,6 +569,7 @@ fn a_planted_error_in_a_concatenations_product_fails_its_check() {
             check_cat_on(planted, gpu, 2, &[8, 4, 12, 16], 16, (4, 8), false, true);
             check_cat_on(planted, gpu, 2, &[12, 4, 8, 4], 32, (4, 8), true, false);
             check_cat_on(planted, gpu, 2, &[4, 8, 12, 8], 64, (4, 8), false, true);
+            check_cat_on(planted, gpu, 2, &[8, 4, 1, 12], 8, (4, 8), true, true);
         });
     }
 }

@@ -563,7 +563,7 @@ fn takes_inputs(kernel: &Kernel) -> bool {
     kernel.shader == Shader::MatmulSg
         && matches!(
             kernel.entry,
-            "matmul_cpu_sg" | "matmul_cpu_sg32" | "matmul_cpu_sg64"
+            "matmul_cpu_sg8" | "matmul_cpu_sg" | "matmul_cpu_sg32" | "matmul_cpu_sg64"
         )
 }
 
@@ -857,8 +857,8 @@ fn sum_of_products(
 
 /// y = Σ_i W_i·x_i (+ b), max(0, ·) when `relu`, as one CPU-shaped product over the
 /// inputs in turn (`matmul_sg.wgsl`'s SEGS), `wt` the transposed weights: where the
-/// device has 8-lane subgroups and runs all pipelines, 2 to 4 inputs, M above 8 and rows
-/// of whole vec4s. Whether it ran; where not, the caller adds one product per input.
+/// device has 8-lane subgroups and runs all pipelines, 2 to 4 inputs and rows of whole
+/// vec4s. Whether it ran; where not, the caller adds one product per input.
 fn cat_product_cpu(
     xs: &[&Tensor],
     wt: &Tensor,
@@ -886,7 +886,6 @@ fn cat_product_cpu(
     if gpu.info().subgroup_size != Some(SG_LANES)
         || gpu.few_pipelines()
         || !(2..=4).contains(&xs.len())
-        || rows == 8
         || !first.cpu_layout(c.cout * p, p)
     {
         return false;
