@@ -114,6 +114,41 @@ fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+/// Input row v of `dw_conv_cpu`'s block (row i0 − K/2 + v of plane pl), v < DW_R + K − 1,
+/// into the accumulators of the output rows it meets (none past the last v of K).
+fn dw_row(v: u32, i0: u32, pl: u32, q0: i32, taps: ptr<function, array<f32, 25>>,
+          acc: ptr<function, array<vec4<f32>, 8>>) {
+    if (v >= DW_R + K - 1u) { return; }
+    let q = p.w / 4u;
+    let half = i32(K / 2u);
+    let ii = i32(i0) + i32(v) - half;
+    if (ii < 0 || ii >= i32(p.h)) { return; }
+    let row = (pl * p.h + u32(ii)) * q;
+    var win: array<f32, 16>;
+    for (var g = 0; g < 4; g++) {
+        let qq = q0 + g;
+        let inside = qq >= 0 && qq < i32(q);
+        let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
+        win[4 * g] = x4.x;
+        win[4 * g + 1] = x4.y;
+        win[4 * g + 2] = x4.z;
+        win[4 * g + 3] = x4.w;
+    }
+    // Output row i0 + r reads this input row through kernel row a = v − r.
+    for (var r = 0u; r < DW_R; r++) {
+        let a = i32(v) - i32(r);
+        if (a < 0 || a >= i32(K)) { continue; }
+        for (var b = 0u; b < K; b++) {
+            let kv = vec4<f32>((*taps)[u32(a) * K + b]);
+            let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
+            (*acc)[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
+                                 (*acc)[2u * r]);
+            (*acc)[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],
+                                                    win[s + 7u]), (*acc)[2u * r + 1u]);
+        }
+    }
+}
+
 // The same as dw_conv, shaped for CPU adapters (lavapipe runs 8 invocations as one
 // vector, and every load instruction costs about the same): a block of DW_R rows × 8
 // columns per invocation, W a multiple of 4 (where W % 8 = 4 the last strip of a row has 4
@@ -135,7 +170,6 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let c = pl % p.c;
     let i0 = rb * DW_R;
     let q0 = i32(js * 2u) - 1;               // the vec4 of columns j0 − 4
-    let half = i32(K / 2u);
     var taps: array<f32, 25>;
     for (var tap = 0u; tap < K * K; tap++) {
         var src_tap = tap;
@@ -144,34 +178,21 @@ fn dw_conv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
     var acc: array<vec4<f32>, 8>;            // (lo, hi) of each of the DW_R rows
     for (var m = 0u; m < 2u * DW_R; m++) { acc[m] = vec4<f32>(0.0); }
-    for (var v = 0u; v < DW_R + K - 1u; v++) {
-        let ii = i32(i0) + i32(v) - half;
-        if (ii < 0 || ii >= i32(p.h)) { continue; }
-        let row = (pl * p.h + u32(ii)) * q;
-        var win: array<f32, 16>;
-        for (var g = 0; g < 4; g++) {
-            let qq = q0 + g;
-            let inside = qq >= 0 && qq < i32(q);
-            let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
-            win[4 * g] = x4.x;
-            win[4 * g + 1] = x4.y;
-            win[4 * g + 2] = x4.z;
-            win[4 * g + 3] = x4.w;
-        }
-        // Output row i0 + r reads this input row through kernel row a = v − r.
-        for (var r = 0u; r < DW_R; r++) {
-            let a = i32(v) - i32(r);
-            if (a < 0 || a >= i32(K)) { continue; }
-            for (var b = 0u; b < K; b++) {
-                let kv = vec4<f32>(taps[u32(a) * K + b]);
-                let s = 4u + b - u32(half);  // win index of column j0 + b − K/2
-                acc[2u * r] = fma(kv, vec4<f32>(win[s], win[s + 1u], win[s + 2u], win[s + 3u]),
-                                  acc[2u * r]);
-                acc[2u * r + 1u] = fma(kv, vec4<f32>(win[s + 4u], win[s + 5u], win[s + 6u],
-                                                     win[s + 7u]), acc[2u * r + 1u]);
-            }
-        }
-    }
+    // The DW_R + K − 1 ≤ 8 input rows one by one, each a call with a constant row, not a
+    // loop: LLVM on lavapipe left that loop rolled, and inside a loop every write to an
+    // accumulator is blended with the lanes' mask (at 16 × 256², min of 8 × 10 calls:
+    // K 5, 4.7–5.0 → 3.1–3.5 ms; K 3, 2.6–3.4 → 1.8–2.7 ms). LLVM takes longer over the
+    // straight-line code (K 5: 0.6 → 1.3–1.6 s, K 3: 0.4 → 0.7–1.0 s, once per pipeline and
+    // machine while Mesa's shader cache keeps it); `dw_conv_cpu_any`, which small models'
+    // first inference takes, keeps its loop.
+    dw_row(0u, i0, pl, q0, &taps, &acc);
+    dw_row(1u, i0, pl, q0, &taps, &acc);
+    dw_row(2u, i0, pl, q0, &taps, &acc);
+    dw_row(3u, i0, pl, q0, &taps, &acc);
+    dw_row(4u, i0, pl, q0, &taps, &acc);
+    dw_row(5u, i0, pl, q0, &taps, &acc);
+    dw_row(6u, i0, pl, q0, &taps, &acc);
+    dw_row(7u, i0, pl, q0, &taps, &acc);
     for (var r = 0u; r < DW_R; r++) {
         if (i0 + r < p.h) {
             let o = (pl * p.h + i0 + r) * q + js * 2u;
