@@ -137,10 +137,6 @@ fn a_planted_error_in_the_cpu_depthwise_rows_fails_its_check() {
     // `dw_conv_cpu` takes the rows under a block as one call each: the checks above must
     // fail without the last of them (K 5's eighth row), or with a row past the bottom of
     // the map read instead of skipped.
-    if common::gpu_with(KernelClass::Cpu).is_none() {
-        return;
-    }
-    let source = rca_gpu::runtime::Shader::Conv.source();
     for (planted, wrong) in [
         ("    dw_row(7u, i0, pl, q0, &taps, &acc);\n", ""),
         (
@@ -148,22 +144,10 @@ fn a_planted_error_in_the_cpu_depthwise_rows_fails_its_check() {
             "if (ii < 0 || ii > i32(p.h)) { return; }",
         ),
     ] {
-        assert!(source.contains(planted), "{planted}");
-        let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
-            kernels: Some(KernelClass::Cpu),
-            ..rca_gpu::AdapterRequest::from_env()
-        })
-        .unwrap();
-        gpu.set_poison(true);
-        gpu.replace_shader_source(
-            rca_gpu::runtime::Shader::Conv,
-            &source.replace(planted, wrong),
-        );
-        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_depthwise_on("cpu (planted error)", &gpu, 1, 2, 9, 16, 5);
-            check_depthwise_on("cpu (planted error)", &gpu, 1, 2, 10, 8, 3);
-        }));
-        assert!(failed.is_err(), "{wrong}: passed the depthwise check");
+        common::assert_plant_fails(rca_gpu::runtime::Shader::Conv, planted, wrong, |gpu| {
+            check_depthwise_on("cpu (planted error)", gpu, 1, 2, 9, 16, 5);
+            check_depthwise_on("cpu (planted error)", gpu, 1, 2, 10, 8, 3);
+        });
     }
 }
 

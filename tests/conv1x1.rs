@@ -329,29 +329,15 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
     }
 }
 
-/// Panic unless `check` fails on a CPU-class device whose `matmul_sg.wgsl` has `planted`
-/// replaced by `wrong` (where the adapter has 8-lane subgroups, which that file is for).
+/// [`common::assert_plant_fails`] on `matmul_sg.wgsl`, where the adapter has the 8-lane
+/// subgroups that file is for.
 fn assert_plant_fails(planted: &str, wrong: &str, check: impl Fn(&rca_gpu::Gpu)) {
     let Some(cpu) = common::gpu_with(KernelClass::Cpu) else {
         return;
     };
-    if cpu.info().subgroup_size != Some(8) {
-        return;
+    if cpu.info().subgroup_size == Some(8) {
+        common::assert_plant_fails(rca_gpu::runtime::Shader::MatmulSg, planted, wrong, check);
     }
-    let source = rca_gpu::runtime::Shader::MatmulSg.source();
-    assert!(source.contains(planted), "{planted}");
-    let gpu = rca_gpu::Gpu::new(&rca_gpu::AdapterRequest {
-        kernels: Some(KernelClass::Cpu),
-        ..rca_gpu::AdapterRequest::from_env()
-    })
-    .unwrap();
-    gpu.set_poison(true);
-    gpu.replace_shader_source(
-        rca_gpu::runtime::Shader::MatmulSg,
-        &source.replace(planted, wrong),
-    );
-    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&gpu)));
-    assert!(failed.is_err(), "{wrong}: passed the check");
 }
 
 /// The inputs of a `conv1x1_cat` check: (xs, scale, w, b).

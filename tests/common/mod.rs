@@ -136,6 +136,31 @@ pub fn own_gpu() -> Option<Gpu> {
     Some(new_gpu().expect("a second device on the adapter of the shared one"))
 }
 
+/// Panic unless `check` fails on a fresh CPU-class device whose `shader` has `planted`
+/// replaced by `wrong`: the checks it runs must be able to fail. Nothing where there is no
+/// CPU-class device.
+pub fn assert_plant_fails(
+    shader: rca_gpu::runtime::Shader,
+    planted: &str,
+    wrong: &str,
+    check: impl Fn(&Gpu),
+) {
+    if gpu_with(KernelClass::Cpu).is_none() {
+        return;
+    }
+    let source = shader.source();
+    assert!(source.contains(planted), "{planted}");
+    let gpu = Gpu::new(&AdapterRequest {
+        kernels: Some(KernelClass::Cpu),
+        ..AdapterRequest::from_env()
+    })
+    .unwrap();
+    gpu.set_poison(true);
+    gpu.replace_shader_source(shader, &source.replace(planted, wrong));
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&gpu)));
+    assert!(failed.is_err(), "{wrong}: passed the check");
+}
+
 /// A generator seeded afresh for each test; the seed is printed so a failure replays
 /// with `RCA_TEST_SEED=<seed>`.
 pub fn rng() -> StdRng {
