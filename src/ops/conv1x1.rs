@@ -542,7 +542,6 @@ fn epilogue(mut params: MatmulParams, relu: bool) -> MatmulParams {
     params
 }
 
-/// `kernel` with the ACC override where the store adds to C.
 /// The CPU-shaped product for M rows, on a device with 8-lane subgroups, and its rows
 /// per invocation: 64 or 32 where M allows, 8 where M is at most 8, else 16.
 fn sg_entry(m: usize) -> (&'static str, usize) {
@@ -567,6 +566,7 @@ fn takes_inputs(kernel: &Kernel) -> bool {
         )
 }
 
+/// `kernel` with the ACC override where the store adds to C.
 fn accumulate(kernel: Kernel, acc: bool) -> Kernel {
     if acc { kernel.with("ACC", 1) } else { kernel }
 }
