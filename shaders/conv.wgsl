@@ -114,6 +114,22 @@ fn dw_conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+/// Columns j0 − 4 … j0 + 11 of the plane row whose first vec4 is `row` (zeros outside the
+/// map): the four aligned vec4s from `q0`, the one of column j0 − 4.
+fn dw_window(row: u32, q0: i32) -> array<f32, 16> {
+    let q = i32(p.w / 4u);
+    var win: array<f32, 16>;
+    for (var g = 0; g < 4; g++) {
+        let qq = q0 + g;
+        let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, q - 1))], qq >= 0 && qq < q);
+        win[4 * g] = x4.x;
+        win[4 * g + 1] = x4.y;
+        win[4 * g + 2] = x4.z;
+        win[4 * g + 3] = x4.w;
+    }
+    return win;
+}
+
 /// Input row v of `dw_conv_cpu`'s block (row i0 − K/2 + v of plane pl), v < DW_R + K − 1,
 /// into the accumulators of the output rows it meets (none past the last v of K).
 fn dw_row(v: u32, i0: u32, pl: u32, q0: i32, taps: ptr<function, array<f32, 25>>,
@@ -123,17 +139,7 @@ fn dw_row(v: u32, i0: u32, pl: u32, q0: i32, taps: ptr<function, array<f32, 25>>
     let half = i32(K / 2u);
     let ii = i32(i0) + i32(v) - half;
     if (ii < 0 || ii >= i32(p.h)) { return; }
-    let row = (pl * p.h + u32(ii)) * q;
-    var win: array<f32, 16>;
-    for (var g = 0; g < 4; g++) {
-        let qq = q0 + g;
-        let inside = qq >= 0 && qq < i32(q);
-        let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
-        win[4 * g] = x4.x;
-        win[4 * g + 1] = x4.y;
-        win[4 * g + 2] = x4.z;
-        win[4 * g + 3] = x4.w;
-    }
+    var win = dw_window((pl * p.h + u32(ii)) * q, q0);
     // Output row i0 + r reads this input row through kernel row a = v − r.
     for (var r = 0u; r < DW_R; r++) {
         let a = i32(v) - i32(r);
@@ -238,17 +244,7 @@ fn dw_conv_cpu_any(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     for (var v = 0u; v < DW_R + kk - 1u; v++) {
         let ii = i32(i0) + i32(v) - half;
         if (ii < 0 || ii >= i32(p.h)) { continue; }
-        let row = (pl * p.h + u32(ii)) * q;
-        var win: array<f32, 16>;
-        for (var g = 0; g < 4; g++) {
-            let qq = q0 + g;
-            let inside = qq >= 0 && qq < i32(q);
-            let x4 = select(vec4<f32>(0.0), src4[row + u32(clamp(qq, 0, i32(q) - 1))], inside);
-            win[4 * g] = x4.x;
-            win[4 * g + 1] = x4.y;
-            win[4 * g + 2] = x4.z;
-            win[4 * g + 3] = x4.w;
-        }
+        var win = dw_window((pl * p.h + u32(ii)) * q, q0);
         // Output row i0 + r reads this input row through kernel row a = v − r.
         for (var r = 0u; r < DW_R; r++) {
             let a = i32(v) - i32(r);

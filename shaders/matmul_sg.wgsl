@@ -37,6 +37,10 @@
 /// none of the loops over the others.
 override SEGS: u32 = 1u;
 
+// `quad8` … `quad64`: one per accumulator count, as WGSL has no array length a function
+// could take as a parameter; passing `&(*c)[q]` to one shared four-pointer function instead
+// is what naga 30's SPIR-V writer rejects ("Expression … is not cached").
+
 /// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
 /// of an array of 8.
 fn quad8(c: ptr<function, array<vec4<f32>, 8>>, q: u32, w: vec4<f32>, b: vec4<f32>) {

@@ -158,19 +158,53 @@ impl Matmul {
         params: &MatmulParams,
         grid: [u32; 3],
     ) {
-        // The bias binding must exist even when unused; a plain product over B binds it
-        // in the slots of a concatenation's other inputs too.
-        let mut bindings = vec![a.bind(0), b.bind(1), bias.unwrap_or(a).bind(2), c.bind(3)];
+        self.dispatch_inputs(kernel, a, &[b], c, bias, params, grid);
+    }
+
+    /// [`Matmul::dispatch`] of a product over the inputs `bs` in turn (B, then those of
+    /// `params.k1` … steps of k: `matmul_sg.wgsl`'s SEGS). The bias binding must exist
+    /// even when unused, and the kernels that take several inputs have all their slots
+    /// bound: B repeated in those a product does not use.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_inputs(
+        &self,
+        kernel: &Kernel,
+        a: &Tensor,
+        bs: &[&Tensor],
+        c: &Tensor,
+        bias: Option<&Tensor>,
+        params: &MatmulParams,
+        grid: [u32; 3],
+    ) {
+        let b = |i: usize| bs.get(i).copied().unwrap_or(bs[0]);
+        let mut bindings = vec![
+            a.bind(0),
+            b(0).bind(1),
+            bias.unwrap_or(a).bind(2),
+            c.bind(3),
+        ];
         if takes_inputs(kernel) {
-            bindings.extend([b.bind(4), b.bind(5), b.bind(6)]);
+            bindings.extend([b(1).bind(4), b(2).bind(5), b(3).bind(6)]);
         }
         a.gpu().launch(kernel, &bindings, params, grid);
-        a.gpu().note_flops(self.flops());
+        let others: u32 = params.k1 + params.k2 + params.k3;
+        let k = self.k + others as usize;
+        a.gpu().note_flops(Matmul { k, ..*self }.flops());
     }
 
     /// 2·M·N·K per batch: what a profile reports GFLOP/s from.
     fn flops(&self) -> f64 {
         2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+
+    /// The grid of the CPU-shaped products: column quads in workgroups of `CPU_GROUP`,
+    /// blocks of `rows` rows, the batch.
+    fn cpu_grid(&self, rows: usize) -> [u32; 3] {
+        [
+            u32_of((self.n / 4).div_ceil(CPU_GROUP)),
+            u32_of(self.m.div_ceil(rows)),
+            u32_of(self.batch),
+        ]
     }
 
     fn params(
@@ -338,11 +372,6 @@ impl Matmul {
     ) {
         let params = self.params(c_sb, c_sm, 1, self.k, bias.is_some());
         let params = epilogue(params, relu);
-        let grid = [
-            u32_of((self.n / 4).div_ceil(CPU_GROUP)),
-            u32_of(self.m.div_ceil(CPU_ROWS)),
-            u32_of(self.batch),
-        ];
         if a.gpu().info().subgroup_size == Some(SG_LANES) {
             // 64 or 32 rows per invocation where M allows, 8 where M is at most 8, else
             // 16. With few pipelines: 8 for every M (the same sums in the same order), and
@@ -353,7 +382,7 @@ impl Matmul {
             } else {
                 sg_entry(self.m)
             };
-            let grid = [grid[0], u32_of(self.m.div_ceil(rows)), grid[2]];
+            let grid = self.cpu_grid(rows);
             let kernel = Kernel::new(Shader::MatmulSg, entry);
             if few {
                 let params = accumulate_flag(params, acc);
@@ -364,6 +393,7 @@ impl Matmul {
             }
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
+            let grid = self.cpu_grid(CPU_ROWS);
             self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
         }
     }
@@ -898,23 +928,7 @@ fn cat_product_cpu(
         ..epilogue(first.params(c.cout * p, p, 1, first.k, b.is_some()), relu)
     };
     let kernel = Kernel::new(Shader::MatmulSg, entry).with("SEGS", u32_of(xs.len()));
-    let x = |i: usize| xs.get(i).copied().unwrap_or(xs[0]);
-    let bindings = [
-        wt.bind(0),
-        xs[0].bind(1),
-        b.unwrap_or(wt).bind(2),
-        y.bind(3),
-        x(1).bind(4),
-        x(2).bind(5),
-        x(3).bind(6),
-    ];
-    let grid = [
-        u32_of((p / 4).div_ceil(CPU_GROUP)),
-        u32_of(c.cout.div_ceil(rows)),
-        u32_of(c.n),
-    ];
-    gpu.launch(&kernel, &bindings, &params, grid);
-    gpu.note_flops(2.0 * (c.cout * p * c.total * c.n) as f64);
+    first.dispatch_inputs(&kernel, wt, xs, y, b, &params, first.cpu_grid(rows));
     true
 }
 
