@@ -452,3 +452,148 @@ fn bn_fold(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         kb_out[i] = ai * kb[i] + (kbeta[i] - kstats[2u * i] * ai);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Training mode on CPU adapters: one workgroup per channel (grid (1, C, 1)), so that a
+// channel's sums and their use are one dispatch instead of three: the sums over the whole
+// channel, the workgroup's reduction, then the element-wise pass over the channel again.
+// On lavapipe every dispatch costs ~40 µs before any work and a workgroup runs on one
+// thread in sequence anyway, so the *_partial / *_final / element-wise chain above spends
+// more on its dispatches than on its sums at the network's small maps; there are as many
+// workgroups as channels (4 to 256 in the network) for the cores. P a multiple of 4,
+// `inner` in vec4s. Each plane is summed on its own before it is added to the channel's
+// sums, so no f32 sum grows over more than P/256 terms per lane.
+
+const CWG: u32 = 64u;
+
+@group(0) @binding(3) var<storage, read> cgamma: array<f32>;
+@group(0) @binding(4) var<storage, read> cbeta: array<f32>;
+@group(0) @binding(5) var<storage, read_write> cout: array<f32>;
+@group(0) @binding(6) var<storage, read_write> cy4: array<vec4<f32>>;
+
+// What the reducing invocation hands to the workgroup's element-wise pass.
+var<workgroup> cshare: vec2<f32>;
+
+// Where the new running mean and variance start in `cout`, after the (C, 2) statistics:
+// each at a multiple of 64 elements (256 bytes, where a tensor view may start).
+fn running_at(c: u32) -> vec2<u32> {
+    let rm = (2u * c + 63u) / 64u * 64u;
+    return vec2<u32>(rm, rm + (c + 63u) / 64u * 64u);
+}
+
+// x (slot 0) is (N, C, P); cout gets stats [mean, invstd] (C, 2) as bn_stats_final writes
+// them and the new running statistics at `running_at`; y = γ·x̂ + β (then ReLU with RELU).
+// The sums are of x − K, K the channel's first element (see bn_stats_partial).
+@compute @workgroup_size(64)
+fn bn_train_cpu4(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let shift = sx4[c * p.inner].x;
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        for (var q = lid; q < p.inner; q += CWG) {
+            let d = sx4[plane + q] - shift;
+            t1 += d;
+            t2 += d * d;
+        }
+        s1 += t1;
+        s2 += t2;
+    }
+    let one = vec4<f32>(1.0);
+    acc2[lid] = vec2<f32>(dot(s1, one), dot(s2, one));
+    let t = reduce_acc2(lid, 8u);
+    if (lid == 0u) {
+        let cnt = f32(4u * p.n * p.inner);
+        let mean = shift + t.x / cnt;
+        let var_b = max(t.y - t.x * t.x / cnt, 0.0) / cnt;
+        let invstd = inverseSqrt(var_b + p.eps);
+        cout[2u * c] = mean;
+        cout[2u * c + 1u] = invstd;
+        let r = running_at(p.c);
+        cout[r.x + c] = p.momentum * frm[c] + (1.0 - p.momentum) * mean;
+        cout[r.y + c] = p.momentum * frv[c] + (1.0 - p.momentum) * var_b;
+        let a = cgamma[c] * invstd;
+        cshare = vec2<f32>(a, cbeta[c] - mean * a);
+    }
+    workgroupBarrier();
+    let ab = cshare;
+    for (var n = 0u; n < p.n; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = lid; q < p.inner; q += CWG) {
+            let v = ab.x * sx4[plane + q] + ab.y;
+            if (RELU) {
+                cy4[plane + q] = max(v, vec4<f32>(0.0));
+            } else {
+                cy4[plane + q] = v;
+            }
+        }
+    }
+}
+
+@group(0) @binding(5) var<storage, read_write> cgrad: array<f32>;
+
+// Whether bn_backward_cpu4 writes dx (slot 6) after dγ and dβ.
+override DX: bool = true;
+
+// Where dβ starts in `cgrad`, after dγ: at a multiple of 64 elements.
+fn dbeta_at(c: u32) -> u32 {
+    return (c + 63u) / 64u * 64u;
+}
+
+// The training-mode backward of bn_train_cpu4 in one dispatch, one workgroup per channel:
+// dγ = Σ dy·x̂ (cgrad[c]) and dβ = Σ dy (cgrad[dbeta_at(C) + c]), then with DX
+//   dx = γ·invstd·(dy − (dβ + x̂·dγ)/m), m = N·P,
+// dy masked by the fused ReLU's output (slot 4) with MASK, as bn_grad_partial4 and
+// bn_backward_input4 do in three dispatches.
+@compute @workgroup_size(64)
+fn bn_backward_cpu4(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let mean = gstats[2u * c];
+    let invstd = gstats[2u * c + 1u];
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        var t1 = vec4<f32>(0.0);
+        var t2 = vec4<f32>(0.0);
+        for (var q = lid; q < p.inner; q += CWG) {
+            var g = gdy4[plane + q];
+            if (MASK) {
+                g = select(vec4<f32>(0.0), g, gy4[plane + q] > vec4<f32>(0.0));
+            }
+            t1 += g;
+            t2 += g * (gx4[plane + q] - mean) * invstd;
+        }
+        s1 += t1;
+        s2 += t2;
+    }
+    let one = vec4<f32>(1.0);
+    acc2[lid] = vec2<f32>(dot(s1, one), dot(s2, one));
+    let t = reduce_acc2(lid, 8u);
+    if (lid == 0u) {
+        cgrad[c] = t.y;
+        cgrad[dbeta_at(p.c) + c] = t.x;
+        let inv_m = 1.0 / f32(4u * p.n * p.inner);
+        cshare = vec2<f32>(t.x * inv_m, t.y * inv_m);
+    }
+    if (!DX) { return; }
+    workgroupBarrier();
+    let s = cshare;
+    let k = cgamma[c] * invstd;
+    for (var n = 0u; n < p.n; n++) {
+        let plane = (n * p.c + c) * p.inner;
+        for (var q = lid; q < p.inner; q += CWG) {
+            let xh = (gx4[plane + q] - mean) * invstd;
+            var g = gdy4[plane + q];
+            if (MASK) {
+                g = select(vec4<f32>(0.0), g, gy4[plane + q] > vec4<f32>(0.0));
+            }
+            idx4[plane + q] = k * (g - s.x - xh * s.y);
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! spread.
 
 use rand::Rng;
+use rand::rngs::StdRng;
 use rca_gpu::ops::norm::{BN_EPS, BN_MOMENTUM};
 use rca_gpu::{Tensor, ops, reference::norm as r};
 
@@ -17,8 +18,17 @@ fn variances(rng: &mut rand::rngs::StdRng, c: usize) -> Vec<f32> {
     (0..c).map(|_| rng.random_range(0.5..1.5)).collect()
 }
 
+/// Training mode in every kernel variant: on CPU adapters, where the planes are whole
+/// vec4s, one workgroup per channel (`bn_train_cpu4`, `bn_backward_cpu4`); elsewhere the
+/// tiled partial sums, their merge and the element-wise kernels.
 fn check_train(shape: [usize; 4], tol: Tol) {
-    let Some(gpu) = common::gpu() else { return };
+    for (class, gpu) in common::kernel_variants() {
+        check_train_on(&gpu, class, shape, tol);
+    }
+}
+
+fn check_train_on(gpu: &rca_gpu::Gpu, class: &str, shape: [usize; 4], tol: Tol) {
+    let gpu = gpu.clone();
     let mut rng = common::rng();
     let [n, c, h, w] = shape;
     let p = h * w;
@@ -33,7 +43,7 @@ fn check_train(shape: [usize; 4], tol: Tol) {
     check_op(
         &gpu,
         &mut rng,
-        &format!("batch_norm_train {shape:?}"),
+        &format!("batch_norm_train {shape:?} ({class})"),
         &[input(&shape, x), input(&[c], gamma), input(&[c], beta)],
         |x| {
             ops::batch_norm_train(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
@@ -93,107 +103,116 @@ fn batch_norm_train_statistics_survive_a_mean_far_from_zero() {
     // Forward only: the inputs and the mean itself carry up to 300·2⁻²⁴ ≈ 2e-5 of f32
     // rounding (hence atol 1e-4 on y), and in dγ = Σ dy·x̂ that rounding of the mean is
     // multiplied by Σ dy, a limit of f32 rather than of the kernel.
-    let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    // P = 1591 runs the scalar kernels, P = 1584 the vec4 ones.
-    for (n, c, h, w) in [(3, 2, 37, 43), (3, 2, 36, 44)] {
-        let p = h * w;
-        let x: Vec<f32> = uniform(&mut rng, n * c * p)
-            .iter()
-            .map(|v| v + 300.0)
-            .collect();
-        let gamma = uniform(&mut rng, c);
-        let beta = uniform(&mut rng, c);
-        let rm = uniform(&mut rng, c);
-        let rv = variances(&mut rng, c);
-        let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
-        let (y, new_mean, new_var) = ops::batch_norm_train(
-            &up(&x, &[n, c, h, w]),
-            &up(&gamma, &[c]),
-            &up(&beta, &[c]),
-            &up(&rm, &[c]),
-            &up(&rv, &[c]),
-            BN_MOMENTUM,
-            BN_EPS,
-        )
-        .unwrap();
-        let (want_y, want_mean, want_var) = r::batch_norm_train(
-            &to_f64(&x),
-            &to_f64(&gamma),
-            &to_f64(&beta),
-            &to_f64(&rm),
-            &to_f64(&rv),
-            n,
-            c,
-            p,
-            MOMENTUM,
-            EPS,
-        );
-        let tol = Tol {
-            atol: 1e-4,
-            rtol: F32.rtol,
-        };
-        common::assert_close("y", &y.to_vec().unwrap(), &want_y, tol);
-        common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
-        common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
+    for (class, gpu) in common::kernel_variants() {
+        let mut rng = common::rng();
+        // P = 1591 runs the scalar kernels, P = 1584 the vec4 ones.
+        for (n, c, h, w) in [(3, 2, 37, 43), (3, 2, 36, 44)] {
+            let x = uniform(&mut rng, n * c * h * w)
+                .iter()
+                .map(|v| v + 300.0)
+                .collect();
+            let pass = train_pass(&gpu, &mut rng, [n, c, h, w], x);
+            let tol = Tol {
+                atol: 1e-4,
+                rtol: F32.rtol,
+            };
+            common::assert_close(&format!("y ({class})"), &pass.got[0], &pass.want[0], tol);
+            pass.assert_running(class);
+        }
+    }
+}
+
+/// One training-mode pass over `x` (shaped `shape`) with random γ, β and running
+/// statistics, on `gpu` and in the f64 reference: (y, new running mean, new running
+/// variance) from each.
+struct TrainPass {
+    got: [Vec<f32>; 3],
+    want: [Vec<f64>; 3],
+    x: Vec<f32>,
+    rv: Vec<f32>,
+}
+
+fn train_pass(gpu: &rca_gpu::Gpu, rng: &mut StdRng, shape: [usize; 4], x: Vec<f32>) -> TrainPass {
+    let [n, c, h, w] = shape;
+    let gamma = uniform(rng, c);
+    let beta = uniform(rng, c);
+    let rm = uniform(rng, c);
+    let rv = variances(rng, c);
+    let up = |v: &[f32], s: &[usize]| Tensor::from_vec(gpu, s, v).unwrap();
+    let (y, new_mean, new_var) = ops::batch_norm_train(
+        &up(&x, &shape),
+        &up(&gamma, &[c]),
+        &up(&beta, &[c]),
+        &up(&rm, &[c]),
+        &up(&rv, &[c]),
+        BN_MOMENTUM,
+        BN_EPS,
+    )
+    .unwrap();
+    let (want_y, want_mean, want_var) = r::batch_norm_train(
+        &to_f64(&x),
+        &to_f64(&gamma),
+        &to_f64(&beta),
+        &to_f64(&rm),
+        &to_f64(&rv),
+        n,
+        c,
+        h * w,
+        MOMENTUM,
+        EPS,
+    );
+    let back = |t: Tensor| t.to_vec().unwrap();
+    TrainPass {
+        got: [back(y), back(new_mean), back(new_var)],
+        want: [want_y, want_mean, want_var],
+        x,
+        rv,
+    }
+}
+
+impl TrainPass {
+    fn assert_running(&self, class: &str) {
+        let names = ["running mean", "running var"];
+        for (k, name) in names.iter().enumerate() {
+            let what = format!("{name} ({class})");
+            common::assert_close(&what, &self.got[k + 1], &self.want[k + 1], F32);
+        }
     }
 }
 
 #[test]
 fn batch_norm_train_updates_running_statistics_with_the_biased_variance() {
-    let Some(gpu) = common::gpu() else { return };
+    for (class, gpu) in common::kernel_variants() {
+        check_running_statistics(&gpu, class);
+    }
+}
+
+fn check_running_statistics(gpu: &rca_gpu::Gpu, class: &str) {
     let mut rng = common::rng();
     // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
     for (n, c, h, w) in [(3, 5, 7, 9), (3, 5, 8, 8)] {
         let p = h * w;
         let x = uniform(&mut rng, n * c * p);
-        let gamma = uniform(&mut rng, c);
-        let beta = uniform(&mut rng, c);
-        let rm = uniform(&mut rng, c);
-        let rv = variances(&mut rng, c);
-        let up = |v: &[f32], s: &[usize]| Tensor::from_vec(&gpu, s, v).unwrap();
-        let (_, new_mean, new_var) = ops::batch_norm_train(
-            &up(&x, &[n, c, h, w]),
-            &up(&gamma, &[c]),
-            &up(&beta, &[c]),
-            &up(&rm, &[c]),
-            &up(&rv, &[c]),
-            BN_MOMENTUM,
-            BN_EPS,
-        )
-        .unwrap();
-        let (_, want_mean, want_var) = r::batch_norm_train(
-            &to_f64(&x),
-            &to_f64(&gamma),
-            &to_f64(&beta),
-            &to_f64(&rm),
-            &to_f64(&rv),
-            n,
-            c,
-            p,
-            MOMENTUM,
-            EPS,
-        );
-        common::assert_close("running mean", &new_mean.to_vec().unwrap(), &want_mean, F32);
-        common::assert_close("running var", &new_var.to_vec().unwrap(), &want_var, F32);
+        let pass = train_pass(gpu, &mut rng, [n, c, h, w], x);
+        pass.assert_running(class);
         // The unbiased variance would differ by a factor m/(m − 1), m = 189 (192): with momentum
         // 0.01 of the batch that is ~5e-5·var, above the tolerance; make sure the reference
         // really tells them apart.
-        let (_, var) = r::batch_stats(&to_f64(&x), n, c, p);
+        let (_, var) = r::batch_stats(&to_f64(&pass.x), n, c, p);
         let m = (n * p) as f64;
-        let unbiased: Vec<f64> = rv
+        let unbiased: Vec<f64> = pass
+            .rv
             .iter()
             .zip(&var)
             .map(|(&o, v)| MOMENTUM * f64::from(o) + (1.0 - MOMENTUM) * v * m / (m - 1.0))
             .collect();
-        let got = new_var.to_vec().unwrap();
-        let distinct = got
+        let distinct = pass.got[2]
             .iter()
             .zip(&unbiased)
             .any(|(&g, u)| (f64::from(g) - u).abs() > 1e-6);
         assert!(
             distinct,
-            "the running variance must use the biased variance"
+            "the running variance must use the biased variance ({class})"
         );
     }
 }
@@ -322,41 +341,43 @@ fn masked(z: &[f64], dy: &[f64]) -> Vec<f64> {
 
 #[test]
 fn batch_norm_train_relu_is_relu_of_batch_norm_with_its_gradients() {
-    let Some(gpu) = common::gpu() else { return };
-    let mut rng = common::rng();
-    // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
-    for (n, c, h, w) in [(3, 4, 9, 7), (3, 4, 8, 8)] {
-        let p = h * w;
-        let x = uniform(&mut rng, n * c * p);
-        let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
-        let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
-        let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-        let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-        let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
-        let z = |x: &[Vec<f64>]| {
-            r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
-        };
-        check_op(
-            &gpu,
-            &mut rng,
-            "batch_norm_train_relu",
-            &[
-                input(&[n, c, h, w], x),
-                input(&[c], gamma),
-                input(&[c], beta),
-            ],
-            |x| {
-                ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
-                    .map(|(y, _, _)| y)
-            },
-            |x| relu_then(z(x)),
-            |x, dy| {
-                let dz = masked(&z(x), dy);
-                let (dx, dg, db) = r::batch_norm_train_backward(&x[0], &x[1], &dz, n, c, p, EPS);
-                vec![dx, dg, db]
-            },
-            F32,
-        );
+    for (class, gpu) in common::kernel_variants() {
+        let mut rng = common::rng();
+        // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
+        for (n, c, h, w) in [(3, 4, 9, 7), (3, 4, 8, 8)] {
+            let p = h * w;
+            let x = uniform(&mut rng, n * c * p);
+            let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
+            let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
+            let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
+            let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
+            let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+            let z = |x: &[Vec<f64>]| {
+                r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
+            };
+            check_op(
+                &gpu,
+                &mut rng,
+                &format!("batch_norm_train_relu ({class})"),
+                &[
+                    input(&[n, c, h, w], x),
+                    input(&[c], gamma),
+                    input(&[c], beta),
+                ],
+                |x| {
+                    ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
+                        .map(|(y, _, _)| y)
+                },
+                |x| relu_then(z(x)),
+                |x, dy| {
+                    let dz = masked(&z(x), dy);
+                    let (dx, dg, db) =
+                        r::batch_norm_train_backward(&x[0], &x[1], &dz, n, c, p, EPS);
+                    vec![dx, dg, db]
+                },
+                F32,
+            );
+        }
     }
 }
 
@@ -394,5 +415,33 @@ fn batch_norm_eval_relu_is_relu_of_batch_norm_with_its_gradients() {
             },
             F32,
         );
+    }
+}
+
+#[test]
+fn a_planted_error_in_the_per_channel_batch_norm_fails_its_check() {
+    let plants = [
+        (
+            "cshare = vec2<f32>(a, cbeta[c] - mean * a);",
+            "cshare = vec2<f32>(a, cbeta[c] - mean * a + 0.01);",
+        ),
+        (
+            "cout[r.y + c] = p.momentum * frv[c] + (1.0 - p.momentum) * var_b;",
+            "cout[r.y + c] = p.momentum * frv[c] + (1.0 - p.momentum) * var_b * 2.0;",
+        ),
+        (
+            "cgrad[dbeta_at(p.c) + c] = t.x;",
+            "cgrad[dbeta_at(p.c) + c] = t.x * 1.01;",
+        ),
+        (
+            "idx4[plane + q] = k * (g - s.x - xh * s.y);",
+            "idx4[plane + q] = k * (g - s.x - xh * s.y * 1.01);",
+        ),
+    ];
+    for (planted, wrong) in plants {
+        common::assert_plant_fails(rca_gpu::runtime::Shader::Norm, planted, wrong, |gpu| {
+            check_train_on(gpu, "cpu (planted error)", [2, 3, 8, 12], F32);
+            check_running_statistics(gpu, "cpu (planted error)");
+        });
     }
 }

@@ -19,7 +19,7 @@
 use super::u32_of;
 use crate::autodiff::{Backward, Input, Piecewise, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader, kernel_params};
+use crate::runtime::{Kernel, KernelClass, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Keras' default, and MODEL.md's.
@@ -37,6 +37,12 @@ const WG: usize = 256;
 const WG4: usize = 64;
 /// Workgroup size of the per-channel `*_final` kernels.
 const WG_FINAL: usize = 64;
+/// Elements from one place where a tensor view may start to the next.
+const VIEW_ELEMS: usize = (crate::tensor::VIEW_ALIGN / 4) as usize;
+const _: () = assert!(
+    VIEW_ELEMS == 64,
+    "shaders/norm.wgsl's running_at and dbeta_at"
+);
 
 /// How a launch covers one channel's N planes of P pixels: tiles of `qspan` pixels
 /// (a multiple of the workgroup size) of `spw` consecutive samples (see the shader).
@@ -122,6 +128,18 @@ impl Dims {
 
     fn grid(&self, t: Tiling) -> [u32; 3] {
         [u32_of(t.nq), u32_of(self.c), u32_of(t.ns)]
+    }
+
+    /// Whether training mode runs as one dispatch per direction with a workgroup per
+    /// channel (`bn_train_cpu4`, `bn_backward_cpu4`): on CPU adapters, where the planes
+    /// are whole vec4s.
+    fn per_channel(&self, x: &Tensor) -> bool {
+        self.lanes == 4 && x.gpu().info().kernels == KernelClass::Cpu
+    }
+
+    /// The grid of the per-channel kernels.
+    fn channel_grid(&self) -> [u32; 3] {
+        [1, u32_of(self.c), 1]
     }
 
     fn final_grid(&self) -> [u32; 3] {
@@ -266,30 +284,56 @@ fn train(
     let d = check(op, x, &[gamma, beta, running_mean, running_var])?;
     let gpu = x.gpu();
     let params = d.params(d.reduce, eps, momentum, true);
-    let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
-    gpu.launch(
-        &d.kernel("bn_stats_partial", "bn_stats_partial4"),
-        &[x.bind(0), partial.bind(1)],
-        &params,
-        d.grid(d.reduce),
-    );
-    let stats = Tensor::uninit(gpu, [d.c, 2], op)?;
-    let new_mean = Tensor::uninit(gpu, [d.c], op)?;
-    let new_var = Tensor::uninit(gpu, [d.c], op)?;
-    gpu.launch(
-        &Kernel::new(Shader::Norm, "bn_stats_final"),
-        &[
-            partial.bind(0),
-            running_mean.bind(1),
-            running_var.bind(2),
-            stats.bind(3),
-            new_mean.bind(4),
-            new_var.bind(5),
-        ],
-        &params,
-        d.final_grid(),
-    );
-    let y = apply(x, gamma, beta, &stats, d, relu)?;
+    let (y, stats, new_mean, new_var) = if d.per_channel(x) {
+        // stats (C, 2), then the new running mean and variance, each where a view may
+        // start (the shader's `running_at`).
+        let rm_at = (2 * d.c).next_multiple_of(VIEW_ELEMS);
+        let rv_at = rm_at + d.c.next_multiple_of(VIEW_ELEMS);
+        let out = Tensor::uninit(gpu, [rv_at + d.c], op)?;
+        let y = Tensor::uninit(gpu, x.shape().clone(), op)?;
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_train_cpu4").with("RELU", u32::from(relu)),
+            &[
+                x.bind(0),
+                running_mean.bind(1),
+                running_var.bind(2),
+                gamma.bind(3),
+                beta.bind(4),
+                out.bind(5),
+                y.bind(6),
+            ],
+            &params,
+            d.channel_grid(),
+        );
+        let stats = out.slice(0, [d.c, 2])?;
+        (y, stats, out.slice(rm_at, [d.c])?, out.slice(rv_at, [d.c])?)
+    } else {
+        let partial = Tensor::uninit(gpu, [d.c, d.parts(), 3], op)?;
+        gpu.launch(
+            &d.kernel("bn_stats_partial", "bn_stats_partial4"),
+            &[x.bind(0), partial.bind(1)],
+            &params,
+            d.grid(d.reduce),
+        );
+        let stats = Tensor::uninit(gpu, [d.c, 2], op)?;
+        let new_mean = Tensor::uninit(gpu, [d.c], op)?;
+        let new_var = Tensor::uninit(gpu, [d.c], op)?;
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_stats_final"),
+            &[
+                partial.bind(0),
+                running_mean.bind(1),
+                running_var.bind(2),
+                stats.bind(3),
+                new_mean.bind(4),
+                new_var.bind(5),
+            ],
+            &params,
+            d.final_grid(),
+        );
+        let y = apply(x, gamma, beta, &stats, d, relu)?;
+        (y, stats, new_mean, new_var)
+    };
     record(&[x, gamma, beta], &y, || BatchNormGrad {
         x: x.clone(),
         gamma: gamma.clone(),
@@ -443,6 +487,32 @@ fn batch_norm_backward(
     // Without a ReLU the mask slot holds dy again (read-only, and never read).
     let mask = relu_out.unwrap_or(dy);
     let masked = u32::from(relu_out.is_some());
+    if train && d.per_channel(x) {
+        // dγ, then dβ where a view may start (the shader's `dbeta_at`).
+        let db_at = d.c.next_multiple_of(VIEW_ELEMS);
+        let sums = Tensor::uninit(gpu, [db_at + d.c], op)?;
+        // Without dx the kernel stops after the sums: one vec4 stands in for it.
+        let dx = Tensor::uninit(gpu, if need[0] { x.dims() } else { &[4] }, op)?;
+        gpu.launch(
+            &Kernel::new(Shader::Norm, "bn_backward_cpu4")
+                .with("MASK", masked)
+                .with("DX", u32::from(need[0])),
+            &[
+                x.bind(0),
+                dy.bind(1),
+                stats.bind(2),
+                gamma.bind(3),
+                mask.bind(4),
+                sums.bind(5),
+                dx.bind(6),
+            ],
+            &params,
+            d.channel_grid(),
+        );
+        let dgamma = need[1].then(|| sums.slice(0, [d.c])).transpose()?;
+        let dbeta = need[2].then(|| sums.slice(db_at, [d.c])).transpose()?;
+        return Ok((need[0].then_some(dx), dgamma, dbeta));
+    }
     // The input gradient in training mode needs both sums, as do dγ and dβ.
     let sums = if need[1] || need[2] || (train && need[0]) {
         let partial = Tensor::uninit(gpu, [d.c, d.parts(), 2], op)?;
