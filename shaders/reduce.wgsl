@@ -144,3 +144,42 @@ fn sum_serial4(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     out[c] = p.s * ((acc.x + acc.y) + (acc.z + acc.w));
 }
+
+// Per-channel sums on CPU adapters where each channel is too large for one invocation
+// (inner a multiple of 4): one 64-invocation workgroup per channel (grid (1, C, 1)) sums
+// all of it, so that the sum is one dispatch, not sum_rows4 and a second pass over its
+// partials (on lavapipe a dispatch costs ~40 µs before any work; a workgroup runs on one
+// thread anyway). Each row (o, c) is summed on its own before it is added to the
+// channel's sum. out[c] = s * sum.
+@compute @workgroup_size(64)
+fn sum_channels_cpu4(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let c = wid.y;
+    let n4 = p.inner / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var o = 0u; o < p.outer; o++) {
+        let row = (o * p.c + c) * n4;
+        var r = vec4<f32>(0.0);
+        for (var j = lid; j < n4; j += RWG) {
+            r += x4[row + j];
+        }
+        acc += r;
+    }
+    rpartial[lid] = (acc.x + acc.y) + (acc.z + acc.w);
+    workgroupBarrier();
+    if (lid < 8u) {
+        var t = rpartial[lid];
+        for (var k = 1u; k < 8u; k++) {
+            t += rpartial[lid + 8u * k];
+        }
+        rpartial[lid] = t;
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        var t = 0.0;
+        for (var k = 0u; k < 8u; k++) {
+            t += rpartial[k];
+        }
+        out[c] = p.s * t;
+    }
+}

@@ -5,8 +5,16 @@ use rca_gpu::{ops, reference as r};
 
 use crate::common::{self, F32, check_op, input, uniform};
 
+/// The sum in every kernel variant: on CPU adapters a channel of whole vec4 rows too
+/// large for one invocation is one workgroup's (`sum_channels_cpu4`), elsewhere the row
+/// kernel's chunks and a second pass.
 fn check_sum(shape: [usize; 4], per_channel: bool, mean: bool) {
-    let Some(gpu) = common::gpu() else { return };
+    for (class, gpu) in common::kernel_variants() {
+        check_sum_on(&gpu, class, shape, per_channel, mean);
+    }
+}
+
+fn check_sum_on(gpu: &rca_gpu::Gpu, class: &str, shape: [usize; 4], per_channel: bool, mean: bool) {
     let mut rng = common::rng();
     let [n, c, h, w] = shape;
     let numel = n * c * h * w;
@@ -18,13 +26,13 @@ fn check_sum(shape: [usize; 4], per_channel: bool, mean: bool) {
     };
     let s = if mean { 1.0 / (numel / ch) as f64 } else { 1.0 };
     let name = format!(
-        "{}{} {:?}",
+        "{}{} {:?} ({class})",
         if mean { "mean" } else { "sum" },
         if per_channel { "_channels" } else { "" },
         shape
     );
     check_op(
-        &gpu,
+        gpu,
         &mut rng,
         &name,
         &[input(&shape, x)],
@@ -98,6 +106,22 @@ fn sums_over_rows_of_whole_vec4s() {
     check_sum([2, 3, 96, 100], true, true);
     check_sum([1, 1, 96, 100], false, false);
     check_sum([2, 3, 96, 100], false, true);
+}
+
+#[test]
+fn a_planted_error_in_the_per_channel_sum_fails_its_check() {
+    let plants = [
+        ("r += x4[row + j];", "r += x4[row + j] * 1.001;"),
+        (
+            "t += rpartial[lid + 8u * k];",
+            "t += rpartial[lid + 8u * k + 1u];",
+        ),
+    ];
+    for (planted, wrong) in plants {
+        common::assert_plant_fails(rca_gpu::runtime::Shader::Reduce, planted, wrong, |gpu| {
+            check_sum_on(gpu, "cpu (planted error)", [2, 3, 96, 100], true, false);
+        });
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use super::elementwise::{EwParams, channel_view, launch_elementwise};
 use super::{launch_1d, u32_of};
 use crate::autodiff::{Backward, Input, record};
 use crate::error::{Error, Result};
-use crate::runtime::{Kernel, Shader, kernel_params};
+use crate::runtime::{Kernel, KernelClass, Shader, kernel_params};
 use crate::tensor::Tensor;
 
 /// Elements summed by one workgroup before the second pass. Large enough that the
@@ -52,6 +52,19 @@ const SERIAL_MAX: usize = 4096;
 /// `sum_serial` (or `sum_serial4` where the rows are whole vec4s): one invocation per
 /// channel, no workgroup reduction.
 fn sum_serial(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Result<Tensor> {
+    sum_one_pass(x, outer, c, inner, s, false)
+}
+
+/// A per-channel sum in one dispatch: [`sum_serial`]'s kernels, or with `per_workgroup`
+/// (rows of whole vec4s), `sum_channels_cpu4`, one workgroup per channel.
+fn sum_one_pass(
+    x: &Tensor,
+    outer: usize,
+    c: usize,
+    inner: usize,
+    s: f32,
+    per_workgroup: bool,
+) -> Result<Tensor> {
     let gpu = x.gpu();
     let out = Tensor::uninit(gpu, [c], "sum")?;
     let params = ReduceParams {
@@ -61,6 +74,15 @@ fn sum_serial(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32) -> Resul
         s,
         ..ReduceParams::default()
     };
+    if per_workgroup {
+        gpu.launch(
+            &Kernel::new(Shader::Reduce, "sum_channels_cpu4"),
+            &[x.bind(2), out.bind(1)],
+            &params,
+            [1, u32_of(c), 1],
+        );
+        return Ok(out);
+    }
     let (entry, input) = if inner.is_multiple_of(4) {
         ("sum_serial4", x.bind(2))
     } else {
@@ -108,6 +130,14 @@ pub(crate) fn sum_view(x: &Tensor, outer: usize, c: usize, inner: usize, s: f32)
             );
             Ok::<Tensor, Error>(out)
         };
+    // On CPU adapters a channel per workgroup where there are channels for the cores
+    // (a whole-tensor sum, C = 1, keeps the two passes, which spread over them).
+    if inner.is_multiple_of(4)
+        && gpu.info().kernels == KernelClass::Cpu
+        && (2..=max_groups).contains(&c)
+    {
+        return sum_one_pass(x, outer, c, inner, s, true);
+    }
     if inner.is_multiple_of(4) && outer <= max_groups {
         // Rows as vec4s, one workgroup per (chunk of a row, row, channel), then the
         // partials of each channel summed (unless each channel is one chunk of one row).
