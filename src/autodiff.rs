@@ -16,7 +16,11 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::tensor::{Shape, Tensor};
+use crate::tensor::{ADD_MANY_MAX, Shape, Tensor};
+
+/// Consumers from which a tensor's gradient contributions are kept and summed in one pass
+/// (see `Tape::backward`).
+const DEFER_FROM: usize = 3;
 
 /// What a recorded op keeps for its backward, and its gradient rule. Each op module
 /// defines one per primitive, next to its forward; the tape only stores and calls them, so
@@ -188,16 +192,30 @@ impl Tape {
         } = state;
         // Diagnostics only: released now, so that backward frees activations as it goes.
         drop(piecewise);
-        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        // A tensor that feeds few ops gets its gradient summed as the contributions come
+        // (no more than one extra buffer alive); one that feeds DEFER_FROM or more (the
+        // input of an inception block, read by every branch) keeps its contributions
+        // until the op that made it is reached and sums them in one pass: one dispatch
+        // instead of one per contribution (`Tensor::sum_unrecorded`), the same sums in the
+        // same order.
+        let mut consumers: HashMap<u64, usize> = HashMap::new();
+        for node in &nodes {
+            for input in node.inputs.iter().filter(|i| i.needs_grad) {
+                *consumers.entry(input.id).or_default() += 1;
+            }
+        }
+        let mut grads: HashMap<u64, Vec<Tensor>> = HashMap::new();
         grads.insert(
             loss.id(),
-            Tensor::full(loss.gpu(), loss.shape().clone(), 1.0)?,
+            vec![Tensor::full(loss.gpu(), loss.shape().clone(), 1.0)?],
         );
         for node in nodes.into_iter().rev() {
             // A node whose output did not reach the loss gets no gradient.
-            let Some(dy) = grads.remove(&node.out) else {
+            let Some(parts) = grads.remove(&node.out) else {
                 continue;
             };
+            let dy = Tensor::sum_unrecorded(&parts)?;
+            drop(parts);
             if let Some(block) = &node.block {
                 dy.gpu().set_block(block);
             }
@@ -209,17 +227,23 @@ impl Tape {
                     continue;
                 }
                 debug_assert_eq!(dx.shape(), &input.shape);
-                let acc = match grads.remove(&input.id) {
-                    // Out of place: a gradient handle may be shared with another input
-                    // (add passes dy to both), so it is never written in place.
-                    Some(prev) => prev.add_unrecorded(&dx)?,
-                    None => dx,
-                };
-                grads.insert(input.id, acc);
+                // Out of place: a gradient handle may be shared with another input (add
+                // passes dy to both), so it is never written in place.
+                let parts = grads.entry(input.id).or_default();
+                parts.push(dx);
+                let defer = consumers.get(&input.id).is_some_and(|&n| n >= DEFER_FROM);
+                if parts.len() == 2 && !defer || parts.len() == ADD_MANY_MAX {
+                    let sum = Tensor::sum_unrecorded(parts)?;
+                    *parts = vec![sum];
+                }
             }
             // `node` (with its saved activations) and `dy` are dropped here.
         }
-        grads.retain(|id, _| params.contains(id));
+        let grads = grads
+            .into_iter()
+            .filter(|(id, _)| params.contains(id))
+            .map(|(id, parts)| Ok((id, Tensor::sum_unrecorded(&parts)?)))
+            .collect::<Result<HashMap<u64, Tensor>>>()?;
         Ok(Grads { grads })
     }
 }

@@ -409,6 +409,74 @@ impl Tensor {
         Ok(out)
     }
 
+    /// The sum of `terms` (one shape), unrecorded, added left to right as a chain of
+    /// [`Tensor::add_unrecorded`] would: up to [`ADD_MANY_MAX`] in one pass (`add_many4`)
+    /// where the elements are whole vec4s, else a chain of adds.
+    pub(crate) fn sum_unrecorded(terms: &[Tensor]) -> Result<Tensor> {
+        let Some((first, rest)) = terms.split_first() else {
+            panic!("a sum of no tensors");
+        };
+        if rest.is_empty() {
+            return Ok(first.clone());
+        }
+        for t in rest {
+            if t.shape != first.shape {
+                return Err(Error::Shape {
+                    op: "add",
+                    lhs: first.shape.clone(),
+                    rhs: t.shape.clone(),
+                });
+            }
+        }
+        let n = first.numel();
+        if terms.len() == 2 || !n.is_multiple_of(4) {
+            return rest
+                .iter()
+                .try_fold(first.clone(), |acc, t| acc.add_unrecorded(t));
+        }
+        let mut acc: Option<Tensor> = None;
+        let mut at = 0;
+        while at < terms.len() {
+            // The running sum, if any, first, then as many terms as fit in one pass.
+            let mut group: Vec<&Tensor> = acc.iter().collect();
+            let take = (ADD_MANY_MAX - group.len()).min(terms.len() - at);
+            group.extend(&terms[at..at + take]);
+            at += take;
+            acc = Some(match group.len() {
+                1 => group[0].clone(),
+                2 => group[0].add_unrecorded(group[1])?,
+                k => {
+                    let out = Self::uninit(&first.gpu, first.shape.clone(), "add")?;
+                    let few = first.gpu.few_pipelines();
+                    let (per, v4) = if few { (1, 1) } else { (V4_PER, 4) };
+                    let kernel = Kernel::new(Shader::Elementwise, "add_many4")
+                        .with("TERMS", k as u32)
+                        .with("V4", v4);
+                    // Every input slot is bound (the layout has them all); the ones past
+                    // TERMS hold the first term again and are never read.
+                    let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(ADD_MANY_MAX + 1);
+                    for (i, slot) in [0, 1, 3, 4, 5, 6, 7].into_iter().enumerate() {
+                        bindings.push(group.get(i).unwrap_or(&group[0]).bind(slot));
+                    }
+                    bindings.push(out.bind(2));
+                    let params = EwParams {
+                        n: u32::try_from(n / 4).expect("tensors are bounded by the binding limit"),
+                        ..EwParams::default()
+                    };
+                    crate::runtime::launch_1d(
+                        &first.gpu,
+                        &kernel,
+                        &bindings,
+                        &params,
+                        (n / 4).div_ceil(per),
+                    );
+                    out
+                }
+            });
+        }
+        Ok(acc.expect("at least one term"))
+    }
+
     /// This tensor bound at `@binding(slot)`.
     pub(crate) fn bind(&self, slot: u32) -> Binding<'_> {
         Binding {
@@ -441,6 +509,9 @@ crate::runtime::kernel_params! {
 
 /// vec4s per invocation of the vec4 twins (`V4` in `shaders/elementwise.wgsl`).
 const V4_PER: usize = 4;
+/// The most tensors `add_many4` adds in one pass (7 inputs and the output: the 8 storage
+/// buffers every adapter offers a shader stage).
+pub(crate) const ADD_MANY_MAX: usize = 7;
 
 /// The entry point that computes `entry` over whole vec4s, if it has one.
 fn vec4_twin(entry: &str) -> Option<&'static str> {

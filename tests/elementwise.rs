@@ -41,6 +41,68 @@ fn add_matches_reference_and_gradients() {
     }
 }
 
+/// Sums of 2 to 16 tensors: one pass of up to 7 over whole vec4s, passes of the running
+/// sum and the next 6 beyond that, a chain of adds over scalars; bit for bit the chain of
+/// adds, left to right, that back-propagation used to sum a tensor's contributions.
+fn check_add_many(gpu: &rca_gpu::Gpu, device: &str, shape: [usize; 4], terms: usize) {
+    let n: usize = shape.iter().product();
+    let mut rng = common::rng();
+    let xs: Vec<Vec<f32>> = (0..terms).map(|_| uniform(&mut rng, n)).collect();
+    let inputs: Vec<_> = xs.iter().map(|x| input(&shape, x.clone())).collect();
+    check_op(
+        gpu,
+        &mut rng,
+        &format!("add_many of {terms} {shape:?} ({device})"),
+        &inputs,
+        ops::add_many,
+        |x| x[1..].iter().fold(x[0].clone(), |acc, t| r::add(&acc, t)),
+        |_, dy| vec![dy.to_vec(); terms],
+        F32,
+    );
+    let up = |x: &Vec<f32>| rca_gpu::Tensor::from_vec(gpu, shape, x).unwrap();
+    let ts: Vec<_> = xs.iter().map(up).collect();
+    let refs: Vec<&rca_gpu::Tensor> = ts.iter().collect();
+    let many = ops::add_many(&refs).unwrap().to_vec().unwrap();
+    let chain = refs[1..]
+        .iter()
+        .fold(refs[0].clone(), |acc, t| ops::add(&acc, t).unwrap());
+    assert_eq!(
+        many,
+        chain.to_vec().unwrap(),
+        "add_many of {terms} ({device})"
+    );
+}
+
+#[test]
+fn add_many_matches_a_chain_of_adds_and_its_gradients() {
+    for (shape, (device, gpu)) in shapes_on_every_device() {
+        for terms in [2, 3, 5, 7, 8, 16] {
+            check_add_many(&gpu, device, shape, terms);
+        }
+    }
+}
+
+#[test]
+fn a_planted_error_in_add_many_fails_its_check() {
+    let plants = [
+        (
+            "if (TERMS > 4u) { s += t5[i]; }",
+            "if (TERMS > 4u) { s += t4[i]; }",
+        ),
+        ("s += t3[i];", "s += 1.001 * t3[i];"),
+    ];
+    for (planted, wrong) in plants {
+        common::assert_plant_fails(
+            rca_gpu::runtime::Shader::Elementwise,
+            planted,
+            wrong,
+            |gpu| {
+                check_add_many(gpu, "cpu (planted error)", SHAPES[1], 5);
+            },
+        );
+    }
+}
+
 #[test]
 fn mul_matches_reference_and_gradients() {
     for (shape, (device, gpu)) in shapes_on_every_device() {

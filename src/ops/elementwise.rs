@@ -48,6 +48,32 @@ impl Backward for AddGrad {
     }
 }
 
+/// The sum of `xs` (one shape, at least one), added left to right: up to 7 in one pass
+/// where the elements are whole vec4s (back-propagation sums a tensor's gradient
+/// contributions this way).
+pub fn add_many(xs: &[&Tensor]) -> Result<Tensor> {
+    if xs.len() < 2 {
+        return Err(crate::error::Error::BadShape {
+            op: "add_many",
+            shape: [xs.len()].into(),
+            expected: "at least two tensors to add".into(),
+        });
+    }
+    let terms: Vec<Tensor> = xs.iter().map(|&x| x.clone()).collect();
+    let out = Tensor::sum_unrecorded(&terms)?;
+    record(xs, &out, || AddManyGrad(xs.len()));
+    Ok(out)
+}
+
+/// y = Σ x_i  ⇒  dx_i = dy. Keeps nothing.
+struct AddManyGrad(usize);
+
+impl Backward for AddManyGrad {
+    fn backward(&self, dy: &Tensor, _: &[Input], _: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(dy.clone()); self.0])
+    }
+}
+
 /// a ⊙ b (same shapes).
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary("mul", "mul", a, b)?;

@@ -20,7 +20,7 @@ pub use conv::{conv2d, depthwise_conv2d};
 pub use conv1x1::{
     FoldedCat, conv1x1, conv1x1_cat, conv1x1_cat_bn_eval, conv1x1_cat_folded, fold_conv1x1_cat,
 };
-pub use elementwise::{add, mul, mul_bcast, relu, scale, sigmoid};
+pub use elementwise::{add, add_many, mul, mul_bcast, relu, scale, sigmoid};
 pub use fft::{FftPath, fft2, fft2_via, ifft2};
 pub use loss::{bce_dice_loss, bce_dice_loss_per_sample};
 pub use norm::{batch_norm_eval, batch_norm_eval_relu, batch_norm_train, batch_norm_train_relu};
