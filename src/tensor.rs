@@ -429,52 +429,52 @@ impl Tensor {
             }
         }
         let n = first.numel();
-        if terms.len() == 2 || !n.is_multiple_of(4) {
+        if !n.is_multiple_of(4) {
             return rest
                 .iter()
                 .try_fold(first.clone(), |acc, t| acc.add_unrecorded(t));
         }
-        let mut acc: Option<Tensor> = None;
-        let mut at = 0;
-        while at < terms.len() {
-            // The running sum, if any, first, then as many terms as fit in one pass.
-            let mut group: Vec<&Tensor> = acc.iter().collect();
-            let take = (ADD_MANY_MAX - group.len()).min(terms.len() - at);
-            group.extend(&terms[at..at + take]);
-            at += take;
-            acc = Some(match group.len() {
-                1 => group[0].clone(),
-                2 => group[0].add_unrecorded(group[1])?,
-                k => {
-                    let out = Self::uninit(&first.gpu, first.shape.clone(), "add")?;
-                    let few = first.gpu.few_pipelines();
-                    let (per, v4) = if few { (1, 1) } else { (V4_PER, 4) };
-                    let kernel = Kernel::new(Shader::Elementwise, "add_many4")
-                        .with("TERMS", k as u32)
-                        .with("V4", v4);
-                    // Every input slot is bound (the layout has them all); the ones past
-                    // TERMS hold the first term again and are never read.
-                    let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(ADD_MANY_MAX + 1);
-                    for (i, slot) in [0, 1, 3, 4, 5, 6, 7].into_iter().enumerate() {
-                        bindings.push(group.get(i).unwrap_or(&group[0]).bind(slot));
-                    }
-                    bindings.push(out.bind(2));
-                    let params = EwParams {
-                        n: u32::try_from(n / 4).expect("tensors are bounded by the binding limit"),
-                        ..EwParams::default()
-                    };
-                    crate::runtime::launch_1d(
-                        &first.gpu,
-                        &kernel,
-                        &bindings,
-                        &params,
-                        (n / 4).div_ceil(per),
-                    );
-                    out
+        // The running sum and as many of the next terms as fit in one pass, until none is
+        // left; one term left is one add.
+        let mut acc = first.clone();
+        let mut rest = rest;
+        while !rest.is_empty() {
+            let take = rest.len().min(ADD_MANY_MAX - 1);
+            acc = if take == 1 {
+                acc.add_unrecorded(&rest[0])?
+            } else {
+                let out = Self::uninit(&first.gpu, first.shape.clone(), "add")?;
+                let mut kernel = Kernel::new(Shader::Elementwise, "add_many4")
+                    .with("TERMS", u32::try_from(take + 1).expect("at most 7"));
+                let mut per = V4_PER;
+                if first.gpu.few_pipelines() {
+                    kernel = kernel.with("V4", 1);
+                    per = 1;
                 }
-            });
+                // Every input slot is bound (the layout has them all); the ones past TERMS
+                // hold the running sum again and are never read.
+                let group: Vec<&Tensor> = std::iter::once(&acc).chain(&rest[..take]).collect();
+                let mut bindings: Vec<Binding<'_>> = Vec::with_capacity(ADD_MANY_MAX + 1);
+                for (i, slot) in [0, 1, 3, 4, 5, 6, 7].into_iter().enumerate() {
+                    bindings.push(group.get(i).unwrap_or(&group[0]).bind(slot));
+                }
+                bindings.push(out.bind(2));
+                let params = EwParams {
+                    n: u32::try_from(n / 4).expect("tensors are bounded by the binding limit"),
+                    ..EwParams::default()
+                };
+                crate::runtime::launch_1d(
+                    &first.gpu,
+                    &kernel,
+                    &bindings,
+                    &params,
+                    (n / 4).div_ceil(per),
+                );
+                out
+            };
+            rest = &rest[take..];
         }
-        Ok(acc.expect("at least one term"))
+        Ok(acc)
     }
 
     /// This tensor bound at `@binding(slot)`.

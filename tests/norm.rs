@@ -350,6 +350,53 @@ fn away_from_the_kink(x: &mut [f32], z: impl Fn(&[f64]) -> Vec<f64>) {
     panic!("could not move the inputs off the ReLU's kink");
 }
 
+/// Random x, γ, β and running statistics for the fused BN + ReLU checks: the running
+/// statistics on the GPU and in f64.
+struct BnInputs {
+    x: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    rm: Tensor,
+    rv: Tensor,
+    rm64: Vec<f64>,
+    rv64: Vec<f64>,
+}
+
+impl BnInputs {
+    fn draw(gpu: &rca_gpu::Gpu, rng: &mut StdRng, numel: usize, c: usize) -> Self {
+        let x = uniform(rng, numel);
+        let (gamma, beta) = (uniform(rng, c), uniform(rng, c));
+        let (rm, rv) = (uniform(rng, c), variances(rng, c));
+        BnInputs {
+            x,
+            gamma,
+            beta,
+            rm: Tensor::from_vec(gpu, [c], &rm).unwrap(),
+            rv: Tensor::from_vec(gpu, [c], &rv).unwrap(),
+            rm64: to_f64(&rm),
+            rv64: to_f64(&rv),
+        }
+    }
+
+    /// The inputs (x shaped `shape`, γ, β) with x moved off the kink of the ReLU after
+    /// `z(x, γ, β)` ([`away_from_the_kink`]).
+    fn off_the_kink(
+        &self,
+        shape: [usize; 4],
+        z: impl Fn(&[Vec<f64>]) -> Vec<f64>,
+    ) -> Vec<common::Input> {
+        let mut x = self.x.clone();
+        let (g64, b64) = (to_f64(&self.gamma), to_f64(&self.beta));
+        away_from_the_kink(&mut x, |x| z(&[x.to_vec(), g64.clone(), b64.clone()]));
+        let c = self.gamma.len();
+        vec![
+            input(&shape, x),
+            input(&[c], self.gamma.clone()),
+            input(&[c], self.beta.clone()),
+        ]
+    }
+}
+
 fn masked(z: &[f64], dy: &[f64]) -> Vec<f64> {
     z.iter()
         .zip(dy)
@@ -364,28 +411,19 @@ fn batch_norm_train_relu_is_relu_of_batch_norm_with_its_gradients() {
         // P = 63 runs the scalar kernels, P = 64 the vec4 ones.
         for (n, c, h, w) in [(3, 4, 9, 7), (3, 4, 8, 8)] {
             let p = h * w;
-            let mut x = uniform(&mut rng, n * c * p);
-            let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
-            let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
-            let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-            let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-            let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
+            let b = BnInputs::draw(&gpu, &mut rng, n * c * p, c);
+            let (rm64, rv64) = (&b.rm64, &b.rv64);
             let z = |x: &[Vec<f64>]| {
-                r::batch_norm_train(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, MOMENTUM, EPS).0
+                r::batch_norm_train(&x[0], &x[1], &x[2], rm64, rv64, n, c, p, MOMENTUM, EPS).0
             };
-            let (g64, b64) = (to_f64(&gamma), to_f64(&beta));
-            away_from_the_kink(&mut x, |x| z(&[x.to_vec(), g64.clone(), b64.clone()]));
+            let (rm_t, rv_t) = (&b.rm, &b.rv);
             check_op(
                 &gpu,
                 &mut rng,
                 &format!("batch_norm_train_relu ({class})"),
-                &[
-                    input(&[n, c, h, w], x),
-                    input(&[c], gamma),
-                    input(&[c], beta),
-                ],
+                &b.off_the_kink([n, c, h, w], z),
                 |x| {
-                    ops::batch_norm_train_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_MOMENTUM, BN_EPS)
+                    ops::batch_norm_train_relu(x[0], x[1], x[2], rm_t, rv_t, BN_MOMENTUM, BN_EPS)
                         .map(|(y, _, _)| y)
                 },
                 |x| relu_then(z(x)),
@@ -408,31 +446,20 @@ fn batch_norm_eval_relu_is_relu_of_batch_norm_with_its_gradients() {
     // P = 110 runs the scalar kernels, P = 144 the vec4 ones.
     for (n, c, h, w) in [(2, 3, 10, 11), (2, 3, 12, 12)] {
         let p = h * w;
-        let mut x = uniform(&mut rng, n * c * p);
-        let (gamma, beta) = (uniform(&mut rng, c), uniform(&mut rng, c));
-        let (rm, rv) = (uniform(&mut rng, c), variances(&mut rng, c));
-        let rm_t = Tensor::from_vec(&gpu, [c], &rm).unwrap();
-        let rv_t = Tensor::from_vec(&gpu, [c], &rv).unwrap();
-        let (rm64, rv64) = (to_f64(&rm), to_f64(&rv));
-        let z =
-            |x: &[Vec<f64>]| r::batch_norm_eval(&x[0], &x[1], &x[2], &rm64, &rv64, n, c, p, EPS);
-        let (g64, b64) = (to_f64(&gamma), to_f64(&beta));
-        away_from_the_kink(&mut x, |x| z(&[x.to_vec(), g64.clone(), b64.clone()]));
+        let b = BnInputs::draw(&gpu, &mut rng, n * c * p, c);
+        let (rm64, rv64) = (&b.rm64, &b.rv64);
+        let z = |x: &[Vec<f64>]| r::batch_norm_eval(&x[0], &x[1], &x[2], rm64, rv64, n, c, p, EPS);
         check_op(
             &gpu,
             &mut rng,
             "batch_norm_eval_relu",
-            &[
-                input(&[n, c, h, w], x),
-                input(&[c], gamma),
-                input(&[c], beta),
-            ],
-            |x| ops::batch_norm_eval_relu(x[0], x[1], x[2], &rm_t, &rv_t, BN_EPS),
+            &b.off_the_kink([n, c, h, w], z),
+            |x| ops::batch_norm_eval_relu(x[0], x[1], x[2], &b.rm, &b.rv, BN_EPS),
             |x| relu_then(z(x)),
             |x, dy| {
                 let dz = masked(&z(x), dy);
                 let (dx, dg, db) =
-                    r::batch_norm_eval_backward(&x[0], &x[1], &rm64, &rv64, &dz, n, c, p, EPS);
+                    r::batch_norm_eval_backward(&x[0], &x[1], rm64, rv64, &dz, n, c, p, EPS);
                 vec![dx, dg, db]
             },
             F32,
