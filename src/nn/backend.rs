@@ -327,15 +327,25 @@ impl Backend for GpuBackend<'_> {
         self.gpu.set_block(name);
     }
 
-    /// With `folds` (inference), the pointwise product's weights prepared once.
+    /// With `folds` (inference), the pointwise product's weights prepared once. A 1×1
+    /// depthwise kernel is a per-channel scale: it goes into the pointwise weights
+    /// (`ops::conv1x1_cat`), so neither pass makes or reads the scaled map.
     fn sep_conv(&mut self, l: &SepConv, x: &Tensor) -> Result<Tensor> {
         let k = self.param(l.depthwise)?;
         let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
-        let d = ops::depthwise_conv2d(x, &k)?;
+        let scales = k.dims()[2..] == [1, 1];
+        let d = match scales {
+            true => x.clone(),
+            false => ops::depthwise_conv2d(x, &k)?,
+        };
+        let scale = scales.then_some(&k);
         if self.keeps_folds() {
-            return self.folded(l.pointwise, &[&d], None, (&w, &b), None, false);
+            return self.folded(l.pointwise, &[&d], scale, (&w, &b), None, false);
         }
-        ops::conv1x1(&d, &w, Some(&b))
+        match scale {
+            Some(k) => ops::conv1x1_cat(&[&d], Some(k), &w, Some(&b)),
+            None => ops::conv1x1(&d, &w, Some(&b)),
+        }
     }
 
     /// With `folds` (inference), a 1×1 layer's weights prepared once.
@@ -351,18 +361,17 @@ impl Backend for GpuBackend<'_> {
     /// the ReLU into its store (`ops::conv1x1_cat_bn_eval`); the depthwise 1×1 becomes a
     /// scale of the weights.
     fn sep_conv_bn(&mut self, l: &SepConv, bn: &Bn, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if !self.folds_bn() {
+            let y = self.sep_conv(l, x)?;
+            return self.bn(&y, bn, relu);
+        }
         let k = self.param(l.depthwise)?;
         let (w, b) = (self.param(l.pointwise)?, self.param(l.bias)?);
-        if self.folds_bn() {
-            if k.dims()[2..] == [1, 1] {
-                return self.folded(l.pointwise, &[x], Some(&k), (&w, &b), Some(bn), relu);
-            }
-            let d = ops::depthwise_conv2d(x, &k)?;
-            return self.folded(l.pointwise, &[&d], None, (&w, &b), Some(bn), relu);
+        if k.dims()[2..] == [1, 1] {
+            return self.folded(l.pointwise, &[x], Some(&k), (&w, &b), Some(bn), relu);
         }
         let d = ops::depthwise_conv2d(x, &k)?;
-        let y = ops::conv1x1(&d, &w, Some(&b))?;
-        self.bn(&y, bn, relu)
+        self.folded(l.pointwise, &[&d], None, (&w, &b), Some(bn), relu)
     }
 
     /// Folded as [`GpuBackend::sep_conv_bn`] when the kernel is 1×1.
