@@ -14,7 +14,8 @@
 // lane-by-lane vec4 loads.
 //
 // Each invocation computes 16 rows × 4 columns of C, as `matmul_cpu` does, with the same
-// order of accumulation. No invocation returns before the loop (a broadcast needs all 8
+// order of accumulation. (Two column quads, as the 32- and 64-row kernels take, made it
+// slower here: 1.08–1.09× the time at M 16, K 16 and 256.) No invocation returns before the loop (a broadcast needs all 8
 // lanes): columns past N recompute the last column quad and are not stored; a step of k
 // past K gets zero weights. N and every stride are multiples of 4, and A's rows hold M
 // rounded up to a quad (the caller checks; see `last_quad`). Grid: (N/4 / 64, ⌈M/16⌉, batch). Only created on devices with subgroups: naga rejects
@@ -59,22 +60,32 @@ fn quad16(c: ptr<function, array<vec4<f32>, 16>>, q: u32, w: vec4<f32>, b: vec4<
     (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
 }
 
-/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
-/// of an array of 32.
-fn quad32(c: ptr<function, array<vec4<f32>, 32>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+/// Four rows of C (weights w.x … w.w) times two column quads, b on accumulators q … q + 3
+/// and b2 on q + 32 … q + 35 of an array of 64 (`matmul_cpu_sg32`).
+fn quad32(c: ptr<function, array<vec4<f32>, 64>>, q: u32, w: vec4<f32>, b: vec4<f32>,
+          b2: vec4<f32>) {
     (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
     (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
     (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
     (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+    (*c)[q + 32u] = fma(vec4<f32>(w.x), b2, (*c)[q + 32u]);
+    (*c)[q + 33u] = fma(vec4<f32>(w.y), b2, (*c)[q + 33u]);
+    (*c)[q + 34u] = fma(vec4<f32>(w.z), b2, (*c)[q + 34u]);
+    (*c)[q + 35u] = fma(vec4<f32>(w.w), b2, (*c)[q + 35u]);
 }
 
-/// Four rows of C (weights w.x … w.w) times one column quad b, on accumulators q … q + 3
-/// of an array of 64.
-fn quad64(c: ptr<function, array<vec4<f32>, 64>>, q: u32, w: vec4<f32>, b: vec4<f32>) {
+/// Four rows of C (weights w.x … w.w) times two column quads, b on accumulators q … q + 3
+/// and b2 on q + 64 … q + 67 of an array of 128 (`matmul_cpu_sg64`).
+fn quad64(c: ptr<function, array<vec4<f32>, 128>>, q: u32, w: vec4<f32>, b: vec4<f32>,
+          b2: vec4<f32>) {
     (*c)[q] = fma(vec4<f32>(w.x), b, (*c)[q]);
     (*c)[q + 1u] = fma(vec4<f32>(w.y), b, (*c)[q + 1u]);
     (*c)[q + 2u] = fma(vec4<f32>(w.z), b, (*c)[q + 2u]);
     (*c)[q + 3u] = fma(vec4<f32>(w.w), b, (*c)[q + 3u]);
+    (*c)[q + 64u] = fma(vec4<f32>(w.x), b2, (*c)[q + 64u]);
+    (*c)[q + 65u] = fma(vec4<f32>(w.y), b2, (*c)[q + 65u]);
+    (*c)[q + 66u] = fma(vec4<f32>(w.z), b2, (*c)[q + 66u]);
+    (*c)[q + 67u] = fma(vec4<f32>(w.w), b2, (*c)[q + 67u]);
 }
 
 /// Input `s` of a product over a concatenation (0: B, the only one of a plain product).
@@ -210,30 +221,36 @@ fn matmul_cpu_sg8(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
-// matmul_cpu_sg32: `matmul_cpu_sg` with 32 rows per invocation, for M a multiple of 32:
-// each vec4 of B then feeds 128 FMAs instead of 64, and the 8 lanes' weights are the 32
-// rows of one step of k (lane l: rows m0 + 4l … + 3). Fewer loads per FMA pay for the
-// accumulators that no longer fit in registers (measured on lavapipe at the network's
-// shapes from M = 32: 10–25 % less time per product).
-// Grid: (N/4 / 64, M/32, batch).
+// matmul_cpu_sg32: `matmul_cpu_sg` with 32 rows and 8 columns (two column quads) per
+// invocation, for M a multiple of 32: each step of k loads one row quad of the weights a
+// lane (lane l: rows m0 + 4l … + 3) and two vec4s of B, for 256 FMAs. Fewer loads per FMA
+// pay for the accumulators that no longer fit in registers (measured on lavapipe at the
+// network's shapes from M = 32: 32 rows × 4 columns took 10–25 % less time per product
+// than 16 × 4; 32 × 8 against 32 × 4, Mesa 25.0.7, 2 cores, min of 4 runs of 10 products:
+// M 32 × K 256 over 128², 6.70 → 4.73 ms; M 32 × K 32 over 128², 1.12 → 1.04 ms). Where
+// N/4 is odd the last invocation's second quad repeats the first and is not stored.
+// Grid: (⌈N/8 / 64⌉, M/32, batch).
 
 /// `matmul_cpu_sg32`'s loop over input `s`.
-fn seg32(s: u32, pa0: u32, pb0: u32, c: ptr<function, array<vec4<f32>, 32>>) {
+fn seg32(s: u32, pa0: u32, pb0: u32, pb20: u32, c: ptr<function, array<vec4<f32>, 64>>) {
     var pa = pa0;
     var pb = pb0;
+    var pb2 = pb20;
     for (var k = 0u; k < k_seg(s); k++) {
         let a = A4[pa / 4u];
         let b = b_in(s, pb / 4u);
-        quad32(c, 0u, subgroupBroadcast(a, 0u), b);
-        quad32(c, 4u, subgroupBroadcast(a, 1u), b);
-        quad32(c, 8u, subgroupBroadcast(a, 2u), b);
-        quad32(c, 12u, subgroupBroadcast(a, 3u), b);
-        quad32(c, 16u, subgroupBroadcast(a, 4u), b);
-        quad32(c, 20u, subgroupBroadcast(a, 5u), b);
-        quad32(c, 24u, subgroupBroadcast(a, 6u), b);
-        quad32(c, 28u, subgroupBroadcast(a, 7u), b);
+        let b2 = b_in(s, pb2 / 4u);
+        quad32(c, 0u, subgroupBroadcast(a, 0u), b, b2);
+        quad32(c, 4u, subgroupBroadcast(a, 1u), b, b2);
+        quad32(c, 8u, subgroupBroadcast(a, 2u), b, b2);
+        quad32(c, 12u, subgroupBroadcast(a, 3u), b, b2);
+        quad32(c, 16u, subgroupBroadcast(a, 4u), b, b2);
+        quad32(c, 20u, subgroupBroadcast(a, 5u), b, b2);
+        quad32(c, 24u, subgroupBroadcast(a, 6u), b, b2);
+        quad32(c, 28u, subgroupBroadcast(a, 7u), b, b2);
         pa += p.a_sk;
         pb += p.b_sk;
+        pb2 += p.b_sk;
     }
 }
 
@@ -241,72 +258,85 @@ fn seg32(s: u32, pa0: u32, pb0: u32, c: ptr<function, array<vec4<f32>, 32>>) {
 fn matmul_cpu_sg32(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
-    let n0 = min(gid.x * 4u, p.n - 4u);
+    let n0 = min(gid.x * 8u, p.n - 4u);
+    let n1 = min(gid.x * 8u + 4u, p.n - 4u);
     let m0 = wid.y * 32u;
     let z = wid.z;
     // A subgroup with no column inside N has nothing to compute: it skips the loop (the
-    // broadcasts stay among lanes that all run it). Where N/4 is short of a workgroup
+    // broadcasts stay among lanes that all run it). Where N/8 is short of a workgroup
     // (the network's deepest levels below 256², any level at 32²) the clamped lanes
     // otherwise ran the whole loop for nothing.
-    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
+    if (subgroupAll(gid.x * 8u >= p.n)) { return; }
     let pa = p.a_off + z * p.a_sb + m0 + 4u * lane;
-    var c: array<vec4<f32>, 32>;
-    seg32(0u, pa, b_seg(0u, z, n0), &c);
-    if (SEGS > 1u) { seg32(1u, pa + a_seg(1u), b_seg(1u, z, n0), &c); }
-    if (SEGS > 2u) { seg32(2u, pa + a_seg(2u), b_seg(2u, z, n0), &c); }
-    if (SEGS > 3u) { seg32(3u, pa + a_seg(3u), b_seg(3u, z, n0), &c); }
-    if (gid.x * 4u >= p.n) { return; }
+    var c: array<vec4<f32>, 64>;
+    seg32(0u, pa, b_seg(0u, z, n0), b_seg(0u, z, n1), &c);
+    if (SEGS > 1u) { seg32(1u, pa + a_seg(1u), b_seg(1u, z, n0), b_seg(1u, z, n1), &c); }
+    if (SEGS > 2u) { seg32(2u, pa + a_seg(2u), b_seg(2u, z, n0), b_seg(2u, z, n1), &c); }
+    if (SEGS > 3u) { seg32(3u, pa + a_seg(3u), b_seg(3u, z, n0), b_seg(3u, z, n1), &c); }
+    if (gid.x * 8u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
+    let cz2 = z * p.c_sb + n1;
+    let second = gid.x * 8u + 4u < p.n;
     // The stores as a loop whose trip count the compiler cannot know, so that it stays a
-    // loop: unrolled, its 32 lane-by-lane vec4 stores (and loads of C with ACC) took LLVM
-    // on lavapipe 1.0 s (3.4 s with ACC) to compile, against 0.25 s (0.36 s) as a loop,
-    // which runs no slower (the 161 products of the network at 256², medians of five
-    // profiles each: 252 ms unrolled, 232 ms as a loop).
+    // loop: unrolled, the 32 lane-by-lane vec4 stores of the former 32 × 4 block (and
+    // loads of C with ACC) took LLVM on lavapipe 1.0 s (3.4 s with ACC) to compile,
+    // against 0.25 s (0.36 s) as a loop, which ran no slower.
     var acc = c;
     let rows = min(32u, p.m - m0);
     for (var q = 0u; q < rows; q += 4u) {
         store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);
+        if (second) {
+            store_quad(cz2, m0 + q, acc[q + 32u], acc[q + 33u], acc[q + 34u], acc[q + 35u]);
+        }
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// matmul_cpu_sg64: `matmul_cpu_sg32` with 64 rows per invocation, for M a multiple of 64
-// (or of 16 with a last block of 48 rows, whose last row quads repeat and are not stored):
-// each vec4 of B feeds 256 FMAs, and each lane loads two row quads of the weights per step
-// of k (lane l: rows m0 + 4l … + 3 and m0 + 32 + 4l … + 3). On lavapipe a lane's load from a
-// storage buffer is a guarded scalar access per component, while the accumulators that do
-// not fit in registers spill to the stack, which is cheap beside it: so fewer loads per
-// FMA pay again.
-// Grid: (N/4 / 64, ⌈M/64⌉, batch).
+// matmul_cpu_sg64: `matmul_cpu_sg32` with 64 rows and 8 columns (two column quads) per
+// invocation, for M a multiple of 64 (or of 16 with a last block of 48 rows, whose last
+// row quads repeat and are not stored): each lane loads two row quads of the weights per
+// step of k (lane l: rows m0 + 4l … + 3 and m0 + 32 + 4l … + 3) and two vec4s of B, for
+// 512 FMAs. On lavapipe a lane's load from a storage buffer is a guarded scalar access per
+// component, while the accumulators that do not fit in registers spill to the stack, which
+// is cheaper: so fewer loads per FMA pay again. Measured (Mesa 25.0.7, 2 cores, min of 3
+// runs of 10 products): 8 columns against 4, M 64 × K 64 over 128², 3.01 → 2.69 ms;
+// M 64 × K 256 over 64², 2.50 → 2.14 ms. Where N/4 is odd the last invocation's second
+// quad repeats the first and is not stored.
+// Grid: (⌈N/8 / 64⌉, ⌈M/64⌉, batch).
 
-/// `matmul_cpu_sg64`'s loop over input `s`.
-fn seg64(s: u32, pa0: u32, pa20: u32, pb0: u32, c: ptr<function, array<vec4<f32>, 64>>) {
+/// `matmul_cpu_sg64`'s loop over input `s`: its weights from A rows `pa0` and `pa20` on,
+/// its two column quads from `pb0` and `pb20` on.
+fn seg64(s: u32, pa0: u32, pa20: u32, pb0: u32, pb20: u32,
+         c: ptr<function, array<vec4<f32>, 128>>) {
     var pa = pa0;
     var pa2 = pa20;
     var pb = pb0;
+    var pb2 = pb20;
     for (var k = 0u; k < k_seg(s); k++) {
         let a = A4[pa / 4u];
         let a2 = A4[pa2 / 4u];
         let b = b_in(s, pb / 4u);
-        quad64(c, 0u, subgroupBroadcast(a, 0u), b);
-        quad64(c, 4u, subgroupBroadcast(a, 1u), b);
-        quad64(c, 8u, subgroupBroadcast(a, 2u), b);
-        quad64(c, 12u, subgroupBroadcast(a, 3u), b);
-        quad64(c, 16u, subgroupBroadcast(a, 4u), b);
-        quad64(c, 20u, subgroupBroadcast(a, 5u), b);
-        quad64(c, 24u, subgroupBroadcast(a, 6u), b);
-        quad64(c, 28u, subgroupBroadcast(a, 7u), b);
-        quad64(c, 32u, subgroupBroadcast(a2, 0u), b);
-        quad64(c, 36u, subgroupBroadcast(a2, 1u), b);
-        quad64(c, 40u, subgroupBroadcast(a2, 2u), b);
-        quad64(c, 44u, subgroupBroadcast(a2, 3u), b);
-        quad64(c, 48u, subgroupBroadcast(a2, 4u), b);
-        quad64(c, 52u, subgroupBroadcast(a2, 5u), b);
-        quad64(c, 56u, subgroupBroadcast(a2, 6u), b);
-        quad64(c, 60u, subgroupBroadcast(a2, 7u), b);
+        let b2 = b_in(s, pb2 / 4u);
+        quad64(c, 0u, subgroupBroadcast(a, 0u), b, b2);
+        quad64(c, 4u, subgroupBroadcast(a, 1u), b, b2);
+        quad64(c, 8u, subgroupBroadcast(a, 2u), b, b2);
+        quad64(c, 12u, subgroupBroadcast(a, 3u), b, b2);
+        quad64(c, 16u, subgroupBroadcast(a, 4u), b, b2);
+        quad64(c, 20u, subgroupBroadcast(a, 5u), b, b2);
+        quad64(c, 24u, subgroupBroadcast(a, 6u), b, b2);
+        quad64(c, 28u, subgroupBroadcast(a, 7u), b, b2);
+        quad64(c, 32u, subgroupBroadcast(a2, 0u), b, b2);
+        quad64(c, 36u, subgroupBroadcast(a2, 1u), b, b2);
+        quad64(c, 40u, subgroupBroadcast(a2, 2u), b, b2);
+        quad64(c, 44u, subgroupBroadcast(a2, 3u), b, b2);
+        quad64(c, 48u, subgroupBroadcast(a2, 4u), b, b2);
+        quad64(c, 52u, subgroupBroadcast(a2, 5u), b, b2);
+        quad64(c, 56u, subgroupBroadcast(a2, 6u), b, b2);
+        quad64(c, 60u, subgroupBroadcast(a2, 7u), b, b2);
         pa += p.a_sk;
         pa2 += p.a_sk;
         pb += p.b_sk;
+        pb2 += p.b_sk;
     }
 }
 
@@ -314,25 +344,37 @@ fn seg64(s: u32, pa0: u32, pa20: u32, pb0: u32, c: ptr<function, array<vec4<f32>
 fn matmul_cpu_sg64(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(subgroup_invocation_id) lane: u32) {
-    let n0 = min(gid.x * 4u, p.n - 4u);
+    let n0 = min(gid.x * 8u, p.n - 4u);
+    let n1 = min(gid.x * 8u + 4u, p.n - 4u);
     let m0 = wid.y * 64u;
     let z = wid.z;
-    if (subgroupAll(gid.x * 4u >= p.n)) { return; }
+    if (subgroupAll(gid.x * 8u >= p.n)) { return; }
     // Row quads past M (the last block of M = 48) repeat the last and are not stored.
     let pa = p.a_off + z * p.a_sb + min(m0 + 4u * lane, p.m - 4u);
     let pa2 = p.a_off + z * p.a_sb + min(m0 + 32u + 4u * lane, p.m - 4u);
-    var c: array<vec4<f32>, 64>;
-    seg64(0u, pa, pa2, b_seg(0u, z, n0), &c);
-    if (SEGS > 1u) { seg64(1u, pa + a_seg(1u), pa2 + a_seg(1u), b_seg(1u, z, n0), &c); }
-    if (SEGS > 2u) { seg64(2u, pa + a_seg(2u), pa2 + a_seg(2u), b_seg(2u, z, n0), &c); }
-    if (SEGS > 3u) { seg64(3u, pa + a_seg(3u), pa2 + a_seg(3u), b_seg(3u, z, n0), &c); }
-    if (gid.x * 4u >= p.n) { return; }
+    var c: array<vec4<f32>, 128>;
+    seg64(0u, pa, pa2, b_seg(0u, z, n0), b_seg(0u, z, n1), &c);
+    if (SEGS > 1u) {
+        seg64(1u, pa + a_seg(1u), pa2 + a_seg(1u), b_seg(1u, z, n0), b_seg(1u, z, n1), &c);
+    }
+    if (SEGS > 2u) {
+        seg64(2u, pa + a_seg(2u), pa2 + a_seg(2u), b_seg(2u, z, n0), b_seg(2u, z, n1), &c);
+    }
+    if (SEGS > 3u) {
+        seg64(3u, pa + a_seg(3u), pa2 + a_seg(3u), b_seg(3u, z, n0), b_seg(3u, z, n1), &c);
+    }
+    if (gid.x * 8u >= p.n) { return; }
     let cz = z * p.c_sb + n0;
+    let cz2 = z * p.c_sb + n1;
+    let second = gid.x * 8u + 4u < p.n;
     // The stores as a loop, as in sg32.
     var acc = c;
     let rows = min(64u, p.m - m0);
     for (var q = 0u; q < rows; q += 4u) {
         store_quad(cz, m0 + q, acc[q], acc[q + 1u], acc[q + 2u], acc[q + 3u]);
+        if (second) {
+            store_quad(cz2, m0 + q, acc[q + 64u], acc[q + 65u], acc[q + 66u], acc[q + 67u]);
+        }
     }
 }
 

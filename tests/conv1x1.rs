@@ -271,8 +271,8 @@ fn conv1x1_thirty_two_row_subgroup_kernel_forward_and_input_gradient() {
 
 #[test]
 fn conv1x1_sixty_four_row_subgroup_kernel_forward_and_input_gradient() {
-    // Cout 128 (two 64-row blocks of `matmul_cpu_sg64`, each lane two row quads) over 15
-    // column quads with an odd K = Cin 7; then Cin 64, the input gradient's M, with K =
+    // Cout 128 (two 64-row blocks of `matmul_cpu_sg64`, each lane two row quads, each
+    // invocation two column quads) over 15 column quads with an odd K = Cin 7; then Cin 64, the input gradient's M, with K =
     // Cout 20.
     check_conv(2, 7, 128, 6, 10, true);
     check_conv(1, 64, 20, 4, 6, false);
@@ -280,6 +280,10 @@ fn conv1x1_sixty_four_row_subgroup_kernel_forward_and_input_gradient() {
     // of the second half and store nothing there.
     check_conv(1, 12, 48, 6, 10, true);
     check_conv(1, 8, 112, 4, 6, false);
+    // Three workgroups of column-quad pairs, the last partial and its last pair half
+    // outside N (261 quads), in a batch of two; the same for the 32-row kernel.
+    check_conv(2, 12, 64, 18, 58, false);
+    check_conv(2, 12, 32, 18, 58, true);
 }
 
 #[test]
@@ -300,8 +304,8 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "r[13] += dots_c(subgroupBroadcast(a8, 4u)",
         ),
         (
-            "quad32(c, 28u, subgroupBroadcast(a, 7u), b)",
-            "quad32(c, 28u, subgroupBroadcast(a, 6u), b)",
+            "quad32(c, 28u, subgroupBroadcast(a, 7u), b, b2)",
+            "quad32(c, 28u, subgroupBroadcast(a, 6u), b, b2)",
         ),
         ("r5 += dots(A4[pa5 + q]", "r5 += dots(A4[pa4 + q]"),
         (
@@ -309,8 +313,17 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "quad8(c, 4u, subgroupBroadcast(a, 4u), b2)",
         ),
         (
-            "quad64(c, 44u, subgroupBroadcast(a2, 3u), b)",
-            "quad64(c, 44u, subgroupBroadcast(a2, 2u), b)",
+            "quad64(c, 44u, subgroupBroadcast(a2, 3u), b, b2)",
+            "quad64(c, 44u, subgroupBroadcast(a2, 2u), b, b2)",
+        ),
+        // The 32- and 64-row kernels' second column quad alone.
+        (
+            "(*c)[q + 33u] = fma(vec4<f32>(w.y), b2",
+            "(*c)[q + 33u] = fma(vec4<f32>(w.x), b2",
+        ),
+        (
+            "(*c)[q + 66u] = fma(vec4<f32>(w.z), b2",
+            "(*c)[q + 66u] = fma(vec4<f32>(w.y), b2",
         ),
     ] {
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16

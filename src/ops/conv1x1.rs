@@ -197,11 +197,12 @@ impl Matmul {
         2.0 * (self.m * self.n * self.k * self.batch) as f64
     }
 
-    /// The grid of the CPU-shaped products: column quads in workgroups of `CPU_GROUP`,
-    /// blocks of `rows` rows, the batch.
-    fn cpu_grid(&self, rows: usize) -> [u32; 3] {
+    /// The grid of the CPU-shaped products: blocks of `cols` columns (4, or 8 for the
+    /// 32- and 64-row subgroup kernels) in workgroups of `CPU_GROUP`, blocks of `rows`
+    /// rows, the batch.
+    fn cpu_grid(&self, (rows, cols): (usize, usize)) -> [u32; 3] {
         [
-            u32_of((self.n / 4).div_ceil(CPU_GROUP)),
+            u32_of(self.n.div_ceil(cols).div_ceil(CPU_GROUP)),
             u32_of(self.m.div_ceil(rows)),
             u32_of(self.batch),
         ]
@@ -377,12 +378,12 @@ impl Matmul {
             // 16. With few pipelines: 8 for every M (the same sums in the same order), and
             // one pipeline that accumulates or not as its flags say.
             let few = a.gpu().few_pipelines();
-            let (entry, rows) = if few {
-                ("matmul_cpu_sg8", 8)
+            let (entry, block) = if few {
+                ("matmul_cpu_sg8", (8, 4))
             } else {
                 sg_entry(self.m)
             };
-            let grid = self.cpu_grid(rows);
+            let grid = self.cpu_grid(block);
             let kernel = Kernel::new(Shader::MatmulSg, entry);
             if few {
                 let params = accumulate_flag(params, acc);
@@ -393,7 +394,7 @@ impl Matmul {
             }
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_cpu");
-            let grid = self.cpu_grid(CPU_ROWS);
+            let grid = self.cpu_grid((CPU_ROWS, 4));
             self.dispatch(&accumulate(kernel, acc), [a, b, c], bias, &params, grid);
         }
     }
@@ -572,17 +573,18 @@ fn epilogue(mut params: MatmulParams, relu: bool) -> MatmulParams {
     params
 }
 
-/// The CPU-shaped product for M rows, on a device with 8-lane subgroups, and its rows
-/// per invocation: 64 or 32 where M allows, 8 where M is at most 8, else 16.
-fn sg_entry(m: usize) -> (&'static str, usize) {
+/// The CPU-shaped product for M rows, on a device with 8-lane subgroups, and its block of
+/// (rows, columns) per invocation: 64 or 32 rows where M allows, then two column quads; 8
+/// rows where M is at most 8, else 16, then one.
+fn sg_entry(m: usize) -> (&'static str, (usize, usize)) {
     if m <= 8 {
-        ("matmul_cpu_sg8", 8)
+        ("matmul_cpu_sg8", (8, 4))
     } else if m.is_multiple_of(64) || m % 64 == 48 {
-        ("matmul_cpu_sg64", 64)
+        ("matmul_cpu_sg64", (64, 8))
     } else if m.is_multiple_of(32) {
-        ("matmul_cpu_sg32", 32)
+        ("matmul_cpu_sg32", (32, 8))
     } else {
-        ("matmul_cpu_sg", CPU_ROWS)
+        ("matmul_cpu_sg", (CPU_ROWS, 4))
     }
 }
 
@@ -912,7 +914,7 @@ fn cat_product_cpu(
         b_sk: p,
         b_sn: 1,
     };
-    let (entry, rows) = sg_entry(c.cout);
+    let (entry, block) = sg_entry(c.cout);
     if gpu.info().subgroup_size != Some(SG_LANES)
         || gpu.few_pipelines()
         || !(2..=4).contains(&xs.len())
@@ -928,7 +930,7 @@ fn cat_product_cpu(
         ..epilogue(first.params(c.cout * p, p, 1, first.k, b.is_some()), relu)
     };
     let kernel = Kernel::new(Shader::MatmulSg, entry).with("SEGS", u32_of(xs.len()));
-    first.dispatch_inputs(&kernel, wt, xs, y, b, &params, first.cpu_grid(rows));
+    first.dispatch_inputs(&kernel, wt, xs, y, b, &params, first.cpu_grid(block));
     true
 }
 
