@@ -304,6 +304,10 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             "r[13] += dots_c(subgroupBroadcast(a8, 4u)",
         ),
         (
+            "r[29] += dots_c(subgroupBroadcast(a24, 5u)",
+            "r[29] += dots_c(subgroupBroadcast(a24, 4u)",
+        ),
+        (
             "quad32(c, 28u, subgroupBroadcast(a, 7u), b, b2)",
             "quad32(c, 28u, subgroupBroadcast(a, 6u), b, b2)",
         ),
@@ -329,7 +333,7 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
         // Every size a multiple of 4, so every product takes a subgroup kernel: Cout 16
         // the 16-row forward, Cout 32 the 32-row one, Cout 64 the 64-row one, Cout 8 the
         // 8-row one; the weight gradients of Cin 8 the k-split one, of Cin 32 the one with
-        // four columns a lane, of Cin 16 the one with two.
+        // four columns a lane, of Cin 16 the one with two (of Cout 32: 32 rows a subgroup).
         assert_plant_fails(planted, wrong, |gpu| {
             let planted = "cpu (planted error)";
             check_conv_on(planted, gpu, 1, 8, 16, 4, 8, true);
@@ -338,6 +342,7 @@ fn a_planted_error_in_any_subgroup_product_fails_the_conv1x1_check() {
             check_conv_on(planted, gpu, 1, 32, 16, 4, 8, true);
             check_conv_on(planted, gpu, 1, 8, 8, 4, 8, true);
             check_conv_on(planted, gpu, 1, 16, 16, 4, 8, true);
+            check_conv_on(planted, gpu, 1, 16, 32, 4, 8, true);
         });
     }
 }

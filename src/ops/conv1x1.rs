@@ -538,7 +538,8 @@ impl Matmul {
         } else if sg {
             let grid = [u32_of(nt_sg_workgroups(self.m, self.n)), 1, u32_of(parts)];
             let kernel = Kernel::new(Shader::MatmulSg, "matmul_nt_cpu_sg")
-                .with("NT_C", u32_of(nt_sg_columns(self.n)));
+                .with("NT_C", u32_of(nt_sg_columns(self.n)))
+                .with("NT_R", u32_of(nt_sg_rows(self.m)));
             gpu.launch(&kernel, &bindings, &params, grid);
         } else {
             let kernel = Kernel::new(Shader::Matmul, "matmul_nt_cpu");
@@ -559,10 +560,16 @@ fn nt_sg_columns(n: usize) -> usize {
     if n.is_multiple_of(32) { 4 } else { 2 }
 }
 
-/// Workgroups of `matmul_nt_cpu_sg` along x: its 8 subgroups take a block of 16 rows ×
+/// Rows of C per subgroup of `matmul_nt_cpu_sg` (its override NT_R): 32 where M is whole
+/// blocks of 32, else 16.
+fn nt_sg_rows(m: usize) -> usize {
+    if m.is_multiple_of(32) { 32 } else { 16 }
+}
+
+/// Workgroups of `matmul_nt_cpu_sg` along x: its 8 subgroups take a block of NT_R rows ×
 /// 8·NT_C columns each.
 fn nt_sg_workgroups(m: usize, n: usize) -> usize {
-    (m.div_ceil(16) * n.div_ceil(8 * nt_sg_columns(n))).div_ceil(8)
+    (m.div_ceil(nt_sg_rows(m)) * n.div_ceil(8 * nt_sg_columns(n))).div_ceil(8)
 }
 
 /// `params` with the RELU flag where the store needs it.
