@@ -15,12 +15,13 @@
 //
 // Each invocation computes 16 rows × 4 columns of C, as `matmul_cpu` does, with the same
 // order of accumulation. (Two column quads, as the 32- and 64-row kernels take, made it
-// slower here: 1.08–1.09× the time at M 16, K 16 and 256.) No invocation returns before the loop (a broadcast needs all 8
-// lanes): columns past N recompute the last column quad and are not stored; a step of k
-// past K gets zero weights. N and every stride are multiples of 4, and A's rows hold M
-// rounded up to a quad (the caller checks; see `last_quad`). Grid: (N/4 / 64, ⌈M/16⌉, batch). Only created on devices with subgroups: naga rejects
-// the subgroup built-ins elsewhere, so it lives in a file of its own. Its parameter block,
-// bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
+// slower here: 1.08–1.09× the time at M 16, K 16 and 256.) No invocation returns before
+// the loop (a broadcast needs all 8 lanes): columns past N recompute the last column quad
+// and are not stored; a step of k past K gets zero weights. N and every stride are
+// multiples of 4, and A's rows hold M rounded up to a quad (the caller checks; see
+// `last_quad`). Grid: (N/4 / 64, ⌈M/16⌉, batch). Only created on devices with subgroups:
+// naga rejects the subgroup built-ins elsewhere, so it lives in a file of its own. Its
+// parameter block, bindings, overrides and `store_quad` are shaders/matmul_common.wgsl's.
 
 // A product over a channel concatenation (`ops::conv1x1_cat`: the inception blocks'
 // merges) runs as one dispatch of `matmul_cpu_sg8`, `_sg`, `_sg32` or `_sg64` with SEGS
