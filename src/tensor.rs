@@ -444,13 +444,8 @@ impl Tensor {
                 acc.add_unrecorded(&rest[0])?
             } else {
                 let out = Self::uninit(&first.gpu, first.shape.clone(), "add")?;
-                let mut kernel = Kernel::new(Shader::Elementwise, "add_many4")
-                    .with("TERMS", u32::try_from(take + 1).expect("at most 7"));
-                let mut per = V4_PER;
-                if first.gpu.few_pipelines() {
-                    kernel = kernel.with("V4", 1);
-                    per = 1;
-                }
+                let (kernel, per) = vec4_kernel(&first.gpu, "add_many4");
+                let kernel = kernel.with("TERMS", u32::try_from(take + 1).expect("at most 7"));
                 // Every input slot is bound (the layout has them all); the ones past TERMS
                 // hold the running sum again and are never read.
                 let group: Vec<&Tensor> = std::iter::once(&acc).chain(&rest[..take]).collect();
@@ -529,6 +524,18 @@ fn vec4_twin(entry: &str) -> Option<&'static str> {
 /// Launch the element-wise entry point `entry` with one invocation per element of the
 /// `n` it writes into `out` (per vec4 when `n` is a multiple of 4 and the entry has a
 /// vec4 twin), reading `a` (slot 0) and `b` (slot 1).
+/// A map over whole vec4s and the vec4s each invocation takes: V4_PER (see the shader),
+/// or one with few pipelines: the loop unrolled four times took LLVM on lavapipe 0.14 s to
+/// compile (`add4`), and a small model's vec4s are few.
+fn vec4_kernel(gpu: &Gpu, entry: &'static str) -> (Kernel, usize) {
+    let kernel = Kernel::new(Shader::Elementwise, entry);
+    if gpu.few_pipelines() {
+        (kernel.with("V4", 1), 1)
+    } else {
+        (kernel, V4_PER)
+    }
+}
+
 pub(crate) fn launch_elementwise(
     entry: &'static str,
     a: Option<&Tensor>,
@@ -537,18 +544,11 @@ pub(crate) fn launch_elementwise(
     n: usize,
     params: EwParams,
 ) {
-    // The simple maps have a twin over whole vec4s, V4_PER of them per invocation (see
-    // the shader), or one with few pipelines: its loop unrolled four times took LLVM on
-    // lavapipe 0.14 s to compile (`add4`), a small model's vec4s are few.
-    let few = out.gpu().few_pipelines();
+    // The simple maps have a twin over whole vec4s (`vec4_kernel`).
     let (kernel, n, invocations) = match vec4_twin(entry) {
         Some(twin) if n.is_multiple_of(4) => {
-            let kernel = Kernel::new(Shader::Elementwise, twin);
-            if few {
-                (kernel.with("V4", 1), n / 4, n / 4)
-            } else {
-                (kernel, n / 4, (n / 4).div_ceil(V4_PER))
-            }
+            let (kernel, per) = vec4_kernel(out.gpu(), twin);
+            (kernel, n / 4, (n / 4).div_ceil(per))
         }
         _ => (Kernel::new(Shader::Elementwise, entry), n, n),
     };
